@@ -1,0 +1,288 @@
+"""Talking to one host: over SSH (Fabric/paramiko, host keys verified) or locally.
+
+Both transports offer the same small surface -- ``run``, ``put``, ``get`` and
+``close`` -- and raise :class:`HostError` subclasses that carry the host state
+the fan-out records (unreachable, auth failed, host key rejected, timed out).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from fleet.inventory import Host
+from fleet.shell import become as become_command
+
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+
+@dataclass
+class SshOptions:
+    """How to reach hosts.  Every wait is bounded."""
+
+    forks: int = 32
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    accept_new_host_keys: bool = False
+    known_hosts: str = USER_KNOWN_HOSTS
+    system_known_hosts: str = SYSTEM_KNOWN_HOSTS
+    ssh_config: str | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config, as Fabric does
+    sudo_password: str | None = field(default=None, repr=False)  # never logged, never reported
+    known_hosts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 20) -> str:
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class HostError(Exception):
+    """A host-level failure; ``state`` is the fan-out state it maps to."""
+
+    state = "error"
+
+
+class Unreachable(HostError):
+    state = "unreachable"
+
+
+class AuthFailed(HostError):
+    state = "auth_failed"
+
+
+class HostKeyRejected(HostError):
+    state = "host_key_rejected"
+
+
+class TimedOut(HostError):
+    state = "timed_out"
+
+
+class Transport(Protocol):
+    host: Host
+
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult: ...
+
+    def put(self, local: str | os.PathLike, remote: str) -> None: ...
+
+    def get(self, remote: str, local: str | os.PathLike) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- host keys
+
+
+def known_hosts_name(address: str, port: int | None) -> str:
+    return address if not port or port == 22 else f"[{address}]:{port}"
+
+
+class _UnknownKey(paramiko.SSHException):
+    pass
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownKey(f"{key.get_name()} {key.get_fingerprint().hex()}")
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Record an unknown key in the user's known_hosts (a *changed* key never reaches here)."""
+
+    def __init__(self, path: str, lock: threading.Lock):
+        self.path = os.path.expanduser(path)
+        self.lock = lock
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with self.lock:
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(line)
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------- SSH
+
+
+class SshTransport:
+    def __init__(self, host: Host, options: SshOptions):
+        self.host = host
+        self.options = options
+        cfg = Config(runtime_ssh_path=options.ssh_config) if options.ssh_config else Config()
+        cfg.timeouts.connect = int(max(1, options.connect_timeout))
+        ct = options.connect_timeout
+        connect_kwargs = {"banner_timeout": ct, "auth_timeout": ct, "channel_timeout": ct}
+        if host.key_file:
+            connect_kwargs["key_filename"] = [host.key_file]
+        self.conn = Connection(host.address, user=host.user, port=host.port, config=cfg, connect_kwargs=connect_kwargs)
+        client = self.conn.client
+        system = os.path.expanduser(options.system_known_hosts)
+        if os.path.exists(system):
+            client.load_system_host_keys(system)
+        user = os.path.expanduser(options.known_hosts)
+        if os.path.exists(user):
+            client.load_host_keys(user)
+        if options.accept_new_host_keys:
+            client.set_missing_host_key_policy(_TrustOnFirstUse(user, options.known_hosts_lock))
+        else:
+            client.set_missing_host_key_policy(_RejectUnknown())
+
+    def _label(self) -> str:
+        port = self.conn.port
+        return f"{self.conn.user}@{self.conn.host}" + ("" if port == 22 else f":{port}")
+
+    def open(self) -> None:
+        if self.conn.is_connected:
+            return
+        ct = self.options.connect_timeout
+        name = known_hosts_name(self.conn.host, self.conn.port)
+        try:
+            self.conn.open()
+        except _UnknownKey:
+            raise HostKeyRejected(
+                f"unknown host key for {name}: verify its fingerprint, then add it with "
+                f"`ssh-keyscan -p {self.conn.port} {self.conn.host} >> ~/.ssh/known_hosts` "
+                f"or re-run with --accept-new-host-keys to trust it on first use"
+            ) from None
+        except paramiko.BadHostKeyException as e:
+            raise HostKeyRejected(
+                f"HOST KEY CHANGED for {name}: got {_fingerprint(e.key)}, known_hosts has "
+                f"{_fingerprint(e.expected_key)}. This may be an attack or a reinstalled host; "
+                f"if expected, remove the old key with `ssh-keygen -R '{name}'`"
+            ) from None
+        except paramiko.AuthenticationException as e:
+            raise AuthFailed(f"authentication failed for {self._label()}: {e}") from None
+        except (socket.timeout, TimeoutError):
+            raise Unreachable(f"connection to {self._label()} timed out after {ct:g}s") from None
+        except paramiko.SSHException as e:
+            t = self.conn.client.get_transport()
+            inner = getattr(t, "saved_exception", None) or e
+            msg = str(inner)
+            if "banner" in msg.lower() or msg == "No existing session":
+                msg = f"no SSH handshake from {self._label()} within {ct:g}s (port open, sshd not answering)"
+            else:
+                msg = f"SSH handshake with {self._label()} failed: {msg}"
+            raise Unreachable(msg) from None
+        except (socket.gaierror, OSError) as e:
+            raise Unreachable(f"cannot connect to {self._label()}: {e.strerror or e}") from None
+        except EOFError:
+            raise Unreachable(f"{self._label()} closed the connection during the handshake") from None
+
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
+        self.open()
+        timeout = self.options.command_timeout if timeout is None else timeout
+        if sudo and self.conn.user != "root":
+            command = become_command(command)
+            stdin = (self.options.sudo_password or "") + "\n" + (stdin or "")
+        in_stream = io.StringIO(stdin) if stdin is not None else False
+        try:
+            r = self.conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=in_stream, pty=False)
+        except CommandTimedOut:
+            raise TimedOut(f"command did not finish within {timeout:g}s") from None
+        except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException, OSError) as e:
+            raise Unreachable(f"connection to {self._label()} lost: {e}") from None
+        return CommandResult(command, r.exited, r.stdout, r.stderr)
+
+    def put(self, local: str | os.PathLike, remote: str) -> None:
+        self.open()
+        try:
+            self.conn.put(str(local), remote)
+        except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException) as e:
+            raise Unreachable(f"upload to {self._label()} failed: {e}") from None
+
+    def get(self, remote: str, local: str | os.PathLike) -> None:
+        self.open()
+        try:
+            self.conn.get(remote, str(local))
+        except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException) as e:
+            raise Unreachable(f"download from {self._label()} failed: {e}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- local
+
+
+class LocalTransport:
+    """``ansible_connection: local``: run on this machine, no SSH."""
+
+    def __init__(self, host: Host, options: SshOptions):
+        self.host = host
+        self.options = options
+
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
+        timeout = self.options.command_timeout if timeout is None else timeout
+        if sudo and os.geteuid() != 0:
+            command = become_command(command)
+            stdin = (self.options.sudo_password or "") + "\n" + (stdin or "")
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path.home(),  # as over SSH: commands start in the home directory
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise TimedOut(f"command did not finish within {timeout:g}s") from None
+        return CommandResult(command, proc.returncode, out, err)
+
+    def put(self, local: str | os.PathLike, remote: str) -> None:
+        dest = _home_relative(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    def get(self, remote: str, local: str | os.PathLike) -> None:
+        shutil.copyfile(_home_relative(remote), local)
+
+    def close(self) -> None:
+        pass
+
+
+def _home_relative(path: str) -> Path:
+    """Remote paths are absolute or relative to the home directory, as over SFTP."""
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else Path.home() / p
+
+
+def connect(host: Host, options: SshOptions) -> Transport:
+    return LocalTransport(host, options) if host.is_local else SshTransport(host, options)

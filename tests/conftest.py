@@ -1,0 +1,26 @@
+"""Shared fixtures: the real-sshd test hosts (see tests/sshd.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.sshd import SSHD, SshdFarm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_ssh_agent():
+    """Tests authenticate with generated keys only, never with a developer's agent."""
+    os.environ.pop("SSH_AUTH_SOCK", None)
+    yield
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    if not os.path.exists(SSHD):
+        pytest.fail(f"sshd not found at {SSHD}: install openssh-server (see .ci/run)")
+    f = SshdFarm(tmp_path_factory.mktemp("farm"))
+    yield f
+    f.stop()

@@ -1,0 +1,259 @@
+"""Real OpenSSH test hosts on loopback, started by the test suite itself.
+
+Each :class:`TestHost` is its own ``sshd`` on a 127.0.0.x address with its own
+generated host key and a PATH whose ``nvidia-smi`` and ``lspci`` replay real
+captured output.  Only the GPU is emulated; SSH, the shell and the files are real.
+Hosts that are down, hang in the handshake, present an unknown key or refuse
+our user key are built here too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fleet.transport import SshOptions
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+NVSMI = FIXTURES / "nvidia-smi"
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+MISMATCH = "Failed to initialize NVML: Driver/library version mismatch"
+NO_DRIVER = (
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+    "Make sure that the latest NVIDIA driver is installed and running."
+)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(address: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {address}:{port} after {timeout}s")
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "") -> str:
+    """A shell script standing in for nvidia-smi.  ``mode``: ok, mismatch, no-driver, garbage, hang."""
+    if mode == "mismatch":
+        return f"#!/bin/sh\necho '{MISMATCH}'\nexit 18\n"
+    if mode == "no-driver":
+        return f"#!/bin/sh\necho '{NO_DRIVER}'\nexit 9\n"
+    if mode == "garbage":
+        return "#!/bin/sh\nprintf '\\001\\002 <nvidia_smi_log><gpu id=\"0\"><product_name>trunc'\nexit 0\n"
+    if mode == "hang":
+        return "#!/bin/sh\nexec sleep 3600\n"
+    xml = (NVSMI / fixture).resolve()
+    return (
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *--query-compute-apps*) printf '%s' '{compute_apps}' ;;\n"
+        f"  *-q*) cat '{xml}' ;;\n"
+        "  *) echo 'fake nvidia-smi: unsupported arguments' >&2; exit 2 ;;\n"
+        "esac\n"
+    )
+
+
+def fake_lspci(gpus: int, product: str = "GA102 [GeForce RTX 3090] [10de:2204]") -> str:
+    lines = ["00:00.0 Host bridge [0600]: Intel Corporation Device [8086:1234]"]
+    for i in range(gpus):
+        lines.append(f"{i + 1:02x}:00.0 VGA compatible controller [0300]: NVIDIA Corporation {product} (rev a1)")
+        lines.append(f"{i + 1:02x}:00.1 Audio device [0403]: NVIDIA Corporation GA102 Audio [10de:1aef] (rev a1)")
+    body = "\n".join(lines)
+    return f"#!/bin/sh\ncat <<'EOF'\n{body}\nEOF\n"
+
+
+@dataclass
+class TestHost:
+    name: str
+    address: str
+    port: int
+    root: Path
+    vars: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    def set_tool(self, name: str, script: str) -> None:
+        p = self.bin / name
+        p.write_text(script)
+        p.chmod(0o755)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class _Hang(threading.Thread):
+    """Accepts TCP connections and never says a word (a host hung in the kernel, a black-holed sshd)."""
+
+    def __init__(self, address: str, port: int):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.conns: list[socket.socket] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                continue
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class SshdFarm:
+    """A set of test hosts sharing one client key, one known_hosts and one empty ssh config."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        self.client_key = root / "id_client"
+        keygen(self.client_key)
+        self.other_key = root / "id_other"  # a key no host authorises
+        keygen(self.other_key)
+        self.known_hosts = root / "known_hosts"
+        self.known_hosts.write_text("")
+        self.ssh_config = root / "ssh_config"
+        self.ssh_config.write_text("")
+        self.hosts: dict[str, TestHost] = {}
+        self._hangs: list[_Hang] = []
+        self._next_octet = 2
+
+    def _address(self) -> str:
+        a = f"127.0.0.{self._next_octet}"
+        self._next_octet += 1
+        return a
+
+    def add_host(
+        self,
+        name: str,
+        fixture: str | None = "rtx-3090-v12.xml",
+        gpus: int = 1,
+        nvidia_smi_mode: str = "ok",
+        known: bool = True,
+        authorized: bool = True,
+        extra_vars: dict | None = None,
+    ) -> TestHost:
+        address = self._address()
+        port = free_port(address)
+        hroot = self.root / name
+        (hroot / "bin").mkdir(parents=True)
+        host = TestHost(name, address, port, hroot)
+        if fixture or nvidia_smi_mode != "ok":
+            host.set_tool("nvidia-smi", fake_nvidia_smi(fixture, nvidia_smi_mode))
+        host.set_tool("lspci", fake_lspci(gpus))
+        hostkey = hroot / "ssh_host_ed25519_key"
+        keygen(hostkey)
+        auth = hroot / "authorized_keys"
+        auth.write_text(Path(f"{self.client_key}.pub").read_text() if authorized else "")
+        auth.chmod(0o600)
+        path = f"{host.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        config = hroot / "sshd_config"
+        config.write_text(
+            f"ListenAddress {address}:{port}\n"
+            f"HostKey {hostkey}\n"
+            f"AuthorizedKeysFile {auth}\n"
+            f"PidFile {hroot / 'sshd.pid'}\n"
+            "PermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\n"
+            "Subsystem sftp internal-sftp\n"
+            f"SetEnv PATH={path} GPUFLEET_TEST_HOST={name}\n"
+            "LogLevel ERROR\nMaxStartups 100\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        log = open(hroot / "sshd.log", "w")
+        host.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_listening(address, port)
+        if known:
+            pub = Path(f"{hostkey}.pub").read_text().split()
+            with open(self.known_hosts, "a") as f:
+                f.write(f"[{address}]:{port} {pub[0]} {pub[1]}\n")
+        host.vars = {
+            "ansible_host": address,
+            "ansible_port": port,
+            "ansible_user": os.environ.get("USER") or "root",
+            "ansible_ssh_private_key_file": str(self.client_key),
+            **(extra_vars or {}),
+        }
+        self.hosts[name] = host
+        return host
+
+    def add_down_host(self, name: str) -> TestHost:
+        address = self._address()
+        host = TestHost(name, address, free_port(address), self.root / name)
+        host.vars = {"ansible_host": address, "ansible_port": host.port,
+                     "ansible_ssh_private_key_file": str(self.client_key)}
+        self.hosts[name] = host
+        return host
+
+    def add_hung_host(self, name: str) -> TestHost:
+        host = self.add_down_host(name)
+        hang = _Hang(host.address, host.port)
+        hang.start()
+        self._hangs.append(hang)
+        return host
+
+    def inventory(self, names: list[str] | None = None, group: str = "gpu-nodes", group_vars: dict | None = None) -> str:
+        names = list(self.hosts) if names is None else names
+        doc = {"all": {"children": {group: {"hosts": {n: dict(self.hosts[n].vars) for n in names}}}}}
+        if group_vars:
+            doc["all"]["children"][group]["vars"] = group_vars
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    def write_inventory(self, path: Path, **kw) -> Path:
+        path.write_text(self.inventory(**kw))
+        return path
+
+    def options(self, **kw) -> SshOptions:
+        base = dict(connect_timeout=3, command_timeout=20, known_hosts=str(self.known_hosts),
+                    system_known_hosts=str(self.root / "no-system-known-hosts"), ssh_config=str(self.ssh_config))
+        base.update(kw)
+        return SshOptions(**base)
+
+    def stop(self) -> None:
+        for h in self.hosts.values():
+            h.stop()
+        for hang in self._hangs:
+            hang.stop()

@@ -1,0 +1,137 @@
+"""The SSH fan-out against real sshd hosts: every host ends in exactly one state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.fanout import HostState, run_command, run_fleet
+from fleet.inventory import parse_inventory
+from fleet.shell import cmd
+from tests.sshd import keygen
+
+
+@pytest.fixture(scope="module")
+def hosts(farm):
+    farm.add_host("ok1")
+    farm.add_host("ok2")
+    farm.add_host("unknown-key", known=False)
+    farm.add_host("no-auth", authorized=False)
+    farm.add_down_host("down")
+    farm.add_hung_host("hung")
+    return parse_inventory(farm.inventory(), "test.yaml")
+
+
+def test_every_host_ends_in_exactly_one_state(farm, hosts):
+    start = time.monotonic()
+    result = run_command(hosts.select("all"), "echo hello from $GPUFLEET_TEST_HOST", farm.options(connect_timeout=2))
+    elapsed = time.monotonic() - start
+    states = {name: r.state for name, r in result.results.items()}
+    assert states == {
+        "ok1": HostState.OK,
+        "ok2": HostState.OK,
+        "unknown-key": HostState.HOST_KEY_REJECTED,
+        "no-auth": HostState.AUTH_FAILED,
+        "down": HostState.UNREACHABLE,
+        "hung": HostState.UNREACHABLE,
+    }
+    assert result["ok1"].value.stdout.strip() == "hello from ok1"
+    assert result["ok2"].value.stdout.strip() == "hello from ok2"
+    assert set(result.succeeded) == {"ok1", "ok2"} and len(result.failed) == 4
+    assert "--accept-new-host-keys" in result["unknown-key"].message
+    assert "within 2s" in result["hung"].message
+    # the hung host is cut off at its connect timeout, it does not hold the others hostage
+    assert elapsed < 2 * 2 + 8, elapsed
+
+
+def test_unknown_key_is_recorded_only_with_opt_in(farm, hosts):
+    before = farm.known_hosts.read_text()
+    h = hosts.select("unknown-key")
+    assert run_command(h, "true", farm.options())["unknown-key"].state is HostState.HOST_KEY_REJECTED
+    assert farm.known_hosts.read_text() == before  # refusing writes nothing
+    r = run_command(h, "true", farm.options(accept_new_host_keys=True))
+    assert r["unknown-key"].state is HostState.OK
+    host = farm.hosts["unknown-key"]
+    added = farm.known_hosts.read_text()[len(before):]
+    assert added.startswith(f"[{host.address}]:{host.port} ssh-ed25519 ")
+    # now known: strict checking accepts it
+    assert run_command(h, "true", farm.options())["unknown-key"].state is HostState.OK
+
+
+def test_changed_host_key_is_refused_even_with_opt_in(farm, hosts, tmp_path):
+    host = farm.hosts["ok1"]
+    keygen(tmp_path / "impostor")
+    kt, kb = (tmp_path / "impostor.pub").read_text().split()[:2]
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[{host.address}]:{host.port} {kt} {kb}\n")
+    for accept in (False, True):
+        r = run_command(hosts.select("ok1"), "true", farm.options(known_hosts=str(kh), accept_new_host_keys=accept))
+        assert r["ok1"].state is HostState.HOST_KEY_REJECTED
+        assert "HOST KEY CHANGED" in r["ok1"].message and "ssh-keygen -R" in r["ok1"].message
+    assert kh.read_text().count("\n") == 1
+
+
+def test_command_timeout_and_nonzero_exit(farm, hosts):
+    sel = hosts.select("ok1,ok2")
+    start = time.monotonic()
+    r = run_fleet(sel, lambda t: t.run("sleep 30" if t.host.name == "ok1" else "echo fine", timeout=2), farm.options())
+    assert r["ok1"].state is HostState.TIMED_OUT and "2s" in r["ok1"].message
+    assert r["ok2"].state is HostState.OK and r["ok2"].value.stdout == "fine\n"
+    assert time.monotonic() - start < 15
+    r = run_command(sel, "echo partial; echo broken >&2; exit 3", farm.options())
+    assert r["ok1"].state is HostState.FAILED
+    assert r["ok1"].value.exit_code == 3 and r["ok1"].value.stdout == "partial\n"
+    assert "exit status 3" in r["ok1"].message and "broken" in r["ok1"].message
+
+
+def test_arguments_are_quoted_end_to_end(farm, hosts, tmp_path):
+    nasty = "it's $(touch /tmp/gpufleet-pwned) `id` ; echo x"
+    r = run_command(hosts.select("ok1"), cmd("printf '%%s' %s", nasty), farm.options())
+    assert r["ok1"].value.stdout == nasty
+    assert not Path("/tmp/gpufleet-pwned").exists()
+
+
+def test_a_bug_in_one_host_task_is_an_error_not_a_crash(farm, hosts):
+    def task(t):
+        if t.host.name == "ok1":
+            raise KeyError("boom")
+        return t.run("echo ok").stdout
+
+    r = run_fleet(hosts.select("ok1,ok2"), task, farm.options())
+    assert r["ok1"].state is HostState.ERROR and "KeyError" in r["ok1"].message
+    assert r["ok2"].value == "ok\n"
+
+
+def test_forks_bound_the_parallelism():
+    inv = parse_inventory(
+        "all:\n  hosts:\n" + "".join(f"    h{i}: {{ansible_connection: local}}\n" for i in range(6)), "local.yaml"
+    )
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def task(t):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        t.run("sleep 0.3")
+        with lock:
+            running[0] -= 1
+        return t.host.name
+
+    from fleet.transport import SshOptions
+
+    r = run_fleet(inv.select("all"), task, SshOptions(forks=2))
+    assert [x.value for x in r] == [f"h{i}" for i in range(6)]  # inventory order
+    assert peak[0] == 2
+
+
+def test_local_transport_runs_in_home_and_times_out():
+    from fleet.transport import SshOptions
+
+    inv = parse_inventory("all:\n  hosts:\n    me: {ansible_connection: local}\n", "l.yaml")
+    r = run_fleet(inv.select("me"), lambda t: t.run("pwd; cat", stdin="piped"), SshOptions())
+    assert r["me"].value.stdout == f"{Path.home()}\npiped"
+    r = run_fleet(inv.select("me"), lambda t: t.run("sleep 20", timeout=0.5), SshOptions())
+    assert r["me"].state is HostState.TIMED_OUT
