@@ -1,0 +1,217 @@
+"""Render a ``gpufleet.summary/1`` document: the terminal table and summary.md.
+
+Both take only the summary dict (so ``invoke report RUN_DIR`` can re-render
+from ``summary.json`` or from a fresh :func:`fleet.verdict.summarize`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from fleet.table import render
+
+SHORT_NAMES = {
+    "memory/d2d/gbps": "D2D GB/s",
+    "memory/h2d/gbps": "H2D GB/s",
+    "memory/d2h/gbps": "D2H GB/s",
+    "allreduce/busbw_gbps": "AR busbw",
+    "ddp/resnet50/images_per_s": "DDP img/s",
+}
+
+
+def short_name(key: str) -> str:
+    """Column header for a metric key: ``matmul/bf16/tflops`` -> ``bf16 TF/s``."""
+    if key in SHORT_NAMES:
+        return SHORT_NAMES[key]
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "matmul" and parts[2] == "tflops":
+        return f"{parts[1]} TF/s"
+    return key
+
+
+def fmt_value(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    if abs(v) >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def fmt_ratio(r: Optional[float]) -> str:
+    return "-" if r is None else f"{r:.2f}"
+
+
+def short_model(model: Optional[str], width: int = 18) -> str:
+    if not model:
+        return "-"
+    m = model
+    for prefix in ("NVIDIA ", "Tesla "):
+        if m.startswith(prefix):
+            m = m[len(prefix):]
+    return m if len(m) <= width else m[: width - 1] + "…"
+
+
+def status_label(entry: Mapping) -> str:
+    return entry["status"] + ("/slow" if entry.get("straggler") else "")
+
+
+def _figure_cell(entry: Mapping, key: str) -> str:
+    m = entry.get("metrics", {}).get(key)
+    if not m:
+        return "-"
+    return f"{fmt_value(m['value'])} ({fmt_ratio(m.get('fleet_ratio'))})"
+
+
+def _counts_line(summary: Mapping) -> str:
+    c = summary["counts"]
+    parts = [f"{c['hosts']} host(s)"] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
+                                                                         "unreachable") if c.get(s)]
+    parts.append(f"{c.get('stragglers', 0)} straggler(s) on {c.get('straggler_hosts', 0)} host(s)")
+    return ", ".join(parts) + f"; exit code {summary['exit_code']}"
+
+
+def _chunk_columns(fixed_headers, fixed_rows, headers, rows, max_width):
+    """Split the figure columns into tables that each fit ``max_width`` (HOST repeated)."""
+    tables = []
+    start = 0
+    first = True
+    while start < len(headers) or first:
+        base_h = fixed_headers if first else fixed_headers[:1]
+        base_r = [r if first else r[:1] for r in fixed_rows]
+        end = start
+        text = render(base_h, base_r, max_width)
+        while end < len(headers):
+            cand = render(base_h + headers[start:end + 1],
+                          [b + r[start:end + 1] for b, r in zip(base_r, rows)], max_width)
+            if max(len(line) for line in cand.splitlines()) > max_width and end > start:
+                break
+            text = cand
+            end += 1
+        tables.append(text)
+        start = end
+        first = False
+    return "\n\n".join(tables)
+
+
+def render_table(summary: Mapping, max_width: int = 120) -> str:
+    """The terminal verdict: a line per host, then checks, stragglers and the counts line."""
+    hosts = summary["hosts"]
+    keys = list(summary.get("key_figures") or [])
+    fixed_headers = ["HOST", "STATUS", "MODEL"]
+    fixed_rows = [[name, status_label(e), short_model(e.get("gpu_model"))] for name, e in hosts.items()]
+    fig_headers = [short_name(k) for k in keys]
+    fig_rows = [[_figure_cell(e, k) for k in keys] for e in hosts.values()]
+    out = [f"run {summary['run_id']}: figures as value (ratio to the fleet median for the same GPU model)",
+           _chunk_columns(fixed_headers, fixed_rows, fig_headers, fig_rows, max_width)]
+
+    ref_keys = [k for k in keys
+                if any(e.get("metrics", {}).get(k, {}).get("reference_ratio") is not None for e in hosts.values())]
+    ref_rows = []
+    for name, e in hosts.items():
+        ratios = [e.get("metrics", {}).get(k, {}).get("reference_ratio") for k in ref_keys]
+        if any(r is not None for r in ratios):
+            ref_rows.append([name, short_model(e.get("gpu_model"))] + [fmt_ratio(r) for r in ratios])
+    if ref_rows:
+        out.append("\nratio to the reference (achievable) figure for the model:")
+        out.append(_chunk_columns(["HOST", "MODEL"], [r[:2] for r in ref_rows],
+                                  [short_name(k) for k in ref_keys], [r[2:] for r in ref_rows], max_width))
+
+    problems = []
+    for name, e in hosts.items():
+        if e["status"] in ("unreachable", "error") and e.get("message"):
+            problems.append(f"  {name}: {e['state']}: {e['message']}")
+        for c in e.get("failing_checks", []):
+            problems.append(f"  {name}: {c['name']} {c['status']}: {c['message']}")
+    if problems:
+        out.append("\nproblems:")
+        out.extend(problems)
+
+    stragglers = summary.get("stragglers") or []
+    if stragglers:
+        out.append("\nstragglers (ratio = value / median of the same GPU model's hosts, or of the node's GPUs):")
+        out.append(render(["HOST", "GPU", "METRIC", "VALUE", "MEDIAN", "RATIO", "Z", "SCOPE"],
+                          [_straggler_row(s) for s in stragglers], max_width))
+    else:
+        out.append("\nstragglers: none")
+    out.append("\n" + _counts_line(summary))
+    return "\n".join(_clip(line, max_width) for line in "\n".join(out).splitlines())
+
+
+def _straggler_row(s: Mapping) -> list:
+    return [s["host"], s.get("gpu") or "-", s["metric"], fmt_value(s["value"]), fmt_value(s["median"]),
+            fmt_ratio(s["ratio"]), "MAD 0" if s.get("z") is None else f"{s['z']:.1f}", s["scope"]]
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _md_escape(s: object) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(summary: Mapping) -> str:
+    """summary.md: the same content as the terminal table, as markdown."""
+    hosts = summary["hosts"]
+    keys = list(summary.get("key_figures") or [])
+    out = [f"# gpufleet verify run {summary['run_id']}", "",
+           f"- started: {summary.get('started') or '-'}",
+           f"- finished: {summary.get('finished') or '-'}",
+           f"- verdict: {_counts_line(summary)}", "",
+           "## Hosts", "",
+           "Figures: value (ratio to the fleet median for the same GPU model; ratio to the reference "
+           "achievable figure where the model is in the reference table).", ""]
+    rows = []
+    for name, e in hosts.items():
+        cells = []
+        for k in keys:
+            m = e.get("metrics", {}).get(k)
+            if not m:
+                cells.append("-")
+                continue
+            cell = f"{fmt_value(m['value'])} ({fmt_ratio(m.get('fleet_ratio'))}"
+            if m.get("reference_ratio") is not None:
+                cell += f"; ref {fmt_ratio(m['reference_ratio'])}"
+            cells.append(cell + ")")
+        rows.append([name, status_label(e), e.get("gpu_model") or "-"] + cells)
+    out += [_md_table(["Host", "Status", "Model"] + [short_name(k) for k in keys], rows), ""]
+
+    problems = []
+    for name, e in hosts.items():
+        if e["status"] in ("unreachable", "error") and e.get("message"):
+            problems.append([name, e["state"], "-", e["message"]])
+        for c in e.get("failing_checks", []):
+            problems.append([name, c["status"], c["name"], c["message"]])
+    if problems:
+        out += ["## Problems", "", _md_table(["Host", "State/status", "Check", "Message"], problems), ""]
+
+    out += ["## Stragglers", ""]
+    stragglers = summary.get("stragglers") or []
+    if stragglers:
+        out.append(_md_table(
+            ["Host", "GPU", "Metric", "Value", "Median", "Ratio", "z", "Scope"],
+            [_straggler_row(s) for s in stragglers]))
+    else:
+        out.append("None.")
+    out.append("")
+
+    out += ["## Fleet statistics", ""]
+    for model, f in summary.get("fleet", {}).items():
+        out += [f"### {model} ({len(f['hosts'])} host(s))", ""]
+        out.append(_md_table(
+            ["Metric", "n", "Median", "Min", "Max", "MAD", "Better"],
+            [[k, s["n"], fmt_value(s["median"]), fmt_value(s["min"]), fmt_value(s["max"]), fmt_value(s["mad"]),
+              "higher" if s.get("higher_is_better", True) else "lower"] for k, s in f["metrics"].items()]))
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,497 @@
+"""The fleet verdict: per-host status, fleet statistics, stragglers, exit code.
+
+Pure functions over data: no I/O, no SSH, no torch.  The input is one
+:class:`HostRun` per host (or a plain dict with the same keys); the output of
+:func:`summarize` is the ``summary.json`` document (schema
+``gpufleet.summary/1``, documented in ``docs/summary-schema.md``).
+
+Metrics
+-------
+A node report's ``metrics`` are flat ``<test>/<variant>/<unit>`` keys,
+optionally followed by ``:<device>`` (``gpu0``, ``cpu1``, ``rank3``: any
+``:<letters><digits>``).  :func:`split_key` separates the two.
+
+- **Host figure** of a base key: the un-suffixed value when the report has
+  one, else the *worst* of the host's per-device values (min for
+  higher-is-better metrics, max for lower-is-better).  Synchronous training is
+  paced by a node's slowest GPU, so the worst device is what the node
+  delivers; the intra-node comparison then names that GPU.  When a base key
+  has ``gpuN`` devices and other kinds, only the GPUs count.
+- **Direction** (:func:`higher_is_better`): everything is higher-is-better
+  unless the key's unit is a time (``ms``, ``us``, ``ns``, ``s``, ``sec``,
+  ``seconds``, ...) or a segment says ``latency``/``time``/``duration``; a
+  rate such as ``images_per_s`` is higher-is-better, a time per unit such as
+  ``ms_per_step`` is lower-is-better.
+
+Straggler rule
+--------------
+For every host figure, among the hosts whose report names the same GPU model
+(:func:`gpu_model`; CPU-only hosts group as ``"cpu"``), and for every base key
+among one node's devices of one kind (``scope: "node"``):
+
+- at least ``MIN_VALUES`` (3) values are needed to judge; with two values the
+  median is their mean and it cannot tell which one is slow, so nothing is
+  flagged (the z-score of either of two values is always +-0.6745, so the rule
+  could not flag one anyway; the floor alone is not used for pairs either);
+- ``median`` and ``MAD`` (median absolute deviation) over the group;
+  modified z-score ``z = 0.6745 * (x - median) / MAD``;
+- a higher-is-better value is slow when ``z < -3.5`` **and**
+  ``x < 0.9 * median``; a lower-is-better one when ``z > 3.5`` **and**
+  ``x > median / 0.9`` (the same 10 % loss of speed);
+- when ``MAD == 0`` (more than half the group identical) the z-score is
+  undefined (reported as ``null``) and the relative floor alone decides;
+- groups whose median is not positive are not judged.
+
+Status and exit code
+--------------------
+A host whose ``state`` is not ``ok`` is ``unreachable`` (``unreachable``,
+``auth_failed``, ``host_key_rejected``) or ``error`` (anything else); a host
+that ran is its report's own status (``pass|warn|fail|error``; a missing or
+unknown status is ``error``).  The exit code is 0 when every host is ``pass``
+or ``warn`` (warn counts as a pass, as verify's own exit code does) and no
+straggler was flagged, else 1.  An empty run is 1 (nothing was verified).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+SCHEMA = "gpufleet.summary/1"
+REPORT_SCHEMA = "gpufleet.verify/1"
+
+Z_THRESHOLD = 3.5
+FLOOR = 0.9
+MIN_VALUES = 3
+Z_FACTOR = 0.6745
+
+STATES = ("ok", "failed", "unreachable", "auth_failed", "host_key_rejected", "timed_out", "error",
+          "bad_report")
+UNREACHABLE_STATES = frozenset({"unreachable", "auth_failed", "host_key_rejected"})
+REPORT_STATUSES = ("pass", "warn", "fail", "error")
+HOST_STATUSES = REPORT_STATUSES + ("unreachable",)
+PASSING = frozenset({"pass", "warn"})
+
+# The table's key figures, in column order; matmul dtypes come first (see key_figures()).
+KEY_FIGURES = ("memory/d2d/gbps", "memory/h2d/gbps", "allreduce/busbw_gbps", "ddp/resnet50/images_per_s")
+MATMUL_DTYPES = ("bf16", "fp16", "tf32", "fp32")
+
+_DEVICE_RE = re.compile(r"^(?P<base>.+):(?P<kind>[A-Za-z]+)(?P<index>\d+)$")
+_TIME_WORDS = frozenset({"ms", "us", "ns", "s", "sec", "secs", "second", "seconds", "msec", "usec",
+                         "min", "minutes", "latency", "time", "duration", "elapsed", "wall"})
+
+
+@dataclass
+class HostRun:
+    """What the runner knows about one host.
+
+    ``state``: one of :data:`STATES`.  ``report``: the node's parsed verify
+    report (or None).  ``log``: the host log's path relative to the run
+    directory.  ``raw``: the report file's bytes exactly as fetched (written
+    back unchanged by :func:`fleet.run_dir.write_run`); not part of the summary.
+    """
+
+    host: str
+    state: str
+    message: str = ""
+    report: Optional[dict] = None
+    log: Optional[str] = None
+    raw: Optional[bytes] = field(default=None, repr=False)
+
+    @classmethod
+    def coerce(cls, value: Union["HostRun", Mapping[str, Any]]) -> "HostRun":
+        if isinstance(value, HostRun):
+            return value
+        return cls(host=str(value["host"]), state=str(value.get("state") or "error"),
+                   message=str(value.get("message") or ""), report=value.get("report"),
+                   log=value.get("log"), raw=value.get("raw"))
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def split_key(key: str) -> tuple:
+    """``(base, device)`` of a metric key: ``"matmul/bf16/tflops:gpu3"`` -> ``("matmul/bf16/tflops", "gpu3")``;
+    ``device`` is None without a ``:<letters><digits>`` suffix."""
+    m = _DEVICE_RE.match(key)
+    if not m:
+        return key, None
+    return m.group("base"), m.group("kind") + m.group("index")
+
+
+def device_kind(device: str) -> str:
+    """``"gpu"`` for ``"gpu3"``."""
+    return device.rstrip("0123456789")
+
+
+def _tokens(text: str) -> list:
+    return [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether a bigger value of metric ``key`` is better (the default), or a smaller one.
+
+    Lower is better when the unit (last ``/`` segment) is a time (``step_ms``,
+    ``latency_us``, ``s``) or any segment names a latency/time, except for a
+    rate (``images_per_s``: what comes before ``per`` is not a time).  A time
+    per thing (``ms_per_step``) is lower-is-better.
+    """
+    base, _ = split_key(key)
+    segments = base.split("/")
+    unit = _tokens(segments[-1])
+    if "per" in unit:
+        numerator = unit[: unit.index("per")]
+        return not any(t in _TIME_WORDS for t in numerator)
+    if any(t in _TIME_WORDS for t in unit):
+        return False
+    for seg in segments[:-1]:
+        if any(t in ("latency", "duration", "elapsed") for t in _tokens(seg)):
+            return False
+    return True
+
+
+def _number(v: Any) -> Optional[float]:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------- report fields
+
+
+def gpu_model(report: Optional[Mapping]) -> str:
+    """The GPU model a report ran on (first GPU), or ``"cpu"`` for a node without GPUs.
+
+    Tries ``env["gpus"][0]["name"]``, ``env["gpu_names"][0]``,
+    ``env["device_name"]``, ``env["gpu_name"]``, ``env["gpu_model"]``.
+    """
+    env = (report or {}).get("env") if isinstance(report, Mapping) else None
+    if not isinstance(env, Mapping):
+        return "cpu"
+    candidates = []
+    gpus = env.get("gpus")
+    if isinstance(gpus, list) and gpus:
+        first = gpus[0]
+        candidates.append(first.get("name") if isinstance(first, Mapping) else first)
+    names = env.get("gpu_names")
+    if isinstance(names, list) and names:
+        candidates.append(names[0])
+    candidates += [env.get("device_name"), env.get("gpu_name"), env.get("gpu_model")]
+    for c in candidates:
+        if isinstance(c, str) and c.strip():
+            return " ".join(c.split())
+    return "cpu"
+
+
+def gpu_count(report: Optional[Mapping]) -> int:
+    env = (report or {}).get("env") if isinstance(report, Mapping) else None
+    if not isinstance(env, Mapping):
+        return 0
+    n = _number(env.get("gpu_count"))
+    if n is not None:
+        return int(n)
+    for field_name in ("gpus", "gpu_names"):
+        if isinstance(env.get(field_name), list):
+            return len(env[field_name])
+    return 0
+
+
+def host_status(run: HostRun) -> str:
+    """``pass|warn|fail|error|unreachable`` for one host (see the module docstring)."""
+    if run.state != "ok":
+        return "unreachable" if run.state in UNREACHABLE_STATES else "error"
+    status = run.report.get("status") if isinstance(run.report, Mapping) else None
+    return status if status in REPORT_STATUSES else "error"
+
+
+def _checks(report: Optional[Mapping], statuses: Sequence[str]) -> list:
+    checks = report.get("checks") if isinstance(report, Mapping) else None
+    out = []
+    for c in checks if isinstance(checks, list) else []:
+        if isinstance(c, Mapping) and c.get("status") in statuses:
+            out.append({"name": str(c.get("name", "?")), "status": c["status"],
+                        "message": str(c.get("message", ""))})
+    return out
+
+
+def host_figures(report: Optional[Mapping]) -> tuple:
+    """``(figures, devices)`` of a report's metrics.
+
+    ``figures``: base key -> host figure (see the module docstring).
+    ``devices``: ``(base key, device kind)`` -> {device: value}, for the intra-node comparison.
+    """
+    metrics = report.get("metrics") if isinstance(report, Mapping) else None
+    plain: dict = {}
+    devices: dict = {}
+    for key, raw in (metrics.items() if isinstance(metrics, Mapping) else ()):
+        value = _number(raw)
+        if value is None or not isinstance(key, str):
+            continue
+        base, dev = split_key(key)
+        if dev is None:
+            plain[base] = value
+        else:
+            devices.setdefault((base, device_kind(dev)), {})[dev] = value
+    figures = dict(plain)
+    by_base: dict = {}
+    for (base, kind), values in devices.items():
+        by_base.setdefault(base, {})[kind] = values
+    for base, kinds in by_base.items():
+        if base in figures:
+            continue
+        values = kinds["gpu"] if "gpu" in kinds else {d: v for vs in kinds.values() for d, v in vs.items()}
+        figures[base] = (max if not higher_is_better(base) else min)(values.values())
+    return figures, devices
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def stats(values: Sequence[float]) -> dict:
+    """``n``, ``median``, ``min``, ``max``, ``mad`` (median absolute deviation) of ``values``."""
+    med = median(values)
+    return {"n": len(values), "median": med, "min": min(values), "max": max(values),
+            "mad": median(abs(v - med) for v in values)}
+
+
+def modified_z(value: float, med: float, mad: float) -> Optional[float]:
+    """``0.6745 * (value - median) / MAD``; None when MAD is 0."""
+    if mad <= 0:
+        return None
+    return Z_FACTOR * (value - med) / mad
+
+
+def is_slow(value: float, med: float, mad: float, higher_better: bool = True,
+            z_threshold: float = Z_THRESHOLD, floor: float = FLOOR) -> bool:
+    """The straggler test for one value against its group's median and MAD."""
+    if med <= 0:
+        return False
+    if higher_better:
+        below = value < floor * med
+    else:
+        below = value > med / floor
+    if not below:
+        return False
+    z = modified_z(value, med, mad)
+    if z is None:
+        return True
+    return z < -z_threshold if higher_better else z > z_threshold
+
+
+def find_stragglers(values: Mapping[str, float], metric: str, min_values: int = MIN_VALUES) -> list:
+    """``[(name, value, median, ratio, z)]`` for the slow members of one group (name -> value)."""
+    if len(values) < min_values:
+        return []
+    st = stats(list(values.values()))
+    hib = higher_is_better(metric)
+    out = []
+    for name, v in values.items():
+        if is_slow(v, st["median"], st["mad"], hib):
+            z = modified_z(v, st["median"], st["mad"])
+            out.append((name, v, st["median"], v / st["median"], z))
+    return out
+
+
+def _round(v: Optional[float], digits: int = 4) -> Optional[float]:
+    return None if v is None else round(v, digits)
+
+
+# --------------------------------------------------------------------------- reference figures
+
+ReferenceArg = Union[None, Callable[[str], Optional[dict]], Mapping[str, Mapping]]
+
+
+def default_reference() -> Optional[Callable[[str], Optional[dict]]]:
+    """``verify.reference.lookup`` (pure, no torch), or None when verify/ is not importable."""
+    try:
+        return importlib.import_module("verify.reference").lookup
+    except Exception:
+        return None
+
+
+def reference_figures(ref: Optional[Mapping]) -> dict:
+    """Metric base key -> ``{"achievable": x, "peak": y}`` from one model's reference entry.
+
+    Accepts ``verify.reference.lookup``'s shape (``matmul_tflops`` per dtype,
+    ``memory_gbps`` for ``memory/d2d/gbps``, ``pcie_gbps`` for
+    ``memory/h2d/gbps`` and ``memory/d2h/gbps``) or a plain mapping
+    base key -> number (taken as the achievable figure) or ``{"achievable", "peak"}``.
+    """
+    if not isinstance(ref, Mapping):
+        return {}
+    out: dict = {}
+
+    def put(key, fig):
+        if isinstance(fig, Mapping):
+            ach = _number(fig.get("achievable"))
+            if ach is None:
+                ach = _number(fig.get("peak"))
+            if ach is not None and ach > 0:
+                out[key] = {"achievable": ach, "peak": _number(fig.get("peak"))}
+        else:
+            n = _number(fig)
+            if n is not None and n > 0:
+                out[key] = {"achievable": n, "peak": None}
+
+    structured = False
+    if isinstance(ref.get("matmul_tflops"), Mapping):
+        structured = True
+        for dt, fig in ref["matmul_tflops"].items():
+            put(f"matmul/{dt}/tflops", fig)
+    if "memory_gbps" in ref:
+        structured = True
+        put("memory/d2d/gbps", ref["memory_gbps"])
+    if "pcie_gbps" in ref:
+        structured = True
+        put("memory/h2d/gbps", ref["pcie_gbps"])
+        put("memory/d2h/gbps", ref["pcie_gbps"])
+    if not structured:
+        for key, fig in ref.items():
+            if isinstance(key, str) and "/" in key:
+                put(split_key(key)[0], fig)
+    return out
+
+
+def _resolve_reference(reference: ReferenceArg) -> Callable[[str], Optional[dict]]:
+    if reference is None:
+        reference = default_reference()
+        if reference is None:
+            return lambda model: None
+    if callable(reference):
+        return reference
+    if isinstance(reference, Mapping):
+        return lambda model: reference.get(model)
+    raise TypeError(f"reference must be a callable, a mapping or None, not {type(reference).__name__}")
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def key_figures(metric_keys: Iterable[str]) -> list:
+    """The table's key figures present among ``metric_keys`` (base keys), in column order."""
+    present = set(metric_keys)
+    matmul = sorted((k for k in present if re.fullmatch(r"matmul/[^/]+/tflops", k)),
+                    key=lambda k: (MATMUL_DTYPES.index(k.split("/")[1]) if k.split("/")[1] in MATMUL_DTYPES
+                                   else len(MATMUL_DTYPES), k))
+    return matmul + [k for k in KEY_FIGURES if k in present]
+
+
+def summarize(runs: Iterable[Union[HostRun, Mapping]], run_id: str, started: Any = None, finished: Any = None,
+              reference: ReferenceArg = None) -> dict:
+    """The ``gpufleet.summary/1`` document for one run (see ``docs/summary-schema.md``).
+
+    ``reference``: ``lookup(gpu_model) -> dict | None`` (default:
+    ``verify.reference.lookup`` when importable), or a mapping model -> figures;
+    pass ``{}`` for no reference ratios.
+    """
+    runs = [HostRun.coerce(r) for r in runs]
+    lookup = _resolve_reference(reference)
+
+    hosts: dict = {}
+    figures: dict = {}      # host -> base -> value
+    devices: dict = {}      # host -> (base, kind) -> {device: value}
+    models: dict = {}       # host -> model
+    for run in runs:
+        status = host_status(run)
+        report = run.report if isinstance(run.report, Mapping) else None
+        model = gpu_model(report) if report is not None else None
+        entry = {
+            "status": status,
+            "state": run.state,
+            "message": run.message,
+            "log": run.log,
+            "gpu_model": model,
+            "gpu_count": gpu_count(report) if report is not None else None,
+            "failing_checks": _checks(report, ("fail", "error")),
+            "warning_checks": _checks(report, ("warn",)),
+            "metrics": {},
+            "straggler": False,
+            "straggler_metrics": [],
+        }
+        if run.state == "ok" and report is not None:
+            figs, devs = host_figures(report)
+            figures[run.host] = figs
+            devices[run.host] = devs
+            models[run.host] = model
+        hosts[run.host] = entry
+
+    # fleet statistics and fleet-scope stragglers, per GPU model
+    fleet: dict = {}
+    stragglers: list = []
+    for model in sorted(set(models.values())):
+        members = [h for h in hosts if models.get(h) == model]
+        ref_figs = reference_figures(lookup(model)) if model != "cpu" else {}
+        metric_stats: dict = {}
+        keys = sorted({k for h in members for k in figures[h]})
+        for key in keys:
+            group = {h: figures[h][key] for h in members if key in figures[h]}
+            st = stats(list(group.values()))
+            st.update(higher_is_better=higher_is_better(key))
+            metric_stats[key] = st
+            for h, v, med, ratio, z in find_stragglers(group, key):
+                stragglers.append({"host": h, "metric": key, "value": v, "median": med, "ratio": _round(ratio),
+                                   "z": _round(z, 2), "scope": "fleet", "gpu_model": model})
+            for h, v in group.items():
+                ref = ref_figs.get(key)
+                hosts[h]["metrics"][key] = {
+                    "value": v,
+                    "fleet_median": st["median"],
+                    "fleet_ratio": _round(v / st["median"]) if st["median"] > 0 else None,
+                    "reference": ref,
+                    "reference_ratio": _round(v / ref["achievable"]) if ref else None,
+                }
+        fleet[model] = {"hosts": members, "metrics": metric_stats,
+                        "reference": ref_figs or None}
+
+    # node-scope stragglers: one node's devices of one kind, per base key
+    for h in hosts:
+        for (base, kind), values in sorted(devices.get(h, {}).items()):
+            for dev, v, med, ratio, z in find_stragglers(values, base):
+                stragglers.append({"host": h, "metric": base, "value": v, "median": med, "ratio": _round(ratio),
+                                   "z": _round(z, 2), "scope": "node", "gpu": dev, "gpu_model": models[h]})
+
+    for s in stragglers:
+        entry = hosts[s["host"]]
+        entry["straggler"] = True
+        label = s["metric"] + (f":{s['gpu']}" if s.get("gpu") else "")
+        if label not in entry["straggler_metrics"]:
+            entry["straggler_metrics"].append(label)
+
+    counts = Counter(e["status"] for e in hosts.values())
+    count_doc = {"hosts": len(hosts)}
+    count_doc.update({s: counts.get(s, 0) for s in HOST_STATUSES})
+    count_doc["stragglers"] = len(stragglers)
+    count_doc["straggler_hosts"] = sum(1 for e in hosts.values() if e["straggler"])
+
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "started": started,
+        "finished": finished,
+        "exit_code": exit_code_for(hosts, stragglers),
+        "counts": count_doc,
+        "rule": {"z_threshold": Z_THRESHOLD, "floor": FLOOR, "min_values": MIN_VALUES,
+                 "host_figure": "worst device (min, or max for lower-is-better); un-suffixed value if present"},
+        "key_figures": key_figures(k for f in figures.values() for k in f),
+        "hosts": hosts,
+        "fleet": fleet,
+        "stragglers": stragglers,
+    }
+
+
+def exit_code_for(hosts: Mapping[str, Mapping], stragglers: Sequence) -> int:
+    """0 when there is at least one host, every host is pass/warn and nothing straggles; else 1."""
+    if not hosts or stragglers:
+        return 1
+    return 0 if all(e["status"] in PASSING for e in hosts.values()) else 1
+
+
+def exit_code(summary: Mapping) -> int:
+    """The run's exit code, as recorded in a summary."""
+    return int(summary["exit_code"])
