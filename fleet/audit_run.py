@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from fleet import table
+from fleet import shell, table
 from fleet.audit import AUDIT_SCRIPT, analyse
 from fleet.expectations import Expectations
 from fleet.fanout import FleetResult, HostState, TaskFailed, run_fleet
@@ -35,7 +35,7 @@ def audit_task(host: Host):
     expect = Expectations.from_vars(host.vars)
 
     def task(t: Transport) -> dict:
-        r = t.run("sh -s", stdin=AUDIT_SCRIPT)
+        r = t.run(shell.script(AUDIT_SCRIPT))
         if r.exit_code != 0:
             raise TaskFailed(f"audit script exited {r.exit_code}: {r.tail(5)}")
         return analyse(r.stdout, expect).to_dict()

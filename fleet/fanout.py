@@ -83,8 +83,8 @@ def _run_one(host: Host, task: Task, options: SshOptions) -> HostResult:
         state, message = HostState.OK, ""
     except TaskFailed as e:
         value, state, message = e.value, HostState.FAILED, str(e)
-    except HostError as e:
-        value, state, message = None, HostState(e.state), str(e)
+    except HostError as e:  # may carry the partial result it interrupted
+        value, state, message = getattr(e, "partial", None), HostState(e.state), str(e)
     except Exception as e:  # noqa: BLE001 - one host's bug must not lose the others
         value, state, message = None, HostState.ERROR, f"{type(e).__name__}: {e}"
     finally:

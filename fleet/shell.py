@@ -22,3 +22,12 @@ def join(argv: list[Any]) -> str:
 def become(command: str) -> str:
     """Wrap a command for sudo; the password (if any) is fed on stdin, never on the command line."""
     return "sudo -S -p '' -- sh -c %s" % quote(command)
+
+
+def script(text: str) -> str:
+    """A whole POSIX sh script as one command line (``sh -c '<script>'``).
+
+    Passed as an argument rather than on stdin, so a script that exits early
+    never leaves the controller writing into a closed channel.
+    """
+    return "sh -c " + quote(text)

@@ -1,0 +1,212 @@
+"""Push ``verify/`` to nodes: a content-addressed wheel, installed once per node.
+
+The controller builds a deterministic pure-Python wheel of ``verify/`` (same
+source, same bytes, same hash).  On each node it lives in
+``<remote_dir>/verify-<hash>/`` beside a virtual environment made with
+``--system-site-packages`` from the node's Python (``ansible_python_interpreter``
+when set), so the node's own torch is used.  A second push of unchanged code
+finds the ``.installed`` marker and uploads nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet import __version__
+from fleet.fanout import TaskFailed
+from fleet.inventory import Host
+from fleet.shell import quote, script
+from fleet.transport import Transport
+
+DEFAULT_REMOTE_DIR = ".cache/gpufleet"
+DIST = "gpufleet_verify"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The built wheel: its bytes and the short content hash that names it on nodes."""
+
+    filename: str
+    data: bytes
+    digest: str
+
+    def write(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / self.filename
+        path.write_bytes(self.data)
+        return path
+
+
+def verify_source() -> Path:
+    """Where ``verify/`` lives, found without importing it (it imports torch)."""
+    spec = importlib.util.find_spec("verify")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the verify package is not importable from the controller")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def build_wheel(source: Path | None = None, version: str = __version__) -> Artifact:
+    """A deterministic wheel of ``verify/`` (sorted entries, fixed timestamps)."""
+    source = source or verify_source()
+    files = sorted(
+        p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
+    entries: list[tuple[str, bytes]] = [(f"verify/{p.relative_to(source).as_posix()}", p.read_bytes()) for p in files]
+    dist_info = f"{DIST}-{version}.dist-info"
+    entries.append((f"{dist_info}/METADATA", (
+        f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {version}\n"
+        "Summary: gpufleet node-side verification suite\n"
+        "Requires-Dist: torch\nRequires-Dist: torchvision\nRequires-Dist: pillow\nRequires-Dist: tqdm\n"
+    ).encode()))
+    entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: gpufleet\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for name, data in entries
+    ) + f"{dist_info}/RECORD,,\n"
+    entries.append((f"{dist_info}/RECORD", record.encode()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    data = buf.getvalue()
+    return Artifact(f"{DIST}-{version}-py3-none-any.whl", data, hashlib.sha256(data).hexdigest()[:16])
+
+
+# --------------------------------------------------------------------------- per host
+
+
+def remote_dir(host: Host) -> str:
+    """``gpufleet_remote_dir`` (absolute, or relative to the login directory)."""
+    d = str(host.vars.get("gpufleet_remote_dir", DEFAULT_REMOTE_DIR)).rstrip("/") or DEFAULT_REMOTE_DIR
+    return d[2:] if d.startswith("~/") else d
+
+
+def node_python(host: Host) -> str:
+    """``ansible_python_interpreter``; on the local host, this very interpreter; else python3."""
+    if host.python:
+        return host.python
+    return sys.executable if host.is_local else "python3"
+
+
+def install_dir(host: Host, artifact: Artifact) -> str:
+    py = hashlib.sha256(node_python(host).encode()).hexdigest()[:8]
+    return f"{remote_dir(host)}/verify-{artifact.digest}-{py}"
+
+
+_PROBE = r"""
+import json, platform, sys, warnings
+out = {"python": sys.executable, "python_version": platform.python_version()}
+for m in ("torch", "torchvision", "PIL", "tqdm"):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mod = __import__(m)
+        out[m] = str(getattr(mod, "__version__", "unknown"))
+    except Exception as e:
+        out[m] = None
+        out[m + "_error"] = "%s: %s" % (type(e).__name__, e)
+if out["torch"]:
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["cuda_available"] = bool(torch.cuda.is_available())
+        out["gpu_count"] = torch.cuda.device_count() if out["cuda_available"] else 0
+print("@@gpufleet-probe " + json.dumps(out))
+"""
+
+
+def state_script(python: str, directory: str) -> str:
+    """One round trip: is this artifact installed, and what can the node's Python import?"""
+    return (
+        f"d={quote(directory)}; py={quote(python)}\n"
+        'mkdir -p "$d" || exit 3\n'
+        'if [ -f "$d/.installed" ] && [ -x "$d/venv/bin/python" ]; then echo "@@gpufleet-installed"; py="$d/venv/bin/python"; fi\n'
+        'command -v "$py" >/dev/null 2>&1 || [ -x "$py" ] || { echo "@@gpufleet-nopython $py"; exit 0; }\n'
+        f'"$py" - <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
+    )
+
+
+def install_script(python: str, directory: str, wheel: str) -> str:
+    return (
+        "set -e\n"
+        f"d={quote(directory)}; py={quote(python)}; whl={quote(wheel)}\n"
+        'rm -rf "$d/venv" "$d/.installed"\n'
+        '"$py" -m venv --system-site-packages --without-pip "$d/venv"\n'
+        'site=$("$d/venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')\n'
+        '"$d/venv/bin/python" -m zipfile -e "$d/$whl" "$site"\n'
+        '"$d/venv/bin/python" -c "import verify"\n'
+        'touch "$d/.installed"\n'
+        'echo "@@gpufleet-installed"\n'
+        f'"$d/venv/bin/python" - <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
+    )
+
+
+@dataclass
+class PushResult:
+    directory: str
+    python: str  # the interpreter verify runs with (the venv's)
+    uploaded: bool
+    probe: dict = field(default_factory=dict)
+
+    @property
+    def torch_ok(self) -> bool:
+        return bool(self.probe.get("torch")) and bool(self.probe.get("torchvision"))
+
+    def summary(self) -> str:
+        p = self.probe
+        action = "uploaded and installed" if self.uploaded else "already installed, nothing uploaded"
+        libs = f"torch {p.get('torch') or 'MISSING'}, torchvision {p.get('torchvision') or 'MISSING'}"
+        gpus = f", {p.get('gpu_count', 0)} CUDA GPU(s)" if p.get("torch") else ""
+        return f"{action}; python {p.get('python_version', '?')}, {libs}{gpus}"
+
+
+def parse_probe(stdout: str) -> tuple[bool, dict]:
+    installed = "@@gpufleet-installed" in stdout
+    for line in stdout.splitlines():
+        if line.startswith("@@gpufleet-nopython"):
+            raise TaskFailed(f"no Python interpreter {line.split(' ', 1)[1]!r} on the node (set ansible_python_interpreter)")
+        if line.startswith("@@gpufleet-probe "):
+            return installed, json.loads(line.split(" ", 1)[1])
+    raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
+
+
+def push(t: Transport, artifact: Artifact, require_torch: bool = True) -> PushResult:
+    """Install ``artifact`` on the host behind ``t`` unless it is already there."""
+    host = t.host
+    directory, base_py = install_dir(host, artifact), node_python(host)
+    r = t.run(script(state_script(base_py, directory)))
+    if not r.ok:
+        raise TaskFailed(f"cannot prepare {directory} on the node: {r.tail(5)}")
+    installed, probe = parse_probe(r.stdout)
+    uploaded = False
+    if not installed:
+        with tempfile.TemporaryDirectory() as tmp:
+            t.put(artifact.write(tmp), f"{directory}/{artifact.filename}")
+        r = t.run(script(install_script(base_py, directory, artifact.filename)))
+        if not r.ok:
+            raise TaskFailed(f"installing verify into {directory}/venv failed: {r.tail(8)}")
+        uploaded = True
+        installed, probe = parse_probe(r.stdout)
+    result = PushResult(directory, f"{directory}/venv/bin/python", uploaded, probe)
+    if require_torch and not result.torch_ok:
+        missing = [m for m in ("torch", "torchvision") if not probe.get(m)]
+        why = "; ".join(str(probe.get(f"{m}_error")) for m in missing)
+        raise TaskFailed(
+            f"{' and '.join(missing)} not importable with {base_py} ({why}); "
+            "install them on the node or set ansible_python_interpreter to a Python that has them",
+            result,
+        )
+    return result
