@@ -257,3 +257,23 @@ class SshdFarm:
             h.stop()
         for hang in self._hangs:
             hang.stop()
+
+
+def invoke_env(farm: SshdFarm, home: Path) -> dict:
+    """An environment for running `invoke` as an operator would, with a HOME whose
+    ~/.ssh/known_hosts holds the test hosts' keys and whose ~/.ssh/config is empty."""
+    ssh = home / ".ssh"
+    ssh.mkdir(parents=True, exist_ok=True)
+    shutil.copy(farm.known_hosts, ssh / "known_hosts")
+    (ssh / "config").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "GPUFLEET_INVENTORY")}
+    env["HOME"] = str(home)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_invoke(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -1,0 +1,112 @@
+"""`invoke audit` end to end: real sshd hosts whose nvidia-smi and lspci replay real captures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fleet.audit_run import audit_hosts, build_report, exit_code
+from fleet.inventory import parse_inventory
+from tests.sshd import invoke_env, run_invoke
+
+
+@pytest.fixture(scope="module")
+def fleet_hosts(farm):
+    farm.add_host("rtx3090", fixture="rtx-3090-v12.xml", gpus=1,
+                  extra_vars={"gpufleet_gpu_count": 1, "gpufleet_gpu_model": "3090", "gpufleet_driver_min": "525.60"})
+    farm.add_host("t4-missing", fixture="tesla-t4.xml", gpus=1, extra_vars={"gpufleet_gpu_count": 2})
+    farm.add_host("fell-off-bus", fixture="rtx-3060-v12.xml", gpus=2)
+    farm.add_host("old-driver", fixture="rtx-3060-v12.xml", gpus=1, extra_vars={"gpufleet_driver_version": "535.104.05"})
+    farm.add_host("mismatch", fixture=None, nvidia_smi_mode="mismatch", gpus=1)
+    farm.add_host("garbage", fixture=None, nvidia_smi_mode="garbage", gpus=1)
+    farm.add_host("hang", fixture=None, nvidia_smi_mode="hang", gpus=1)
+    farm.add_down_host("down")
+    return parse_inventory(farm.inventory(), "audit.yaml")
+
+
+@pytest.fixture(scope="module")
+def report(farm, fleet_hosts):
+    result = audit_hosts(fleet_hosts.select("all"), farm.options(command_timeout=8), progress=False)
+    return build_report(result, "audit.yaml", "all")
+
+
+def checks(report, host):
+    return {c["name"]: c for c in report["hosts"][host]["checks"]}
+
+
+def test_healthy_host_passes_with_facts(report):
+    h = report["hosts"]["rtx3090"]
+    assert h["status"] in ("pass", "warn"), h["checks"]
+    f = h["facts"]
+    assert f["driver_version"] == "525.147.05" and f["cuda_version"] == "12.0"
+    assert f["lspci_gpu_count"] == 1
+    gpu = f["gpus"][0]
+    assert gpu["name"] == "NVIDIA GeForce RTX 3090" and gpu["index"] == 0
+    assert gpu["uuid"].startswith("GPU-") and gpu["memory_total_mib"] == 24576
+    c = checks(report, "rtx3090")
+    assert c["gpu-model"]["status"] == "pass" and c["driver-version"]["status"] == "pass"
+
+
+def test_expectations_and_bus_mismatches_fail(report):
+    assert report["hosts"]["t4-missing"]["status"] == "fail"
+    assert checks(report, "t4-missing")["gpu-count:expected"]["status"] == "fail"
+    assert report["hosts"]["fell-off-bus"]["status"] == "fail"
+    c = checks(report, "fell-off-bus")["gpu-count:lspci"]
+    assert c["status"] == "fail" and c["observed"] != c["expected"]
+    d = checks(report, "old-driver")["driver-version"]
+    assert d["status"] == "fail" and "535.104.05" in d["message"]
+
+
+def test_broken_nvidia_smi_is_named(report):
+    m = checks(report, "mismatch")["nvidia-smi"]
+    assert report["hosts"]["mismatch"]["status"] == "fail"
+    assert "mismatch" in m["message"].lower()
+    assert report["hosts"]["garbage"]["status"] in ("error", "fail")
+    assert checks(report, "garbage")["nvidia-smi"]["status"] in ("error", "fail")
+
+
+def test_unreachable_and_hung_hosts_are_recorded_and_others_kept(report):
+    assert report["hosts"]["down"]["status"] == "unreachable"
+    assert report["hosts"]["down"]["state"] == "unreachable"
+    assert report["hosts"]["hang"]["state"] == "timed_out"
+    assert "8s" in report["hosts"]["hang"]["message"]
+    assert len(report["hosts"]) == 8
+    assert exit_code(report) == 1
+
+
+def test_invoke_audit_table_json_and_exit_codes(farm, fleet_hosts, tmp_path):
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(farm.inventory(["rtx3090", "t4-missing", "down"]))
+    env = invoke_env(farm, tmp_path / "home")
+    out = tmp_path / "audit.json"
+    r = run_invoke(["audit", "--hosts", "all", "--inventory", str(inv), "--json", str(out), "--connect-timeout", "3"], env)
+    assert r.returncode == 1, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "pass" in lines["rtx3090"] or "warn" in lines["rtx3090"]
+    assert " fail " in lines["t4-missing"] and "gpu-count:expected" in lines["t4-missing"]
+    assert "unreachable" in lines["down"]
+    data = json.loads(out.read_text())
+    assert data["schema"] == "gpufleet.audit/1" and set(data["hosts"]) == {"rtx3090", "t4-missing", "down"}
+
+    r = run_invoke(["audit", "--hosts", "rtx3090", "--inventory", str(inv)], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    r = run_invoke(["audit", "--hosts", "nosuch", "--inventory", str(inv)], env)
+    assert r.returncode == 2 and "nosuch" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("all:\n  hosts:\n    a:\n      ansible_port: twenty-two\n")
+    r = run_invoke(["audit", "--inventory", str(bad)], env)
+    assert r.returncode == 2 and f"{bad}:4:" in r.stderr and "ansible_port" in r.stderr
+
+
+def test_unknown_host_key_refused_by_default_via_invoke(farm, tmp_path):
+    farm.add_host("stranger", fixture="rtx-3090-v12.xml", known=False)
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(farm.inventory(["stranger"]))
+    env = invoke_env(farm, tmp_path / "home")
+    r = run_invoke(["audit", "--inventory", str(inv)], env)
+    assert r.returncode == 1 and "unknown host key" in r.stdout
+    r = run_invoke(["audit", "--inventory", str(inv), "--accept-new-host-keys"], env)
+    assert r.returncode == 0, r.stdout
+    assert farm.hosts["stranger"].address in (tmp_path / "home" / ".ssh" / "known_hosts").read_text()
