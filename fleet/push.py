@@ -210,3 +210,17 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True) -> PushRe
             result,
         )
     return result
+
+
+def render_table(result) -> str:
+    """One line per host for ``invoke push``."""
+    from fleet import table
+
+    rows = []
+    for r in result:
+        v = r.value if isinstance(r.value, PushResult) else None
+        p = v.probe if v else {}
+        action = ("uploaded" if v.uploaded else "cached") if v else "-"
+        rows.append([r.host.name, r.state.value, action, p.get("python_version"), p.get("torch") or ("MISSING" if v else None),
+                     p.get("torchvision") or ("MISSING" if v else None), p.get("gpu_count"), r.message])
+    return table.render(["HOST", "STATE", "PUSH", "PYTHON", "TORCH", "TORCHVISION", "CUDA GPUS", "MESSAGE"], rows, 100)

@@ -1,0 +1,171 @@
+"""`invoke verify` end to end: real sshd hosts, each running the real verify on the CPU.
+
+Hosts: three healthy, one whose verify fails (a planted matmul corruption), one
+whose report is corrupted on the node, one that crashes mid-run, one that is
+down, and (in the straggler run) one planted slow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.inventory import parse_inventory
+from fleet.run_dir import load_run
+from fleet.verify_run import VerifySettings, verify_fleet
+from tests.sshd import crash, invoke_env, run_invoke
+
+pytestmark = pytest.mark.slow
+
+CORRUPTER = '''\
+import atexit, sys
+def _corrupt():
+    if "--out" in sys.argv:
+        try:
+            with open(sys.argv[sys.argv.index("--out") + 1], "w") as f:
+                f.write('{"schema": "gpufleet.verify/1", "status": "pa')
+        except OSError:
+            pass
+atexit.register(_corrupt)
+'''
+
+
+def _vars(farm, name, **extra):
+    return {"ansible_python_interpreter": sys.executable,
+            "gpufleet_remote_dir": str(farm.root / name / "cache"), **extra}
+
+
+@pytest.fixture(scope="module")
+def verify_hosts(farm):
+    for name in ("v-a", "v-b", "v-c"):
+        farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
+    farm.add_host("v-fail", fixture=None, gpus=0, extra_vars=_vars(farm, "v-fail", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "matmul-corrupt"}))
+    site = farm.root / "corrupter"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CORRUPTER)
+    farm.add_host("v-corrupt", fixture=None, gpus=0, extra_vars=_vars(farm, "v-corrupt", gpufleet_verify_env={"PYTHONPATH": str(site)}))
+    farm.add_host("v-crash", fixture=None, gpus=0, extra_vars=_vars(farm, "v-crash"))
+    farm.add_down_host("v-down")
+    return parse_inventory(farm.inventory(["v-a", "v-b", "v-c", "v-fail", "v-corrupt", "v-crash", "v-down"]), "v.yaml")
+
+
+def crash_when_running(farm, name, timeout=120):
+    """Crash host ``name`` as soon as its verify run has started."""
+    cache = farm.root / name / "cache"
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(cache.glob("verify-*/runs/*")):
+                time.sleep(0.5)
+                crash(farm.hosts[name])
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.fixture(scope="module")
+def run(farm, verify_hosts, tmp_path_factory):
+    watcher = crash_when_running(farm, "v-crash")
+    out = tmp_path_factory.mktemp("runs")
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, extra_args=("--checks", "compute"))
+    run_dir, summary = verify_fleet(verify_hosts.select("all"), settings, farm.options(command_timeout=240),
+                                    out_base=str(out), pattern="all", progress=False)
+    watcher.join(1)
+    return run_dir, summary
+
+
+def test_healthy_hosts_verify_and_their_metrics_are_kept(run):
+    run_dir, summary = run
+    assert set(summary["hosts"]) == {"v-a", "v-b", "v-c", "v-fail", "v-corrupt", "v-crash", "v-down"}
+    for name in ("v-a", "v-b", "v-c"):
+        h = summary["hosts"][name]
+        assert h["state"] == "ok" and h["status"] in ("pass", "warn"), h
+        assert h["metrics"]["matmul/fp32/tflops"]["value"] > 0
+        report = json.loads((run_dir / "hosts" / f"{name}.json").read_text())
+        assert report["schema"] == "gpufleet.verify/1"
+        assert report["metrics"]["matmul/fp32/tflops:cpu0"] == h["metrics"]["matmul/fp32/tflops"]["value"]
+    assert summary["fleet"]["cpu"]["metrics"]["matmul/fp32/tflops"]["n"] >= 3
+    assert (run_dir / "summary.md").read_text().count("v-a") >= 1
+    assert (run_dir / "logs" / "v-a.log").exists()
+
+
+def test_failures_are_recorded_per_host_and_others_kept(run):
+    run_dir, summary = run
+    hosts = summary["hosts"]
+    assert hosts["v-fail"]["status"] == "fail"
+    assert any(c["name"].startswith("compute/matmul_correct") for c in hosts["v-fail"]["failing_checks"])
+    assert hosts["v-corrupt"]["state"] == "bad_report" and hosts["v-corrupt"]["status"] == "error"
+    assert "invalid JSON" in hosts["v-corrupt"]["message"]
+    # the node's own (corrupt) bytes are kept unchanged for inspection
+    assert (run_dir / "hosts" / "v-corrupt.json").read_text() == '{"schema": "gpufleet.verify/1", "status": "pa'
+    assert hosts["v-crash"]["state"] == "unreachable" and hosts["v-crash"]["status"] == "unreachable"
+    assert hosts["v-down"]["state"] == "unreachable"
+    assert summary["exit_code"] == 1
+
+
+def test_run_directory_rerenders_and_never_overwrites(run, tmp_path):
+    run_dir, summary = run
+    runs, meta = load_run(run_dir)
+    assert meta["run_id"] == run_dir.name and meta["profile"] == "quick"
+    assert {r.host: r.state for r in runs}["v-corrupt"] == "bad_report"
+    env = invoke_env_for_report()
+    r = run_invoke(["report", str(run_dir)], env)
+    assert r.returncode == 1
+    assert "v-a" in r.stdout and "v-corrupt" in r.stdout
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["hosts"]["v-a"]["metrics"] == summary["hosts"]["v-a"]["metrics"]
+    r = run_invoke(["report", str(tmp_path / "nope")], env)
+    assert r.returncode == 2 and "nope" in r.stderr
+
+
+def invoke_env_for_report():
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+def test_planted_slow_host_is_a_straggler(farm, tmp_path):
+    names = ["s-1", "s-2", "s-3", "s-4", "s-slow"]
+    for name in names[:-1]:
+        farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
+    farm.add_host("s-slow", fixture=None, gpus=0, extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "compute-slow"}))
+    inv = parse_inventory(farm.inventory(names), "s.yaml")
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, extra_args=("--checks", "compute"))
+    # one host at a time, so that the healthy hosts' figures are not blurred by each other
+    _, summary = verify_fleet(inv.select("all"), settings, farm.options(command_timeout=240, forks=1),
+                              out_base=str(tmp_path), progress=False)
+    slow = [s for s in summary["stragglers"] if s["host"] == "s-slow"]
+    assert slow, summary["stragglers"]
+    assert any(s["metric"].startswith("matmul/") and s["ratio"] < 0.9 for s in slow)
+    assert summary["hosts"]["s-slow"]["straggler"] is True
+    assert summary["exit_code"] == 1
+
+
+def test_invoke_verify_via_ssh_and_usage_errors(farm, verify_hosts, tmp_path):
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(farm.inventory(["v-a"]))
+    env = invoke_env(farm, tmp_path / "home")
+    out = tmp_path / "reports"
+    r = run_invoke(["verify", "--hosts", "v-a", "--inventory", str(inv), "--out", str(out), "--nproc", "2",
+                    "--checks", "collectives"], env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "v-a" in r.stdout and "run directory:" in r.stdout
+    (run_dir,) = out.iterdir()
+    report = json.loads((run_dir / "hosts" / "v-a.json").read_text())
+    assert report["world"]["world_size"] == 2
+    assert report["metrics"]["allreduce/busbw_gbps"] > 0
+    r = run_invoke(["verify", "--inventory", str(inv), "--profile", "huge"], env)
+    assert r.returncode == 2 and "--profile" in r.stderr
+    r = run_invoke(["verify", "--inventory", str(inv), "--nproc", "zero"], env)
+    assert r.returncode == 2 and "--nproc" in r.stderr
