@@ -9,6 +9,7 @@ directory (see :mod:`fleet.run_dir`).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ def torchrun_argv(python: str, nproc: int, out: str, s: VerifySettings, rendezvo
             "--rdzv_backend=c10d",
             f"--rdzv_endpoint={rendezvous['endpoint']}",
             f"--rdzv_id={s.run_id}",
+            f"--rdzv_conf=is_host={'true' if rendezvous['node_rank'] == 0 else 'false'}",
         ]
     else:
         argv.append("--standalone")
@@ -137,12 +139,6 @@ def node_task(artifact: Artifact, s: VerifySettings, rendezvous_for=None):
             e.partial = run  # keep what we had: the push summary
             raise
         run.log, run.exit_code = r.stdout + r.stderr, r.exit_code
-        if rdzv and rdzv["node_rank"] != 0:
-            # in a multi-node run only the first node writes the report
-            run.state = "ok" if r.exit_code in (0, 1) else "failed"
-            run.message = "" if run.state == "ok" else f"torchrun exited {r.exit_code}"
-            run.duration_s = time.monotonic() - start
-            return run
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "report.json"
             try:
@@ -153,11 +149,39 @@ def node_task(artifact: Artifact, s: VerifySettings, rendezvous_for=None):
             except OSError as e:  # SFTP "no such file" arrives as IOError/OSError
                 if "No such file" not in str(e):
                     raise
+        if rdzv and run.report_bytes is None and r.exit_code in (0, 1):
+            # multi-node: only global rank 0 writes, on whichever node the rendezvous gave it
+            run.report_bytes = json.dumps(member_report(host.name, rdzv, r.exit_code)).encode()
         run.state, run.message = classify(r.exit_code, run.report_bytes, s.timeout)
         run.duration_s = time.monotonic() - start
         return run
 
     return task
+
+
+def member_report(host: str, rdzv: dict, exit_code: int) -> dict:
+    """The controller's record for a node other than the first in a multi-node run.
+
+    Only global rank 0 writes a verify report (with every rank's host and
+    figures); the other nodes get this small report so the fleet verdict still
+    shows whether their share of the run exited cleanly.
+    """
+    ok = exit_code == 0
+    return {
+        "schema": "gpufleet.verify/1",
+        "host": host,
+        "written_by": "gpufleet controller (multi-node member)",
+        "status": "pass" if ok else "fail",
+        "env": {},
+        "metrics": {},
+        "checks": [{
+            "name": "multinode/member",
+            "status": "pass" if ok else "fail",
+            "message": f"node {rdzv['node_rank']} of {rdzv['nnodes']} (rendezvous {rdzv['endpoint']}): "
+                       f"torchrun exited {exit_code}; the figures are in the report of the node that held rank 0",
+        }],
+        "world": {"node_rank": rdzv["node_rank"], "node_count": rdzv["nnodes"]},
+    }
 
 
 def classify(exit_code: int, report: bytes | None, timeout: float) -> tuple[str, str]:

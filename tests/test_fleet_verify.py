@@ -169,3 +169,23 @@ def test_invoke_verify_via_ssh_and_usage_errors(farm, verify_hosts, tmp_path):
     assert r.returncode == 2 and "--profile" in r.stderr
     r = run_invoke(["verify", "--inventory", str(inv), "--nproc", "zero"], env)
     assert r.returncode == 2 and "--nproc" in r.stderr
+
+
+def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
+    from tests.sshd import free_port
+
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, multinode=True,
+                              rdzv_port=free_port(farm.hosts["v-a"].address),
+                              extra_args=("--checks", "collectives"))
+    run_dir, summary = verify_fleet(verify_hosts.select("v-a,v-b"), settings, farm.options(command_timeout=240),
+                                    out_base=str(tmp_path), progress=False)
+    reports = {n: json.loads((run_dir / "hosts" / f"{n}.json").read_text()) for n in ("v-a", "v-b")}
+    leaders = [r for r in reports.values() if r.get("written_by") is None]
+    members = [r for r in reports.values() if r.get("written_by")]
+    assert len(leaders) == 1 and len(members) == 1, reports
+    first = leaders[0]
+    assert first["world"]["world_size"] == 2, first["world"]
+    assert first["metrics"]["allreduce/busbw_gbps"] > 0
+    assert {c["name"]: c["status"] for c in first["checks"]}.get("collectives/allreduce_correct") == "pass"
+    assert members[0]["checks"][0]["name"] == "multinode/member" and members[0]["status"] == "pass"
+    assert all(h["state"] == "ok" for h in summary["hosts"].values())
