@@ -1,0 +1,159 @@
+"""The fleet side of ``invoke provision``: fan out, verify with the audit, report, exit code.
+
+``provision_hosts`` runs :class:`provision.apply.Provisioner` on every host (bounded
+fan-out); ``audit_toolkit`` re-runs the audit on the hosts that were reached and keeps
+its toolkit check, so the output ends with each node's verified state; ``build_report``
+and ``render`` turn it all into the JSON report (``gpufleet.provision/1``) and the text.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Iterable
+
+from fleet import table
+from fleet.fanout import FleetResult, HostState, TaskFailed, run_fleet
+from fleet.inventory import Host
+from fleet.transport import SshOptions, Transport
+from provision.apply import CHANGED, FAILED, OK, SKIPPED, provision_host
+from provision.secrets import Scrubber
+from provision.settings import Overrides, SettingsError, resolve
+
+SCHEMA = "gpufleet.provision/1"
+AUDIT_CHECKS = ("container-toolkit",)  # the audit's checks about the toolkit and docker's runtimes
+
+_UNREACHED = {
+    HostState.UNREACHABLE: "unreachable",
+    HostState.AUTH_FAILED: "unreachable",
+    HostState.HOST_KEY_REJECTED: "unreachable",
+    HostState.TIMED_OUT: FAILED,
+    HostState.FAILED: FAILED,
+    HostState.ERROR: "error",
+}
+
+
+def provision_hosts(hosts: Iterable[Host], overrides: Overrides, options: SshOptions, check: bool = False,
+                    progress: bool | None = None) -> FleetResult:
+    hosts = list(hosts)
+    tasks = {}
+    for h in hosts:
+        try:
+            settings = resolve(h.vars, overrides)
+        except SettingsError as e:
+            tasks[h.name] = _refuse(f"inventory: {e}")
+        else:
+            tasks[h.name] = (lambda s: lambda t: provision_host(t, s, check))(settings)
+    return run_fleet(hosts, lambda t: tasks[t.host.name](t), options,
+                     desc="provision --check" if check else "provision", progress=progress)
+
+
+def _refuse(message: str):
+    def task(t: Transport):
+        raise TaskFailed(message, {"status": FAILED, "message": message, "steps": [], "validation": []})
+    return task
+
+
+def audit_toolkit(result: FleetResult, options: SshOptions, progress: bool | None = None) -> dict[str, dict]:
+    """The audit's toolkit check on every host that was reached: ``{name: {"status", "message"}}``."""
+    reached = [r.host for r in result if r.state in (HostState.OK, HostState.FAILED)]
+    if not reached:
+        return {}
+    from fleet import audit_run  # the audit is optional for provisioning; imported when used
+
+    audited = audit_run.audit_hosts(reached, options, progress=progress)
+    out = {}
+    for r in audited:
+        if r.state is HostState.OK and isinstance(r.value, dict):
+            checks = [c for c in r.value.get("checks", []) if c.get("name") in AUDIT_CHECKS]
+            out[r.host.name] = {"status": checks[0]["status"] if checks else "skip",
+                                "message": "; ".join(c.get("message", "") for c in checks) or "no toolkit check",
+                                "checks": checks}
+        else:
+            out[r.host.name] = {"status": "error", "message": f"audit {r.state.value}: {r.message}", "checks": []}
+    return out
+
+
+def host_entry(r, audit: dict | None) -> dict:
+    value = r.value if isinstance(r.value, dict) else {}
+    entry = dict(value)
+    if r.state is HostState.OK:
+        entry["status"] = value.get("status") or OK
+    else:
+        entry["status"] = _UNREACHED[r.state]
+        entry["message"] = r.message
+    entry.setdefault("steps", [])
+    entry.setdefault("validation", [])
+    entry["state"] = r.state.value
+    entry["address"] = r.host.address
+    entry["duration_s"] = round(r.duration_s, 3)
+    if audit is not None:
+        entry["audit"] = audit
+    return entry
+
+
+def build_report(result: FleetResult, inventory_path: str, pattern: str, check: bool,
+                 audit: dict[str, dict] | None = None, password: str | None = None) -> dict:
+    audit = audit or {}
+    hosts = {name: host_entry(r, audit.get(name)) for name, r in result.results.items()}
+    counts: dict[str, int] = {}
+    for h in hosts.values():
+        counts[h["status"]] = counts.get(h["status"], 0) + 1
+    report = {
+        "schema": SCHEMA,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "inventory": inventory_path,
+        "pattern": pattern,
+        "check": check,
+        "counts": counts,
+        "hosts": hosts,
+    }
+    return Scrubber(password)(report)
+
+
+def exit_code(report: dict) -> int:
+    """0 when every host is ok or changed (or would be, in check mode), else 1."""
+    return 0 if all(h["status"] in (OK, CHANGED) for h in report["hosts"].values()) else 1
+
+
+_MARK = {OK: "ok", CHANGED: "changed", SKIPPED: "skipped", FAILED: "FAILED"}
+
+
+def render(report: dict) -> str:
+    check = report.get("check")
+    out: list[str] = []
+    if check:
+        out.append("check mode: nothing was changed; 'changed' steps list the commands they would run")
+        out.append("")
+    for name, h in report["hosts"].items():
+        head = f"{name}  {h['status'].upper() if h['status'] not in (OK, CHANGED) else h['status']}"
+        if h.get("os"):
+            head += f"  {h['os']} ({h.get('family') or '?'})"
+        head += f"  {h.get('duration_s', 0):.1f}s"
+        out.append(head)
+        if h["status"] not in (OK, CHANGED) and h.get("message") and not any(
+                s["status"] == FAILED for s in h.get("steps", [])):
+            out.append(f"  {h['message']}")
+        for s in h.get("steps", []):
+            label = _MARK.get(s["status"], s["status"])
+            if check and s["status"] == CHANGED:
+                label = "would change"
+            out.append(f"  {label:<13} {s['name']:<19} {s['message']}")
+            if check or s["status"] == FAILED:
+                for c in s.get("commands", []):
+                    lines = c.splitlines() or [""]
+                    out.append(f"{'':17}$ {lines[0]}")
+                    out.extend(f"{'':19}{line}" for line in lines[1:])
+            if s["status"] == FAILED and s.get("output"):
+                out.extend(f"{'':17}| {line}" for line in s["output"].splitlines()[-6:])
+        for v in h.get("validation", []):
+            out.append(f"  {'check ' + v['status']:<13} {v['name']:<19} {v['message']}")
+        out.append("")
+    rows = [[name, h["audit"]["status"], h["audit"]["message"]]
+            for name, h in report["hosts"].items() if h.get("audit")]
+    if rows:
+        out.append("verified state (the audit's toolkit check, run after provisioning):")
+        out.append(table.render(["HOST", "TOOLKIT", "AUDIT SAYS"], rows, max_width=110))
+        out.append("")
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(report["counts"].items()))
+    out.append(f"{len(report['hosts'])} hosts{' (check mode)' if check else ''}: {counts}")
+    return "\n".join(out)
