@@ -1,0 +1,91 @@
+"""Command line: ``python -m verify`` and ``torchrun --nproc_per_node=N -m verify``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from verify import SCHEMA, __version__, faults
+from verify.profiles import PROFILES
+
+STAGES = ("collectives", "ddp", "compute", "memory", "inference", "pipeline")
+
+EPILOG = f"""\
+stages (--checks): {', '.join(STAGES)}; the environment checks always run.
+
+examples:
+  python -m verify --profile quick --out /tmp/report.json
+  torchrun --standalone --nproc_per_node=8 -m verify --profile full
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 -m verify
+
+Run alone, verify tests every visible device from one process and makes a
+1-rank process group itself (collectives and DDP then run with a world of
+one; the all_reduce bandwidth is skipped).  Under torchrun each rank tests its
+own GPU (or, on a CPU machine, is one gloo rank); rank 0 gathers every rank's
+figures and writes the report ({SCHEMA}; see docs/verify-report.md).
+
+exit status: 0 pass or warn, 1 fail or error, 2 usage error.
+
+{faults.ENV_VAR} (a comma-separated list) plants a fault for the test suite
+ONLY: {', '.join(sorted(faults.KNOWN))}.  Never set it on a node.
+"""
+
+
+def parse_checks(text: str) -> tuple:
+    """``all`` or a comma-separated subset of :data:`STAGES`."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return STAGES
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from all, {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in names)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m verify",
+        description="gpufleet node verification: checks this node's PyTorch/CUDA stack and what its GPUs "
+                    "(or CPU) and the links between them deliver, and writes one JSON report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=PROFILES, default="quick",
+                   help="quick: under a minute on a 2-core CPU, a few minutes on an 8-GPU node; "
+                        "full: larger sizes and longer sweeps (default: %(default)s)")
+    p.add_argument("--out", default="verify-report.json", metavar="PATH",
+                   help="report file, written by rank 0 atomically (default: %(default)s in the current directory)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when torch sees a GPU, else CPU (default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="benchmark GPUs that already run other compute processes (skipped otherwise)")
+    p.add_argument("--checks", type=parse_checks, default=STAGES, metavar="LIST",
+                   help="comma-separated stages to run, or 'all' (default: all)")
+    p.add_argument("--timeout", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="process-group timeout: a dead or stuck rank ends the run with an error after this "
+                        "long (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (it only shows on a tty)")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({SCHEMA})")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    try:
+        planted = faults.active()
+    except ValueError as exc:
+        print(f"python -m verify: error: {exc}", file=sys.stderr)
+        return 2
+    from verify.runner import Runner  # imports torch
+
+    return Runner(args, planted).run()

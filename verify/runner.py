@@ -1,0 +1,287 @@
+"""The run: set up the world, run the stages, gather every rank's results, write the report.
+
+Stages run in this order on every rank: collectives and ddp (world stages:
+every rank takes part), compute, memory (one rank at a time, so ranks do not
+share the host link or memory bus while measured), inference (each rank on its
+own devices), then the JPEG pipeline (rank 0 only).  A stage that raises in a
+multi-rank run leaves the ranks out of step, so the run is aborted: rank 0
+writes what it has with status ``error`` and every rank exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+
+import torch
+from tqdm import tqdm
+
+from verify import SCHEMA, __version__, collectives, compute, ddp, guard, inference, memory, pipeline, profiles
+from verify import dist as vdist
+from verify import env as venv
+from verify import reference, report
+from verify.status import ERROR, PASS, SKIP, exit_code, make_check, overall
+
+WORLD_STAGES = ("collectives", "ddp")
+
+
+class Abort(Exception):
+    """A world stage failed: the ranks can no longer be trusted to be in step."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (torchrun stops the other ranks this way when one dies)."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated("terminated by SIGTERM (another rank died, or the run was stopped)")
+
+
+def merge(results: list) -> tuple:
+    """Merge every rank's ``(metrics, [(scope, check)])`` into the report's metrics and checks.
+
+    Scopes: ``world`` (the same on every rank: rank 0's copy is kept),
+    ``rank`` (rank 0's kept; another rank's only when not pass/skip, named
+    ``<name>:rank<r>``), ``device`` (named after their device: all kept).
+    """
+    metrics, checks, names = {}, [], set()
+    for r, (rank_metrics, scoped) in enumerate(results):
+        metrics.update(rank_metrics)
+        for scope, c in scoped:
+            if r != 0 and scope == "world":
+                continue
+            if r != 0 and scope == "rank":
+                if c["status"] in (PASS, SKIP):
+                    continue
+                c = dict(c, name=f"{c['name']}:rank{r}")
+            name, n = c["name"], 2
+            while name in names:  # never two checks of one name
+                name, n = f"{c['name']}#{n}", n + 1
+            names.add(name)
+            checks.append(dict(c, name=name))
+    return metrics, checks
+
+
+class Runner:
+    def __init__(self, args, planted=frozenset()):
+        self.args, self.planted = args, planted
+        self.metrics, self.scoped = {}, []
+        self.world = None
+        self.bar = None
+
+    # -- setup --------------------------------------------------------------------------------
+    def _devices(self, cuda_ok: bool, info: dict) -> list:
+        if not cuda_ok:
+            return [torch.device("cpu")]
+        if vdist.launched_by_torchrun():
+            if info["local_rank"] >= torch.cuda.device_count():
+                raise RuntimeError(f"local rank {info['local_rank']} has no GPU: "
+                                   f"{torch.cuda.device_count()} visible")
+            return [torch.device("cuda", info["local_rank"])]
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+
+    def _label(self, device) -> str:
+        """``gpu<N>``/``cpu<N>``: N the global rank under torchrun, else the CUDA index (``cpu0``)."""
+        if self.world.launched:
+            index = self.world.rank
+        else:
+            index = device.index if device.type == "cuda" else 0
+        return report.device_label(device.type, index)
+
+    def _guard(self, devices, apps) -> set:
+        """Labels of this rank's devices not to benchmark (busy, and no --force); adds the guard checks."""
+        if devices[0].type != "cuda":
+            return set()
+        pids = vdist.gather(self.world, (self.world.host, os.getpid()))
+        mine = {pid for host, pid in pids if host == self.world.host}
+        uuids = {d.index: str(torch.cuda.get_device_properties(d).uuid) for d in devices}
+        busy = guard.busy_devices(apps, uuids, mine)
+        skipped = set()
+        for d in devices:
+            label = self._label(d)
+            if apps is None:
+                c = make_check(f"guard:{label}", SKIP, "nvidia-smi unavailable: no busy-GPU guard")
+            elif d.index in busy and not self.args.force:
+                skipped.add(label)
+                c = make_check(f"guard:{label}", SKIP, f"not benchmarked: GPU busy with {guard.describe(busy[d.index])}"
+                               " (--force to benchmark anyway)", details={"processes": busy[d.index]})
+            elif d.index in busy:
+                c = make_check(f"guard:{label}", PASS, f"benchmarked despite {guard.describe(busy[d.index])} "
+                               "(--force): figures may be low")
+            else:
+                c = make_check(f"guard:{label}", PASS, "no other compute processes on this GPU")
+            self.scoped.append(("device", c))
+        return skipped
+
+    # -- stages -------------------------------------------------------------------------------
+    def _stage(self, name: str, fn, scope: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(f"verify {name}")
+        try:
+            metrics, checks = fn()
+        except Terminated as exc:
+            self.scoped.append(("rank", make_check(f"stage/{name}", ERROR, f"interrupted: {exc}")))
+            raise
+        except Exception as exc:
+            tail = traceback.format_exc().strip().splitlines()[-6:]
+            self.scoped.append(("rank", make_check(f"stage/{name}", ERROR, f"{type(exc).__name__}: {exc}",
+                                                   details={"traceback": tail})))
+            if self.world.world_size > 1 and name in WORLD_STAGES:
+                raise Abort(f"stage {name} failed on rank {self.world.rank}: {exc}") from exc
+        else:
+            self.metrics.update(metrics)
+            self.scoped += [(scope, c) for c in checks]
+        finally:
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def _world_stage(self, name: str, fn, busy_ranks: list) -> None:
+        if busy_ranks:
+            self.scoped.append(("world", make_check(name, SKIP, f"skipped: GPU busy on rank(s) {busy_ranks}")))
+            self.bar and self.bar.update(1)
+            return
+        self._stage(name, fn, "world")
+
+    def _per_device(self, name: str, devices, skipped, fn) -> None:
+        def run_all():
+            metrics, checks = {}, []
+            for d in devices:
+                if self._label(d) not in skipped:
+                    m, c = fn(d, self._label(d))
+                    metrics.update(m)
+                    checks += c
+            return metrics, checks
+        self._stage(name, run_all, "device")
+
+    def _run_stages(self, devices, skipped, prof) -> None:
+        selected = self.args.checks
+        busy = [r for r, b in enumerate(vdist.gather(self.world, self._label(devices[0]) in skipped)) if b]
+        refs = {self._label(d): reference.lookup(torch.cuda.get_device_name(d)) if d.type == "cuda" else None
+                for d in devices}
+        w = self.world
+        if "collectives" in selected:
+            self._world_stage("collectives", lambda: collectives.run(w, prof), busy)
+        if "ddp" in selected:
+            self._world_stage("ddp", lambda: ddp.run(w, prof), busy)
+        if "compute" in selected:
+            self._per_device("compute", devices, skipped, lambda d, lb: compute.run(d, lb, prof, refs[lb]))
+        if "memory" in selected:
+            for r in range(w.world_size):  # one rank at a time
+                if r == w.rank:
+                    self._per_device("memory", devices, skipped, lambda d, lb: memory.run(d, lb, prof, refs[lb]))
+                vdist.barrier(w)
+        if "inference" in selected:
+            self._per_device("inference", devices, skipped, lambda d, lb: inference.run(d, lb, prof))
+        if "pipeline" in selected and w.is_main:
+            self._stage("pipeline", lambda: pipeline.run(prof), "world")
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> int:
+        started = report.now()
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        info = vdist.rank_info()
+        cuda = venv.probe_cuda()
+        env_info = venv.collect(cuda)
+        self.scoped += [("rank", c) for c in venv.checks(env_info, cuda, self.args.device)]
+        use_cuda = cuda["available"] and self.args.device != "cpu"
+        if self.args.device == "cuda" and not use_cuda:
+            return self._finish_alone(started, env_info, info, "cuda", "--device cuda but CUDA is unusable")
+        try:
+            devices = self._devices(use_cuda, info)
+        except RuntimeError as exc:
+            return self._finish_alone(started, env_info, info, "cuda", str(exc))
+        apps = guard.query_compute_apps() if use_cuda else None  # before any CUDA context of ours
+        free = torch.cuda.mem_get_info(devices[0])[0] if use_cuda else None
+        prof = profiles.make(self.args.profile, devices[0].type, free)
+        aborted = None
+        try:
+            self.world = vdist.init(devices[0], self.args.timeout)
+            skipped = self._guard(devices, apps)
+            stages = [s for s in self.args.checks if s != "pipeline" or self.world.is_main]
+            self.bar = tqdm(total=len(stages), file=sys.stderr, disable=not self._progress(), leave=False)
+            self._run_stages(devices, skipped, prof)
+            ranks = vdist.gather(self.world, (self.metrics, self.scoped, self._rank_entry(devices[0])))
+        except (Exception, Terminated) as exc:
+            aborted = f"{type(exc).__name__}: {exc}"
+            self.scoped.append(("rank", make_check("run", ERROR, f"run aborted: {aborted}")))
+            ranks = [(self.metrics, self.scoped, self._rank_entry(devices[0]))]
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the report is written whole or not at all
+        code = self._write(started, env_info, devices[0].type, ranks) if self._is_main(info) else None
+        if aborted is not None and self._world_size(info) > 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if code is not None else 1)  # peers may be gone: do not wait on the process group
+        vdist.shutdown()
+        return code if code is not None else (1 if aborted else 0)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _progress(self) -> bool:
+        return self.world.is_main and not self.args.no_progress and sys.stderr.isatty()
+
+    @staticmethod
+    def _is_main(info) -> bool:
+        return info["rank"] == 0
+
+    def _world_size(self, info) -> int:
+        return self.world.world_size if self.world else info["world_size"]
+
+    def _rank_entry(self, device) -> dict:
+        w = self.world
+        if w is None:
+            info = vdist.rank_info()
+            return {"rank": info["rank"], "local_rank": info["local_rank"], "host": venv.socket.gethostname(),
+                    "device": str(device), "pid": os.getpid()}
+        return {"rank": w.rank, "local_rank": w.local_rank, "host": w.host, "device": self._label(device),
+                "torch_device": str(device), "pid": os.getpid()}
+
+    def _finish_alone(self, started, env_info, info, device_type, why) -> int:
+        """No process group could be made: rank 0 writes what it has."""
+        self.scoped.append(("rank", make_check("run", ERROR, f"not run: {why}")))
+        if not self._is_main(info):
+            return 1
+        entry = {"rank": info["rank"], "local_rank": info["local_rank"], "host": env_info["hostname"],
+                 "device": device_type}
+        return self._write(started, env_info, device_type, [(self.metrics, self.scoped, entry)],
+                           world_size=info["world_size"])
+
+    def _write(self, started, env_info, device_type, ranks, world_size=None) -> int:
+        metrics, checks = merge([(m, s) for m, s, _ in ranks])
+        entries = [e for _, _, e in ranks]
+        if world_size is None:
+            world_size = self.world.world_size if self.world else 1
+        if len(entries) != world_size:  # aborted: other ranks' entries are unknown
+            known = {e["rank"] for e in entries}
+            entries += [{"rank": r, "local_rank": None, "host": None, "device": None}
+                        for r in range(world_size) if r not in known]
+        hosts = [e["host"] for e in entries if e["host"]]
+        status = overall(checks)
+        doc = {
+            "schema": SCHEMA, "version": __version__, "host": entries[0]["host"] or env_info["hostname"],
+            "started": started, "finished": report.now(), "status": status, "profile": self.args.profile,
+            "device": device_type, "env": env_info, "metrics": report.clean_metrics(metrics), "checks": checks,
+            "world": {"world_size": world_size, "node_count": max(1, vdist.node_count(hosts)),
+                      "backend": self.world.backend if self.world else None,
+                      "launcher": "torchrun" if vdist.launched_by_torchrun() else "single-process",
+                      "ranks": entries},
+            "options": {"checks": list(self.args.checks), "force": self.args.force, "timeout_s": self.args.timeout,
+                        "requested_device": self.args.device},
+        }
+        if self.planted:
+            doc["faults"] = sorted(self.planted)
+        report.write_atomic(self.args.out, doc)
+        if not self.args.quiet:
+            self._summary(doc)
+        return exit_code(status)
+
+    def _summary(self, doc) -> None:
+        for c in doc["checks"]:
+            print(f"{c['status'].upper():5} {c['name']}: {c['message']}")
+        print(f"verify: {doc['status']} ({len(doc['metrics'])} metrics, {len(doc['checks'])} checks) -> "
+              f"{os.path.abspath(self.args.out)}")
+        sys.stdout.flush()
