@@ -210,6 +210,17 @@ def test_torch_location_check_warns_outside_active_env():
            "virtualenv": "/opt/venv", "conda_prefix": None}
     assert venv.torch_location_check(env)["status"] == "warn"
     assert venv.torch_location_check(dict(env, torch_path="/opt/venv/lib/site-packages/torch"))["status"] == "pass"
+    # a venv made with --system-site-packages (gpufleet's push) sees the base torch on purpose
+    seen = venv.torch_location_check(dict(env, system_site_packages=True))
+    assert seen["status"] == "pass" and "--system-site-packages" in seen["message"]
+
+
+def test_system_site_packages_read_from_pyvenv_cfg(tmp_path):
+    (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
+    assert venv.system_site_packages(str(tmp_path)) is True
+    (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    assert venv.system_site_packages(str(tmp_path)) is False
+    assert venv.system_site_packages(str(tmp_path / "missing")) is False
 
 
 # -- collectives math -----------------------------------------------------------------------------

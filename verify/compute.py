@@ -80,8 +80,14 @@ def bench_matmul(device: torch.device, dt: str, n: int, min_time: float) -> tupl
     """``(TFLOP/s, iterations)`` of n×n×n products in ``dt`` on ``device``."""
     a, b = _randn(n, dt, device, SEED), _randn(n, dt, device, SEED + 1)
     out = torch.empty_like(a)
+    repeat = 3 if faults.planted("compute-slow") else 1  # planted fault: a device at a third of its speed
+
+    def step():
+        for _ in range(repeat):
+            torch.matmul(a, b, out=out)
+
     with tf32(dt == "tf32"):
-        seconds, iters = measure(lambda: torch.matmul(a, b, out=out), device, min_time)
+        seconds, iters = measure(step, device, min_time)
     return matmul_tflops(n, seconds), iters
 
 

@@ -52,7 +52,21 @@ def python_env(environ=None, prefix: str = sys.prefix, base_prefix: str = sys.ba
         "virtualenv": prefix if prefix != base_prefix else env.get("VIRTUAL_ENV"),
         "conda_env": env.get("CONDA_DEFAULT_ENV"),
         "conda_prefix": env.get("CONDA_PREFIX"),
+        "system_site_packages": system_site_packages(prefix) if prefix != base_prefix else None,
     }
+
+
+def system_site_packages(prefix: str) -> bool:
+    """Whether the virtualenv at ``prefix`` was made with ``--system-site-packages`` (pyvenv.cfg)."""
+    try:
+        with open(os.path.join(prefix, "pyvenv.cfg")) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "include-system-site-packages":
+                    return value.strip().lower() == "true"
+    except OSError:
+        pass
+    return False
 
 
 def cuda_warnings_checks(messages: Iterable[str]) -> list:
@@ -160,6 +174,10 @@ def torch_location_check(env: dict) -> dict:
     active = env.get("virtualenv") or env.get("conda_prefix")
     where = f"torch {env['torch_version']} from {env['torch_path']}"
     if active and not os.path.realpath(env["torch_path"]).startswith(os.path.realpath(active)):
+        if env.get("system_site_packages"):
+            # gpufleet's own push: a venv that deliberately sees the node's torch
+            return make_check("env/torch", PASS, f"{where} (the base interpreter's, seen by the environment "
+                                                 f"{active} through --system-site-packages)")
         return make_check("env/torch", WARN, f"{where}, not from the active environment {active}")
     return make_check("env/torch", PASS, where)
 

@@ -11,6 +11,9 @@ code path misbehave, so the test suite can prove the matching check fails:
                        (``ddp/checkpoint:*`` must fail)
 ``matmul-corrupt``     one element of the matmul result is shifted by one
                        standard deviation (``compute/matmul_correct:*`` must fail)
+``compute-slow``       every timed matmul does three products but counts one: the
+                       node's matmul figures drop to about a third (a straggler
+                       for the fleet verdict to name)
 ``rank-exit``          the last rank (of 2 or more) exits abruptly at the
                        collectives stage (the run must end with an error, not hang)
 ``rank-hang``          the last rank (of 2 or more) sleeps at the collectives
@@ -26,7 +29,8 @@ from typing import Mapping, Optional
 
 ENV_VAR = "GPUFLEET_VERIFY_FAULT"
 KNOWN = frozenset(
-    {"ddp-perturb", "allreduce-wrong", "checkpoint-corrupt", "matmul-corrupt", "rank-exit", "rank-hang"}
+    {"ddp-perturb", "allreduce-wrong", "checkpoint-corrupt", "matmul-corrupt", "compute-slow", "rank-exit",
+     "rank-hang"}
 )
 
 
