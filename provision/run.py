@@ -58,8 +58,10 @@ def audit_toolkit(result: FleetResult, options: SshOptions, progress: bool | Non
     reached = [r.host for r in result if r.state in (HostState.OK, HostState.FAILED)]
     if not reached:
         return {}
-    from fleet import audit_run  # the audit is optional for provisioning; imported when used
-
+    try:
+        from fleet import audit_run  # the audit is optional for provisioning; imported when used
+    except ImportError as e:  # pragma: no cover - a partial install
+        return {r.name: {"status": "skip", "message": f"audit unavailable: {e}", "checks": []} for r in reached}
     audited = audit_run.audit_hosts(reached, options, progress=progress)
     out = {}
     for r in audited:

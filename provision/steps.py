@@ -261,7 +261,8 @@ def _plan_apt_repository(facts: HostFacts, settings: Settings) -> Plan:
         did.append("install the signing key")
     elif facts.keyring != facts.key:
         commands.append(write_bytes(APT_KEYRING, facts.key, f"the key served at {key_url}, dearmored"))
-        did.append("install the signing key" if facts.keyring is None else "replace the signing key (changed at the key URL)")
+        did.append("install the signing key" if facts.keyring is None
+                   else "replace the signing key (changed at the key URL)")
     if commands:
         undo.append(remove_file(APT_KEYRING) if facts.keyring is None
                     else write_bytes(APT_KEYRING, facts.keyring, "the previous keyring"))

@@ -74,7 +74,8 @@ def debian_mirror() -> str:
             text = f.read_text()
         except OSError:
             continue
-        uris = re.findall(r"^\s*URIs:\s*(\S+)", text, re.M) + re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M)
+        uris = (re.findall(r"^\s*URIs:\s*(\S+)", text, re.M)
+                + re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M))
         for uri in uris:
             if uri.rstrip("/").endswith("/debian") and "security" not in uri:
                 return uri.rstrip("/")
@@ -303,7 +304,7 @@ class AptRepo:
         (self.repo_dir / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
         files = [self.repo_dir / "Packages", self.repo_dir / "Packages.gz"]
         date = _dt.datetime.now(_dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
-        release = [f"Origin: gpufleet-test", "Label: nvidia-container-toolkit (stand-in)", f"Date: {date}",
+        release = ["Origin: gpufleet-test", "Label: nvidia-container-toolkit (stand-in)", f"Date: {date}",
                    f"Architectures: {self.arch}"]
         for title, algo in (("MD5Sum", hashlib.md5), ("SHA256", hashlib.sha256)):
             release.append(f"{title}:")
@@ -345,7 +346,10 @@ FAKE_DOCKER = r"""#!/bin/sh
 # Stand-in docker CLI (gpufleet tests): the "daemon" runs while @ACTIVE@ exists and knows the
 # runtimes of the daemon.json it loaded when it was last (re)started (@LOADED@), as dockerd does.
 active=@ACTIVE@; loaded=@LOADED@
-down() { echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2; exit 1; }
+down() {
+    echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2
+    exit 1
+}
 case "$1" in
 info)
     [ -e "$active" ] || down
@@ -419,14 +423,20 @@ class ChrootHost:
     def start(self, farm: SshdFarm, users: dict[str, str | None], sudoers: str = "") -> TestHost:
         for d in (self.upper, self.work / "ovl-work", self.root):
             d.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                            f"lowerdir={self.base},upperdir={self.upper},workdir={self.work / 'ovl-work'}",
-                            str(self.root)], capture_output=True, text=True)
-        self.overlay = r.returncode == 0
+        if os.environ.get("GPUFLEET_TEST_NO_OVERLAY"):  # exercise the fallback
+            self.overlay = False
+        else:
+            r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                                f"lowerdir={self.base},upperdir={self.upper},workdir={self.work / 'ovl-work'}",
+                                str(self.root)], capture_output=True, text=True)
+            self.overlay = r.returncode == 0
         if not self.overlay:  # no overlayfs here: a full copy (a few seconds more)
             shutil.rmtree(self.root)
             subprocess.run(["cp", "-a", "--reflink=auto", str(self.base), str(self.root)], check=True)
-        subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
+        r = subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"cannot mount /proc in the test root {self.root}: {r.stderr.strip()} "
+                               f"(the provisioning tests need root with CAP_SYS_ADMIN: chroot and mount)")
         self.port = free_port(self.address)
         etc = self.root / "etc"
         keygen(etc / "ssh" / "gpufleet_host_ed25519_key")

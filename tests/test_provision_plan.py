@@ -7,13 +7,13 @@ import base64
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from fleet.fanout import TaskFailed
 from fleet.inventory import Host
 from fleet.status import Status
+from fleet.transport import CommandResult, SshOptions
 from provision import facts as F
 from provision import steps as S
 from provision import validate as V
@@ -392,7 +392,8 @@ def test_validation_analysis():
     checks = {c.name: c for c in V.analyse(out, f, s)}
     assert checks["nvidia-ctk"].status is Status.FAIL and "pinned 1.17.8-1" in checks["nvidia-ctk"].message
     assert checks["docker-runtime"].status is Status.WARN
-    assert checks["smoke-test"].status is Status.FAIL and "could not select device driver" in checks["smoke-test"].message
+    smoke = checks["smoke-test"]
+    assert smoke.status is Status.FAIL and "could not select device driver" in smoke.message
     out = _validation(ctk=("", "sh: 1: nvidia-ctk: not found", 127),
                       docker_info=('{"runc":{"path":"runc"}}', "", 0), docker_config=(DOCKER_NVIDIA, "", 0))
     checks = {c.name: c for c in V.analyse(out, f, Settings())}
@@ -421,9 +422,9 @@ def test_check_mode_runs_only_the_read_only_fact_script():
 
 
 def test_failed_command_undoes_the_step_and_skips_the_rest():
+    error = "Error: Failed to download metadata for repo 'nvidia-container-toolkit': Cannot download repomd.xml"
     t = FakeTransport(recorded("rocky9", ["dnf"] + RPM_TOOLS, docker_dir=True),
-                      answers={"makecache": {"rc": 1, "stderr": "Error: Failed to download metadata for repo "
-                                                               "'nvidia-container-toolkit': Cannot download repomd.xml"}})
+                      answers={"makecache": {"rc": 1, "stderr": error}})
     with pytest.raises(TaskFailed) as e:
         Provisioner(t, MIRROR).run()
     report = e.value.value
@@ -450,10 +451,8 @@ def test_non_root_without_become_is_refused():
 
 
 def test_sudo_password_problems_are_explained():
-    t = FakeTransport("", become=True, user="ops")
-    t.run = lambda command, **kw: __import__("fleet.transport", fromlist=["CommandResult"]).CommandResult(
-        command, 1, "", "Sorry, try again.\nsudo: 1 incorrect password attempt")
-    t.options = type(t.options)(sudo_password="pw-123")
+    t = FakeTransport("", become=True, user="ops", options=SshOptions(sudo_password="pw-123"))
+    t.run = lambda command, **kw: CommandResult(command, 1, "", "Sorry, try again.\nsudo: 1 incorrect password attempt")
     with pytest.raises(TaskFailed, match="sudo rejected the password"):
         Provisioner(t, MIRROR).run()
 
