@@ -19,9 +19,19 @@ def join(argv: list[Any]) -> str:
     return " ".join(quote(a) for a in argv)
 
 
-def become(command: str) -> str:
-    """Wrap a command for sudo; the password (if any) is fed on stdin, never on the command line."""
-    return "sudo -S -p '' -- sh -c %s" % quote(command)
+def become(command: str, with_password: bool = False) -> str:
+    """Wrap a command for sudo.
+
+    Without a password: ``sudo -n`` (fails at once, never prompts).  With one, the
+    password is fed on stdin (never on the command line) and read by ``sudo -S``
+    only when sudo asks for it: a NOPASSWD or cached sudo runs the command with
+    stdin from /dev/null, so the password can never reach the command.
+    """
+    inner = "sh -c " + quote(command)
+    if not with_password:
+        return f"sudo -n -- {inner}"
+    return (f"if sudo -n true 2>/dev/null; then sudo -n -- {inner} </dev/null; "
+            f"else sudo -S -p '' -- {inner}; fi")
 
 
 def script(text: str) -> str:

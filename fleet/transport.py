@@ -7,20 +7,19 @@ the fan-out records (unreachable, auth failed, host key rejected, timed out).
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
 from fleet.inventory import Host
 from fleet.shell import become as become_command
@@ -134,6 +133,78 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+# --------------------------------------------------------------------------- commands
+
+
+def _with_become(command: str, stdin: str | None, sudo: bool, password: str | None) -> tuple[str, str | None]:
+    """The command line and stdin for running ``command``, through sudo when asked.
+
+    The password only ever travels on stdin, and only to a sudo that asks for it.
+    """
+    if not sudo:
+        return command, stdin
+    if stdin is not None:
+        raise ValueError("a command run through sudo cannot take input on stdin (that is where the password goes)")
+    line = become_command(command, with_password=bool(password))
+    return line, (password + "\n") if password else None
+
+
+def _exec(transport: paramiko.Transport, command: str, stdin: str | None, timeout: float,
+          chunk: int = 65536) -> tuple[int | None, str, str]:
+    """Run one command on an open SSH transport.
+
+    Returns ``(exit status, stdout, stderr)``; exit status ``None`` when ``timeout``
+    passed first (the channel is closed, which ends the remote command's session),
+    ``-1`` when the server closed the channel without an exit status.
+    """
+    if transport is None or not transport.is_active():
+        raise EOFError("SSH transport is not active")
+    chan = transport.open_session(timeout=min(timeout, 30))
+    try:
+        chan.settimeout(0.2)
+        chan.exec_command(command)
+        if stdin:
+            try:
+                chan.sendall(stdin.encode())
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the command finished without reading its input
+        try:
+            chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            progressed = False
+            while chan.recv_ready():
+                out += chan.recv(chunk)
+                progressed = True
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(chunk)
+                progressed = True
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if time.monotonic() > deadline:
+                return None, out.decode(errors="replace"), err.decode(errors="replace")
+            if not progressed:
+                try:
+                    data = chan.recv(chunk)  # waits up to the channel timeout
+                    if data:
+                        out += data
+                    else:
+                        time.sleep(0.01)  # stdout closed; the exit status is on its way
+                except socket.timeout:
+                    pass
+        code = chan.recv_exit_status() if chan.exit_status_ready() else -1
+        if not transport.is_active() and code == -1:
+            raise EOFError("connection closed")
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+    finally:
+        chan.close()
+
+
 # --------------------------------------------------------------------------- SSH
 
 
@@ -204,17 +275,16 @@ class SshTransport:
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
         self.open()
         timeout = self.options.command_timeout if timeout is None else timeout
-        if sudo and self.conn.user != "root":
-            command = become_command(command)
-            stdin = (self.options.sudo_password or "") + "\n" + (stdin or "")
-        in_stream = io.StringIO(stdin) if stdin is not None else False
+        command, stdin = _with_become(command, stdin, sudo and self.conn.user != "root", self.options.sudo_password)
         try:
-            r = self.conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=in_stream, pty=False)
-        except CommandTimedOut:
-            raise TimedOut(f"command did not finish within {timeout:g}s") from None
+            code, out, err = _exec(self.conn.client.get_transport(), command, stdin, timeout)
         except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException, OSError) as e:
-            raise Unreachable(f"connection to {self._label()} lost: {e}") from None
-        return CommandResult(command, r.exited, r.stdout, r.stderr)
+            raise Unreachable(f"connection to {self._label()} lost: {e or type(e).__name__}") from None
+        if code is None:
+            raise TimedOut(f"command did not finish within {timeout:g}s")
+        if code == -1:
+            raise Unreachable(f"connection to {self._label()} lost while the command ran")
+        return CommandResult(command, code, out, err)
 
     def put(self, local: str | os.PathLike, remote: str) -> None:
         self.open()
@@ -246,9 +316,7 @@ class LocalTransport:
 
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
         timeout = self.options.command_timeout if timeout is None else timeout
-        if sudo and os.geteuid() != 0:
-            command = become_command(command)
-            stdin = (self.options.sudo_password or "") + "\n" + (stdin or "")
+        command, stdin = _with_become(command, stdin, sudo and os.geteuid() != 0, self.options.sudo_password)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

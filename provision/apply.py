@@ -5,14 +5,13 @@ only planned commands run, one by one, stopping the host at the first failure
 (undoing the step's partial change where the step says how).  With ``check``
 nothing but the read-only fact script runs, and each step reports what it would do.
 
-Every command runs as ``sh -c '<command>'`` with stdin closed (``exec </dev/null``):
-under sudo the password is fed on stdin, and a command must never read it -- when
-sudo needs no password it is still there.
+Every command runs as ``sh -c '<command>'`` with stdin closed (``exec </dev/null``);
+under sudo the transport feeds the password only to a sudo that asks for it
+(:func:`fleet.shell.become`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -131,26 +130,7 @@ class Provisioner:
 
     # ----------------------------------------------------------- phases
 
-    def _sudo_without_password(self) -> None:
-        """Feed the sudo password only to a sudo that asks for one.
-
-        A NOPASSWD sudo never reads stdin, so the password would sit unread (or be written into a
-        channel the finished command already closed): probe with ``sudo -n true`` and, where no
-        password is needed, give this host's transport options without it.
-        """
-        options = getattr(self.t, "options", None)
-        if not self.sudo or options is None or not getattr(options, "sudo_password", None):
-            return
-        try:
-            probe = self.t.run("sudo -n true </dev/null", sudo=False)
-        except HostError as e:
-            e.partial = self.report
-            raise
-        if probe.ok:
-            self.t.options = dataclasses.replace(options, sudo_password=None)
-
     def gather(self) -> HostFacts:
-        self._sudo_without_password()
         r = self._run(fact_script(self.settings.key_url))
         try:
             facts = parse_facts(r.stdout)
