@@ -147,6 +147,9 @@ def install_script(python: str, directory: str, wheel: str) -> str:
         '"$py" -m venv --system-site-packages --without-pip "$d/venv"\n'
         'site=$("$d/venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')\n'
         '"$d/venv/bin/python" -m zipfile -e "$d/$whl" "$site"\n'
+        # the node's interpreter may itself be a venv or conda env: see everything it sees
+        '"$py" -c \'import sys; print("\\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))\' '
+        '> "$site/gpufleet-node-site.pth"\n'
         '"$d/venv/bin/python" -c "import verify"\n'
         'touch "$d/.installed"\n'
         'echo "@@gpufleet-installed"\n'

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import zipfile
-import io
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,26 @@ def test_node_without_torch_or_python_is_a_clear_failure(farm, pushed_hosts):
     assert r["push-notorch"].value.probe["torch"] is None  # the partial result is kept
     assert r["push-nopython"].state is HostState.FAILED
     assert "/opt/nowhere/python3" in r["push-nopython"].message
+
+
+def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
+    """ansible_python_interpreter may be a venv's (or conda env's) Python: verify must see what it sees."""
+    import subprocess
+
+    outer = tmp_path / "outer-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(outer)], check=True)
+    site = subprocess.run([str(outer / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "gpufleet_outer_marker.py").write_text("WHERE = 'outer venv'\n")
+    farm.add_host("push-venv", fixture=None, gpus=0, extra_vars={
+        "ansible_python_interpreter": str(outer / "bin" / "python"),
+        "gpufleet_remote_dir": str(farm.root / "push-venv" / "cache")})
+    inv = parse_inventory(farm.inventory(["push-venv"]), "venv.yaml")
+    art = build_wheel()
+    r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-venv"]
+    assert r.state is HostState.OK, r.message
+    python = farm.root / "push-venv" / "cache" / Path(r.value.python).relative_to(
+        str(farm.root / "push-venv" / "cache"))
+    out = subprocess.run([str(python), "-c", "import gpufleet_outer_marker, verify; print(gpufleet_outer_marker.WHERE)"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "outer venv", out.stderr
