@@ -60,7 +60,7 @@ def push(c, hosts="all", inventory=None, forks=32, timeout=600, connect_timeout=
     options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
     artifact = push_lib.build_wheel()
     cli.note(f"verify wheel {artifact.filename} (content {artifact.digest})")
-    result = run_fleet(selected, lambda t: push_lib.push(t, artifact), options, desc="push")
+    result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True), options, desc="push")
     cli.echo(push_lib.render_table(result))
     if result.failed:
         raise cli.Exit(code=1)

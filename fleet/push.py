@@ -107,39 +107,80 @@ def install_dir(host: Host, artifact: Artifact) -> str:
 
 
 _PROBE = r"""
-import json, platform, sys, warnings
-out = {"python": sys.executable, "python_version": platform.python_version()}
-for m in ("torch", "torchvision", "PIL", "tqdm"):
+import json, os, platform, sys, warnings
+DEEP = sys.argv[1:] == ["deep"]
+out = {"python": sys.executable, "python_version": platform.python_version(), "deep": DEEP}
+DISTS = {"torch": "torch", "torchvision": "torchvision", "PIL": "pillow", "tqdm": "tqdm"}
+for m, dist in DISTS.items():
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mod = __import__(m)
-        out[m] = str(getattr(mod, "__version__", "unknown"))
+        if DEEP:  # really import it (slow: torch takes seconds)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = __import__(m)
+            out[m] = str(getattr(mod, "__version__", "unknown"))
+        else:  # found, and its installed version, without importing
+            import importlib.metadata, importlib.util, re
+            spec = importlib.util.find_spec(m)
+            if spec is None:
+                raise ImportError("No module named %r" % m)
+            found = None
+            for where in spec.submodule_search_locations or []:  # torch/version.py: '2.4.1+cu121'
+                try:
+                    with open(os.path.join(where, "version.py")) as f:
+                        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", f.read(), re.M)
+                except OSError:
+                    continue
+                if found:
+                    break
+            try:
+                out[m] = found.group(1) if found else importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                out[m] = "unknown"
     except Exception as e:
         out[m] = None
         out[m + "_error"] = "%s: %s" % (type(e).__name__, e)
-if out["torch"]:
+if DEEP and out["torch"]:
     import torch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out["cuda_available"] = bool(torch.cuda.is_available())
         out["gpu_count"] = torch.cuda.device_count() if out["cuda_available"] else 0
+elif not DEEP:  # the GPUs the driver exposes, without initialising CUDA
+    try:
+        n = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        n = 0
+    if not n:
+        import shutil, subprocess
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            try:
+                r = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+                n = sum(1 for line in r.stdout.splitlines() if line.startswith("GPU "))
+            except (OSError, subprocess.SubprocessError):
+                n = 0
+    out["gpu_count"] = n
 print("@@gpufleet-probe " + json.dumps(out))
 """
 
 
-def state_script(python: str, directory: str) -> str:
-    """One round trip: is this artifact installed, and what can the node's Python import?"""
+def state_script(python: str, directory: str, deep: bool = False) -> str:
+    """One round trip: is this artifact installed, and what can the node's Python import?
+
+    ``deep`` imports torch and torchvision for real and asks CUDA for its GPUs
+    (seconds); otherwise they are found and versioned without importing, and
+    the GPUs are those the driver exposes.
+    """
     return (
         f"d={quote(directory)}; py={quote(python)}\n"
         'mkdir -p "$d" || exit 3\n'
         'if [ -f "$d/.installed" ] && [ -x "$d/venv/bin/python" ]; then echo "@@gpufleet-installed"; py="$d/venv/bin/python"; fi\n'
         'command -v "$py" >/dev/null 2>&1 || [ -x "$py" ] || { echo "@@gpufleet-nopython $py"; exit 0; }\n'
-        f'"$py" - <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
+        f'"$py" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
     )
 
 
-def install_script(python: str, directory: str, wheel: str) -> str:
+def install_script(python: str, directory: str, wheel: str, deep: bool = False) -> str:
     return (
         "set -e\n"
         f"d={quote(directory)}; py={quote(python)}; whl={quote(wheel)}\n"
@@ -153,7 +194,7 @@ def install_script(python: str, directory: str, wheel: str) -> str:
         '"$d/venv/bin/python" -c "import verify"\n'
         'touch "$d/.installed"\n'
         'echo "@@gpufleet-installed"\n'
-        f'"$d/venv/bin/python" - <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
+        f'"$d/venv/bin/python" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
     )
 
 
@@ -172,7 +213,7 @@ class PushResult:
         p = self.probe
         action = "uploaded and installed" if self.uploaded else "already installed, nothing uploaded"
         libs = f"torch {p.get('torch') or 'MISSING'}, torchvision {p.get('torchvision') or 'MISSING'}"
-        gpus = f", {p.get('gpu_count', 0)} CUDA GPU(s)" if p.get("torch") else ""
+        gpus = f", {p.get('gpu_count', 0)} {'CUDA GPU(s)' if p.get('deep') else 'GPU(s) exposed by the driver'}"
         return f"{action}; python {p.get('python_version', '?')}, {libs}{gpus}"
 
 
@@ -186,11 +227,15 @@ def parse_probe(stdout: str) -> tuple[bool, dict]:
     raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
 
 
-def push(t: Transport, artifact: Artifact, require_torch: bool = True) -> PushResult:
-    """Install ``artifact`` on the host behind ``t`` unless it is already there."""
+def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: bool = False) -> PushResult:
+    """Install ``artifact`` on the host behind ``t`` unless it is already there.
+
+    ``deep`` imports torch on the node to probe it (``invoke push``); ``verify``
+    uses the fast probe, since verify itself then checks the stack in depth.
+    """
     host = t.host
     directory, base_py = install_dir(host, artifact), node_python(host)
-    r = t.run(script(state_script(base_py, directory)))
+    r = t.run(script(state_script(base_py, directory, deep)))
     if not r.ok:
         raise TaskFailed(f"cannot prepare {directory} on the node: {r.tail(5)}")
     installed, probe = parse_probe(r.stdout)
@@ -198,7 +243,7 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True) -> PushRe
     if not installed:
         with tempfile.TemporaryDirectory() as tmp:
             t.put(artifact.write(tmp), f"{directory}/{artifact.filename}")
-        r = t.run(script(install_script(base_py, directory, artifact.filename)))
+        r = t.run(script(install_script(base_py, directory, artifact.filename, deep)))
         if not r.ok:
             raise TaskFailed(f"installing verify into {directory}/venv failed: {r.tail(8)}")
         uploaded = True

@@ -54,9 +54,14 @@ def test_second_push_uploads_nothing(farm, pushed_hosts):
     installed = d / install_dir(pushed_hosts.hosts["push-a"], art).rsplit("/", 1)[1]
     assert (installed / ".installed").exists()
     stamp = (installed / art.filename).stat().st_mtime_ns
-    second = run_fleet(pushed_hosts.select("push-a"), lambda t: push(t, art), opts)["push-a"]
+    second = run_fleet(pushed_hosts.select("push-a"), lambda t: push(t, art, deep=True), opts)["push-a"]
     assert second.state is HostState.OK and second.value.uploaded is False
     assert "nothing uploaded" in second.value.summary()
+    # the deep probe (invoke push) imports torch for real; the fast one (verify) reads its metadata
+    deep, fast = second.value.probe, first.value.probe
+    assert deep["deep"] is True and fast["deep"] is False
+    assert deep["torch"] == fast["torch"] == torch.__version__
+    assert deep["cuda_available"] is torch.cuda.is_available() and "cuda_available" not in fast
     assert (installed / art.filename).stat().st_mtime_ns == stamp
 
 
