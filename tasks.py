@@ -13,6 +13,9 @@ from fleet.fanout import run_fleet
 from fleet.run_dir import load_run, write_summary
 from fleet.summary_render import render_table
 from fleet.verdict import exit_code as verdict_exit_code, summarize
+from provision import run as provision_run
+from provision.secrets import become_password
+from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
 from fleet.jsonio import write_json_atomic
 
 
@@ -124,12 +127,6 @@ def report(c, run_dir):
         raise cli.Exit(code=code)
 
 
-# --------------------------------------------------------------------------- provision (issue 5)
-from provision import run as provision_run  # noqa: E402 - kept with its task: a self-contained addition
-from provision.secrets import become_password  # noqa: E402
-from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError  # noqa: E402
-
-
 @task(
     auto_shortflags=False,
     help={
@@ -147,7 +144,7 @@ from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError  # 
 def provision(c, hosts="all", inventory=None, check=False, version=None, repo_url=None, key_url=None,
               containerd=False, smoke_test=False, smoke_image=None, forks=32, timeout=900, connect_timeout=10,
               accept_new_host_keys=False, json=None):
-    """Install and configure nvidia-container-toolkit, idempotently (see docs/provision.md).
+    """Install and configure nvidia-container-toolkit, idempotently (README: invoke provision).
 
     Per host: repository and signing key, the package, `nvidia-ctk runtime configure` for
     docker (and containerd), a runtime restart only when its configuration changed, then

@@ -110,3 +110,22 @@ def test_unknown_host_key_refused_by_default_via_invoke(farm, tmp_path):
     r = run_invoke(["audit", "--inventory", str(inv), "--accept-new-host-keys"], env)
     assert r.returncode == 0, r.stdout
     assert farm.hosts["stranger"].address in (tmp_path / "home" / ".ssh" / "known_hosts").read_text()
+
+
+def test_ssh_config_is_honoured_and_inventory_comes_from_the_environment(farm, tmp_path):
+    """An inventory naming only an ~/.ssh/config alias reaches the host, as Fabric (and ssh) would."""
+    host = farm.add_host("aliased", fixture="rtx-3060-v12.xml")
+    env = invoke_env(farm, tmp_path / "home")
+    (tmp_path / "home" / ".ssh" / "config").write_text(
+        f"Host gpu-alias\n  HostName {host.address}\n  Port {host.port}\n  User root\n"
+        f"  IdentityFile {farm.client_key}\n"
+    )
+    inv = tmp_path / "from-env.yaml"
+    inv.write_text("all:\n  hosts:\n    gpu-alias:\n")
+    env["GPUFLEET_INVENTORY"] = str(inv)
+    out = tmp_path / "a.json"
+    r = run_invoke(["audit", "--json", str(out)], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["inventory"] == str(inv)
+    assert data["hosts"]["gpu-alias"]["facts"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 3060"
