@@ -48,8 +48,9 @@ def audit(c, hosts="all", inventory=None, json=None, forks=32, timeout=120, conn
         raise cli.Exit(code=code)
 
 
-@task(auto_shortflags=False, help={**cli.HELP_COMMON})
-def push(c, hosts="all", inventory=None, forks=32, timeout=600, connect_timeout=10, accept_new_host_keys=False):
+@task(auto_shortflags=False, help={**cli.HELP_COMMON, "wheelhouse": cli.HELP_WHEELHOUSE})
+def push(c, hosts="all", inventory=None, wheelhouse=None, forks=32, timeout=600, connect_timeout=10,
+         accept_new_host_keys=False):
     """Install the node-side verify/ package on every selected host (once per content hash).
 
     Builds a wheel of verify/, uploads it over SFTP to gpufleet_remote_dir
@@ -62,8 +63,9 @@ def push(c, hosts="all", inventory=None, forks=32, timeout=600, connect_timeout=
     _, selected = cli.select(c, hosts, inventory)
     options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
     artifact = push_lib.build_wheel()
+    house = cli.wheelhouse(wheelhouse)
     cli.note(f"verify wheel {artifact.filename} (content {artifact.digest})")
-    result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True), options, desc="push")
+    result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True, wheelhouse=house), options, desc="push")
     cli.echo(push_lib.render_table(result))
     if result.failed:
         raise cli.Exit(code=1)
@@ -81,11 +83,12 @@ def push(c, hosts="all", inventory=None, forks=32, timeout=600, connect_timeout=
         "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes",
         "rdzv_port": "rendezvous port on the first host for --multinode (default 29400)",
         "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all",
+        "wheelhouse": cli.HELP_WHEELHOUSE,
     },
 )
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=1800, out="reports",
-           force=False, multinode=False, rdzv_port=verify_run.DEFAULT_RDZV_PORT, checks="all", forks=32,
-           connect_timeout=10, accept_new_host_keys=False):
+           force=False, multinode=False, rdzv_port=verify_run.DEFAULT_RDZV_PORT, checks="all", wheelhouse=None,
+           forks=32, connect_timeout=10, accept_new_host_keys=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes reports/<UTC timestamp>/ (hosts/<host>.json, logs/, summary.json,
@@ -103,7 +106,8 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
     settings = verify_run.VerifySettings(profile=profile, nproc=str(nproc), timeout=float(timeout), force=force,
                                          multinode=multinode, rdzv_port=int(rdzv_port),
-                                         extra_args=() if checks == "all" else ("--checks", str(checks)))
+                                         extra_args=() if checks == "all" else ("--checks", str(checks)),
+                                         wheelhouse=cli.wheelhouse(wheelhouse))
     run_dir, summary = verify_run.verify_fleet(selected, settings, options, out_base=out, pattern=hosts)
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, hosts/, logs/)")

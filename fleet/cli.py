@@ -26,6 +26,22 @@ HELP_COMMON = {
 }
 
 
+HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
+                   "installed there with pip --no-index --no-deps")
+
+
+def wheelhouse(path: str | None):
+    """``--wheelhouse DIR`` as a :class:`fleet.push.Wheelhouse` (None when not given)."""
+    if not path:
+        return None
+    from fleet.push import Wheelhouse
+
+    try:
+        return Wheelhouse.from_dir(path)
+    except (OSError, ValueError) as e:
+        raise usage_error(f"--wheelhouse: {e}") from None
+
+
 def usage_error(message: str) -> Exit:
     return Exit(f"gpufleet: {message}", code=USAGE)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from fleet import __version__
 from fleet.fanout import TaskFailed
 from fleet.inventory import Host
-from fleet.shell import quote, script
+from fleet.shell import cmd, quote, script
 from fleet.transport import Transport
 
 DEFAULT_REMOTE_DIR = ".cache/gpufleet"
@@ -85,6 +85,28 @@ def build_wheel(source: Path | None = None, version: str = __version__) -> Artif
     return Artifact(f"{DIST}-{version}-py3-none-any.whl", data, hashlib.sha256(data).hexdigest()[:16])
 
 
+@dataclass(frozen=True)
+class Wheelhouse:
+    """Local wheels for air-gapped nodes: uploaded with verify and installed with ``--no-index``.
+
+    Exactly these wheels are installed (``--no-deps``) into verify's environment,
+    where they take precedence over the node's own packages.
+    """
+
+    wheels: tuple
+    digest: str
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike) -> "Wheelhouse":
+        wheels = tuple(sorted(Path(path).glob("*.whl")))
+        if not wheels:
+            raise ValueError(f"no *.whl files in wheelhouse {path}")
+        h = hashlib.sha256()
+        for w in wheels:
+            h.update(w.name.encode() + b"\0" + hashlib.sha256(w.read_bytes()).digest())
+        return cls(wheels, h.hexdigest()[:8])
+
+
 # --------------------------------------------------------------------------- per host
 
 
@@ -101,9 +123,10 @@ def node_python(host: Host) -> str:
     return sys.executable if host.is_local else "python3"
 
 
-def install_dir(host: Host, artifact: Artifact) -> str:
+def install_dir(host: Host, artifact: Artifact, wheelhouse: Wheelhouse | None = None) -> str:
     py = hashlib.sha256(node_python(host).encode()).hexdigest()[:8]
-    return f"{remote_dir(host)}/verify-{artifact.digest}-{py}"
+    wh = f"-wh{wheelhouse.digest}" if wheelhouse else ""
+    return f"{remote_dir(host)}/verify-{artifact.digest}-{py}{wh}"
 
 
 _PROBE = r"""
@@ -180,7 +203,15 @@ def state_script(python: str, directory: str, deep: bool = False) -> str:
     )
 
 
-def install_script(python: str, directory: str, wheel: str, deep: bool = False) -> str:
+_WHEELHOUSE_INSTALL = (
+    '"$py" -m pip --version >/dev/null 2>&1 || '
+    '{ echo "the wheelhouse needs pip on the node: $py -m pip is not available" >&2; exit 4; }\n'
+    '"$py" -m pip install -q --no-index --no-deps --no-warn-script-location --disable-pip-version-check '
+    '--target "$site" "$d"/wheelhouse/*.whl\n'
+)
+
+
+def install_script(python: str, directory: str, wheel: str, deep: bool = False, wheelhouse: bool = False) -> str:
     return (
         "set -e\n"
         f"d={quote(directory)}; py={quote(python)}; whl={quote(wheel)}\n"
@@ -191,7 +222,8 @@ def install_script(python: str, directory: str, wheel: str, deep: bool = False) 
         # the node's interpreter may itself be a venv or conda env: see everything it sees
         '"$py" -c \'import sys; print("\\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))\' '
         '> "$site/gpufleet-node-site.pth"\n'
-        '"$d/venv/bin/python" -c "import verify"\n'
+        + (_WHEELHOUSE_INSTALL if wheelhouse else "")
+        + '"$d/venv/bin/python" -c "import verify"\n'
         'touch "$d/.installed"\n'
         'echo "@@gpufleet-installed"\n'
         f'"$d/venv/bin/python" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
@@ -227,14 +259,15 @@ def parse_probe(stdout: str) -> tuple[bool, dict]:
     raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
 
 
-def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: bool = False) -> PushResult:
+def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: bool = False,
+         wheelhouse: Wheelhouse | None = None) -> PushResult:
     """Install ``artifact`` on the host behind ``t`` unless it is already there.
 
     ``deep`` imports torch on the node to probe it (``invoke push``); ``verify``
     uses the fast probe, since verify itself then checks the stack in depth.
     """
     host = t.host
-    directory, base_py = install_dir(host, artifact), node_python(host)
+    directory, base_py = install_dir(host, artifact, wheelhouse), node_python(host)
     r = t.run(script(state_script(base_py, directory, deep)))
     if not r.ok:
         raise TaskFailed(f"cannot prepare {directory} on the node: {r.tail(5)}")
@@ -243,7 +276,11 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: boo
     if not installed:
         with tempfile.TemporaryDirectory() as tmp:
             t.put(artifact.write(tmp), f"{directory}/{artifact.filename}")
-        r = t.run(script(install_script(base_py, directory, artifact.filename, deep)))
+        if wheelhouse:
+            t.run(cmd("mkdir -p %s", f"{directory}/wheelhouse"))
+            for w in wheelhouse.wheels:
+                t.put(w, f"{directory}/wheelhouse/{w.name}")
+        r = t.run(script(install_script(base_py, directory, artifact.filename, deep, wheelhouse is not None)))
         if not r.ok:
             raise TaskFailed(f"installing verify into {directory}/venv failed: {r.tail(8)}")
         uploaded = True

@@ -18,7 +18,7 @@ from typing import Iterable
 
 from fleet.fanout import HostState, TaskFailed, run_fleet
 from fleet.inventory import Host
-from fleet.push import Artifact, PushResult, build_wheel, push
+from fleet.push import Artifact, PushResult, Wheelhouse, build_wheel, push
 from fleet.run_dir import make_run_dir, parse_report, safe_name, write_run
 from fleet.verdict import HostRun
 from fleet.jsonio import write_text_atomic
@@ -39,6 +39,7 @@ class VerifySettings:
     multinode: bool = False
     rdzv_port: int = DEFAULT_RDZV_PORT
     extra_args: tuple = ()
+    wheelhouse: Wheelhouse | None = None  # air-gapped nodes: wheels installed beside verify
 
 
 @dataclass
@@ -121,7 +122,7 @@ def node_task(artifact: Artifact, s: VerifySettings, rendezvous_for=None):
         start = time.monotonic()
         host = t.host
         run = NodeRun(host.name, "ok")
-        pushed: PushResult = push(t, artifact)
+        pushed: PushResult = push(t, artifact, wheelhouse=s.wheelhouse)
         run.push = {"directory": pushed.directory, "uploaded": pushed.uploaded, "probe": pushed.probe,
                     "summary": pushed.summary()}
         nproc = nproc_for(s.nproc, pushed.probe)

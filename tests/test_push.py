@@ -98,3 +98,47 @@ def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
     out = subprocess.run([str(python), "-c", "import gpufleet_outer_marker, verify; print(gpufleet_outer_marker.WHERE)"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "outer venv", out.stderr
+
+
+def _demo_wheel(directory: Path, value: int) -> Path:
+    """A minimal valid wheel of a package ``gpufleet_demo_dep`` whose VALUE is ``value``."""
+    import base64
+    import hashlib
+
+    files = {"gpufleet_demo_dep/__init__.py": f"VALUE = {value}\n".encode(),
+             "gpufleet_demo_dep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: gpufleet-demo-dep\nVersion: 1.0\n",
+             "gpufleet_demo_dep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+                     for n, d in files.items()) + "gpufleet_demo_dep-1.0.dist-info/RECORD,,\n"
+    files["gpufleet_demo_dep-1.0.dist-info/RECORD"] = record.encode()
+    path = directory / "gpufleet_demo_dep-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+    return path
+
+
+def test_wheelhouse_is_installed_with_verify_for_air_gapped_nodes(farm, tmp_path):
+    import subprocess
+
+    from fleet.push import Wheelhouse
+
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    _demo_wheel(house, 42)
+    farm.add_host("push-airgap", fixture=None, gpus=0, extra_vars={
+        "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(farm.root / "push-airgap" / "cache")})
+    inv = parse_inventory(farm.inventory(["push-airgap"]), "airgap.yaml")
+    art, wh = build_wheel(), Wheelhouse.from_dir(house)
+    r = run_fleet(inv.select("all"), lambda t: push(t, art, wheelhouse=wh), farm.options(command_timeout=120))
+    res = r["push-airgap"]
+    assert res.state is HostState.OK, res.message
+    assert res.value.directory.endswith(f"-wh{wh.digest}")
+    out = subprocess.run([res.value.python, "-c", "import gpufleet_demo_dep, verify; print(gpufleet_demo_dep.VALUE)"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "42", out.stderr
+    # a different wheelhouse is a different install
+    _demo_wheel(house, 43)
+    assert Wheelhouse.from_dir(house).digest != wh.digest
+    with pytest.raises(ValueError, match="no \\*.whl"):
+        Wheelhouse.from_dir(tmp_path)
