@@ -11,21 +11,20 @@ The script (:data:`AUDIT_SCRIPT`) runs every command optionally and prints frame
     ...
     @@gpufleet-done@@
 
-Each payload is emitted with one extra trailing newline, which :func:`split_sections` removes, so the
-captured text round-trips exactly (with or without its own final newline).  Text before the header
-(a noisy login shell) is ignored; anything malformed after it raises :class:`AuditParseError`.
+The framing is :mod:`fleet.framing`'s (shared with provisioning's fact script); anything malformed
+raises :class:`AuditParseError`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
+from fleet import framing
 from fleet.checks import evaluate
 from fleet.expectations import Expectations
 from fleet.facts import kernel, lspci, nvidia_smi, osrelease, toolkit
 from fleet.facts.host import HostFacts
+from fleet.framing import FramingError, Section
 from fleet.status import Check, Status, worst
 
 AUDIT_SCRIPT = r"""#!/bin/sh
@@ -158,67 +157,16 @@ SECTIONS = ("os-release", "uname", "lspci", "nvidia-smi", "driver-module", "nvid
             "docker-runtimes", "dmesg", "journalctl", "compute-apps")
 
 
-class AuditParseError(ValueError):
+class AuditParseError(FramingError):
     """The audit script's output is truncated or its framing garbled."""
 
 
-class Section(NamedTuple):
-    stdout: str
-    stderr: str
-    rc: int
-
-
 _HEADER = "@@gpufleet-audit 1@@"
-_BEGIN = re.compile(r"^@@gpufleet-begin (?P<name>[a-z0-9-]+)@@$")
-_ERR = re.compile(r"^@@gpufleet-stderr (?P<name>[a-z0-9-]+)@@$")
-_END = re.compile(r"^@@gpufleet-end (?P<name>[a-z0-9-]+) rc=(?P<rc>-?\d+)@@$")
-_DONE = "@@gpufleet-done@@"
 
 
 def split_sections(output: str) -> dict[str, Section]:
     """Framed script output -> {name: Section(stdout, stderr, rc)}.  Raises AuditParseError."""
-    lines = output.replace("\r\n", "\n").split("\n")
-    try:
-        pos = lines.index(_HEADER) + 1
-    except ValueError:
-        raise AuditParseError(f"no {_HEADER} header in the output: not gpufleet audit output "
-                              f"(starts {output[:80]!r})") from None
-    sections: dict[str, Section] = {}
-
-    def payload(name: str, stop: re.Pattern) -> tuple[str, str | re.Match]:
-        nonlocal pos
-        body = []
-        while pos < len(lines):
-            line = lines[pos]
-            pos += 1
-            if line.startswith("|"):
-                body.append(line[1:])
-                continue
-            m = stop.match(line)
-            if m and m["name"] == name:
-                if not body:
-                    raise AuditParseError(f"section {name!r}: payload lost its framing newline (line {pos})")
-                return "\n".join(body), m
-            raise AuditParseError(f"section {name!r}: unexpected line {pos}: {line[:80]!r}")
-        raise AuditParseError(f"output truncated inside section {name!r}")
-
-    while True:
-        if pos >= len(lines):
-            raise AuditParseError(f"output truncated: no {_DONE} marker after sections {sorted(sections)}")
-        line = lines[pos]
-        pos += 1
-        if line == _DONE:
-            break
-        m = _BEGIN.match(line)
-        if not m:
-            raise AuditParseError(f"expected a section start at line {pos}, got {line[:80]!r}")
-        name = m["name"]
-        if name in sections:
-            raise AuditParseError(f"section {name!r} appears twice")
-        stdout, _ = payload(name, _ERR)
-        stderr, end = payload(name, _END)
-        sections[name] = Section(stdout, stderr, int(end["rc"]))
-    return sections
+    return framing.split_sections(output, _HEADER, "gpufleet", AuditParseError, "audit")
 
 
 # ---------------------------------------------------------------- analysis

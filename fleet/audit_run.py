@@ -7,7 +7,6 @@ module only runs the script through the fan-out and assembles the report.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from fleet import shell, table

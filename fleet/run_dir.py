@@ -40,12 +40,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Tuple
 
-from fleet.jsonio import write_json_atomic, write_text_atomic
+from fleet.jsonio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from fleet.summary_render import render_markdown
 from fleet.verdict import REPORT_SCHEMA, HostRun, summarize
 
@@ -100,23 +99,6 @@ def parse_report(data: bytes, name: str = "report") -> Tuple[Optional[dict], Opt
     return report, None
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done:
-            os.unlink(tmp)
-    return path
-
-
 def run_record(runs: Iterable[HostRun], meta: Mapping[str, Any]) -> dict:
     """The run.json document for ``runs`` and ``meta`` (run_id, started, finished, anything else)."""
     doc = {"schema": RUN_SCHEMA}
@@ -150,7 +132,7 @@ def write_run(run_dir: str | os.PathLike, runs: Iterable, meta: Mapping[str, Any
             r.host for r in runs if names.count(safe_name(r.host)) > 1))
     for r in runs:
         if r.raw is not None:
-            _write_bytes_atomic(run_dir / report_path(r.host), r.raw)
+            write_bytes_atomic(run_dir / report_path(r.host), r.raw)
         elif r.report is not None:
             write_json_atomic(run_dir / report_path(r.host), r.report)
     write_json_atomic(run_dir / RUN_FILE, run_record(runs, meta))

@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
+from fleet import framing
 from fleet.facts.osrelease import parse_os_release
+from fleet.framing import FramingError, Section
 from fleet.shell import quote
 
 # NVIDIA's packages: the toolkit, the nvidia-ctk CLI, and the libnvidia-container pair.
@@ -141,59 +141,12 @@ def framed_script(body: str, tag: str = "gpufleet-provision 1") -> str:
 # ---------------------------------------------------------------- framing
 
 
-class FactsParseError(ValueError):
+class FactsParseError(FramingError):
     """The gather script's output is truncated or garbled."""
 
 
-class Section(NamedTuple):
-    stdout: str
-    stderr: str
-    rc: int
-
-
-_BEGIN = re.compile(r"^@@gpufleet-provision-begin (?P<name>[a-z0-9-]+)@@$")
-_ERR = re.compile(r"^@@gpufleet-provision-stderr (?P<name>[a-z0-9-]+)@@$")
-_END = re.compile(r"^@@gpufleet-provision-end (?P<name>[a-z0-9-]+) rc=(?P<rc>-?\d+)@@$")
-_DONE = "@@gpufleet-provision-done@@"
-
-
 def split_sections(output: str, header: str = "@@gpufleet-provision 1@@") -> dict[str, Section]:
-    lines = output.split("\n")
-    try:
-        pos = lines.index(header) + 1
-    except ValueError:
-        raise FactsParseError(f"no {header} line in the output (starts {output[:120]!r})") from None
-    sections: dict[str, Section] = {}
-
-    def payload(name: str, stop: re.Pattern) -> tuple[str, re.Match]:
-        nonlocal pos
-        body: list[str] = []
-        while pos < len(lines):
-            line = lines[pos]
-            pos += 1
-            if line.startswith("|"):
-                body.append(line[1:])
-                continue
-            m = stop.match(line)
-            if m and m["name"] == name and body:
-                # the script appends one newline to every payload, which the join absorbs: exact content
-                return "\n".join(body), m
-            raise FactsParseError(f"section {name!r}: unexpected line {pos}: {line[:80]!r}")
-        raise FactsParseError(f"output truncated inside section {name!r}")
-
-    while True:
-        if pos >= len(lines):
-            raise FactsParseError(f"output truncated after sections {sorted(sections)}")
-        line = lines[pos]
-        pos += 1
-        if line == _DONE:
-            return sections
-        m = _BEGIN.match(line)
-        if not m:
-            raise FactsParseError(f"expected a section at line {pos}, got {line[:80]!r}")
-        out, _ = payload(m["name"], _ERR)
-        err, end = payload(m["name"], _END)
-        sections[m["name"]] = Section(out, err, int(end["rc"]))
+    return framing.split_sections(output, header, "gpufleet-provision", FactsParseError, "provision")
 
 
 # ---------------------------------------------------------------- facts
