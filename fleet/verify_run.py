@@ -187,9 +187,9 @@ def member_report(host: str, rdzv: dict, exit_code: int) -> dict:
 
 def classify(exit_code: int, report: bytes | None, timeout: float) -> tuple[str, str]:
     """Pure: the node's outcome from torchrun's exit status and the report it left."""
+    if exit_code in (124, 137):  # the node-side `timeout` stopped it (a report may say "aborted")
+        return "timed_out", f"verify did not finish within {timeout:g}s on the node"
     if report is None:
-        if exit_code in (124, 137):
-            return "timed_out", f"verify did not finish within {timeout:g}s on the node"
         return "failed", f"verify exited {exit_code} and wrote no report"
     data, why = parse_report(report, "report.json")
     if data is None:
