@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.sshd import SshdFarm, TestHost, free_port, keygen, wait_listening
+from tests.sshd import SshdFarm, TestHost, free_port, keygen, stop_process, wait_listening
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -493,13 +493,7 @@ class ChrootHost:
         path.chmod(mode)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         _umount_below(self.root)
         if not _mounts_below(self.work):  # never delete through a mount that is still there
             shutil.rmtree(self.work, ignore_errors=True)

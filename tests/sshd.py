@@ -85,6 +85,17 @@ def fake_lspci(gpus: int, product: str = "GA102 [GeForce RTX 3090] [10de:2204]")
     return f"#!/bin/sh\ncat <<'EOF'\n{body}\nEOF\n"
 
 
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Terminate, then kill after 5 s: a test server never outlives its fixture."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class TestHost:
     name: str
@@ -104,13 +115,7 @@ class TestHost:
         p.chmod(0o755)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 class _Hang(threading.Thread):
