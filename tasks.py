@@ -16,7 +16,6 @@ from fleet.verdict import exit_code as verdict_exit_code, summarize
 from provision import run as provision_run
 from provision.secrets import become_password
 from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
-from fleet.jsonio import write_json_atomic
 
 
 @task(
@@ -39,13 +38,7 @@ def audit(c, hosts="all", inventory=None, json=None, forks=32, timeout=120, conn
     options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
     result = audit_run.audit_hosts(selected, options)
     report = audit_run.build_report(result, path, hosts)
-    cli.echo(audit_run.render_table(report))
-    if json:
-        write_json_atomic(json, report)
-        cli.note(f"report written to {json}")
-    code = audit_run.exit_code(report)
-    if code:
-        raise cli.Exit(code=code)
+    cli.finish(audit_run.render_table(report), report, json, audit_run.exit_code(report))
 
 
 @task(auto_shortflags=False, help={**cli.HELP_COMMON, "wheelhouse": cli.HELP_WHEELHOUSE})
@@ -167,10 +160,4 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
     audit = provision_run.audit_toolkit(result, options)
     report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
-    cli.echo(provision_run.render(report))
-    if json:
-        write_json_atomic(json, report)
-        cli.note(f"report written to {json}")
-    code = provision_run.exit_code(report)
-    if code:
-        raise cli.Exit(code=code)
+    cli.finish(provision_run.render(report), report, json, provision_run.exit_code(report))

@@ -86,3 +86,15 @@ def echo(text: str = "") -> None:
 
 def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def finish(table: str, report: dict, json_path: str | None, code: int) -> None:
+    """Print the table, write ``--json`` atomically, and exit with ``code`` (0 returns normally)."""
+    from fleet.jsonio import write_json_atomic
+
+    echo(table)
+    if json_path:
+        write_json_atomic(json_path, report)
+        note(f"report written to {json_path}")
+    if code:
+        raise Exit(code=code)

@@ -77,8 +77,9 @@ Task = Callable[[Transport], Any]
 
 def _run_one(host: Host, task: Task, options: SshOptions) -> HostResult:
     start = time.monotonic()
-    transport = connect(host, options)
+    transport = None
     try:
+        transport = connect(host, options)  # inside the try: a bad ssh config is this host's error, not a crash
         value = task(transport)
         state, message = HostState.OK, ""
     except TaskFailed as e:
@@ -89,7 +90,8 @@ def _run_one(host: Host, task: Task, options: SshOptions) -> HostResult:
         value, state, message = None, HostState.ERROR, f"{type(e).__name__}: {e}"
     finally:
         try:
-            transport.close()
+            if transport is not None:
+                transport.close()
         except Exception:  # noqa: BLE001
             pass
     return HostResult(host, state, value, message, time.monotonic() - start)

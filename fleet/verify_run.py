@@ -8,6 +8,7 @@ directory (see :mod:`fleet.run_dir`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import tempfile
@@ -208,7 +209,7 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
         endpoint = f"{first.address}:{s.rdzv_port}"
         ranks = {h.name: i for i, h in enumerate(hosts)}
         rendezvous_for = lambda h: {"nnodes": len(hosts), "node_rank": ranks[h.name], "endpoint": endpoint}  # noqa: E731
-        options = SshOptions(**{**options.__dict__, "forks": max(options.forks, len(hosts))})
+        options = dataclasses.replace(options, forks=max(options.forks, len(hosts)))  # all nodes at once
     result = run_fleet(hosts, node_task(artifact, s, rendezvous_for), options, desc="verify", progress=progress)
     runs = []
     for r in result:

@@ -135,3 +135,14 @@ def test_local_transport_runs_in_home_and_times_out():
     assert r["me"].value.stdout == f"{Path.home()}\npiped"
     r = run_fleet(inv.select("me"), lambda t: t.run("sleep 20", timeout=0.5), SshOptions())
     assert r["me"].state is HostState.TIMED_OUT
+
+
+def test_a_host_that_cannot_even_be_set_up_is_an_error_and_the_others_are_kept(farm, hosts, tmp_path):
+    """A broken ~/.ssh/config fails each SSH host on its own; the local host still runs."""
+    import yaml
+
+    doc = {"all": {"hosts": {"ok1": dict(farm.hosts["ok1"].vars), "me": {"ansible_connection": "local"}}}}
+    inv = parse_inventory(yaml.safe_dump(doc), "mixed.yaml")
+    r = run_command(inv.select("all"), "echo fine", farm.options(ssh_config=str(tmp_path / "missing-ssh-config")))
+    assert r["ok1"].state is HostState.ERROR and "missing-ssh-config" in r["ok1"].message
+    assert r["me"].state is HostState.OK and r["me"].value.stdout == "fine\n"
