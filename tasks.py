@@ -1,18 +1,22 @@
 """gpufleet tasks: `invoke --list` shows them, `invoke --help TASK` explains each.
 
 Tasks are thin: parse flags, call the library in fleet/, turn the outcome into an
-exit code (0 all good, 1 a host failed or was unreachable, 2 usage or inventory error).
+exit code (fleet.outcome.ExitCode: 0 every host passed, 1 a host failed or was not
+reached, 2 a usage or inventory error, 130 interrupted by Ctrl-C).  The same tasks
+run as `gpufleet TASK` (fleet/cli.py), whose own parser errors also exit 2.
 """
 
 from __future__ import annotations
 
 from invoke import task
 
-from fleet import audit_run, cli, push as push_lib, verify_run
+from fleet import audit_run, options as cli, push as push_lib
 from fleet.fanout import run_fleet
-from fleet.run_dir import load_run, write_summary
-from fleet.summary_render import render_table
-from fleet.verdict import exit_code as verdict_exit_code, summarize
+from fleet.outcome import ExitCode, Recap, status_for
+from fleet.runs import launch
+from fleet.runs.render import render_table
+from fleet.runs.run_dir import load_run
+from fleet.runs.verdict import judge
 from provision import run as provision_run
 from provision.secrets import become_password
 from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
@@ -25,7 +29,7 @@ from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
         "json": "also write the full report (schema gpufleet.audit/1) to this path",
     },
 )
-def audit(c, hosts="all", inventory=None, json=None, forks=32, timeout=120, connect_timeout=10,
+def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, connect_timeout=None,
           accept_new_host_keys=False):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
@@ -35,14 +39,14 @@ def audit(c, hosts="all", inventory=None, json=None, forks=32, timeout=120, conn
     """
     cli.quiet_libraries()
     path, selected = cli.select(c, hosts, inventory)
-    options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
+    options = cli.ssh_options(c, "audit", forks, timeout, connect_timeout, accept_new_host_keys)
     result = audit_run.audit_hosts(selected, options)
     report = audit_run.build_report(result, path, hosts)
-    cli.finish(audit_run.render_table(report), report, json, audit_run.exit_code(report))
+    cli.finish(audit_run.render_table(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
 @task(auto_shortflags=False, help={**cli.HELP_COMMON, "wheelhouse": cli.HELP_WHEELHOUSE})
-def push(c, hosts="all", inventory=None, wheelhouse=None, forks=32, timeout=600, connect_timeout=10,
+def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=None, connect_timeout=None,
          accept_new_host_keys=False):
     """Install the node-side verify/ package on every selected host (once per content hash).
 
@@ -54,14 +58,14 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=32, timeout=600,
     """
     cli.quiet_libraries()
     _, selected = cli.select(c, hosts, inventory)
-    options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
+    options = cli.ssh_options(c, "push", forks, timeout, connect_timeout, accept_new_host_keys)
     artifact = push_lib.build_wheel()
     house = cli.wheelhouse(wheelhouse)
     cli.note(f"verify wheel {artifact.filename} (content {artifact.digest})")
     result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True, wheelhouse=house), options, desc="push")
-    cli.echo(push_lib.render_table(result))
-    if result.failed:
-        raise cli.Exit(code=1)
+    recap = Recap({r.host.name: status_for(r.state, "pass") for r in result})
+    cli.finish(push_lib.render_table(result) + "\n\n" + recap.line(), {}, None,
+               _code(recap.exit_code, result.interrupted))
 
 
 @task(
@@ -71,57 +75,60 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=32, timeout=600,
         "profile": "quick (default; about a minute) or full (larger sizes, longer sweeps)",
         "nproc": "ranks per host: auto (one per GPU; 1 on a host without) or a number",
         "timeout": "seconds verify may run on a host before it is stopped (default 1800)",
-        "out": "directory under which the run directory <UTC timestamp>/ is made (default reports)",
+        "out": "directory under which the run directory <UTC timestamp>/ is made "
+               "(default: gpufleet.reports in invoke.yaml, else the project's reports/)",
         "force": "benchmark GPUs even when other compute processes are using them",
         "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes",
         "rdzv_port": "rendezvous port on the first host for --multinode (default 29400)",
-        "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all",
+        "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all; "
+                  "checked before any host is contacted",
         "wheelhouse": cli.HELP_WHEELHOUSE,
     },
 )
-def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=1800, out="reports",
-           force=False, multinode=False, rdzv_port=verify_run.DEFAULT_RDZV_PORT, checks="all", wheelhouse=None,
-           forks=32, connect_timeout=10, accept_new_host_keys=False):
+def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
+           force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
+           forks=None, connect_timeout=None, accept_new_host_keys=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
-    Writes reports/<UTC timestamp>/ (hosts/<host>.json, logs/, summary.json,
+    Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
     summary.md) and prints the fleet table: per-host status and key figures with
     their ratio to the fleet median of the same GPU model, and stragglers.
-    Exit 0 when every host passes, 1 when any fails, is unreachable or is a
-    straggler, 2 for a usage error.
+    Ctrl-C stops verify (torchrun and every rank) on every host and keeps what
+    finished.  Exit 0 when every host passes, 1 when any fails, is unreachable or
+    is a straggler, 2 for a usage error, 130 when interrupted.
     """
     cli.quiet_libraries()
-    if profile not in ("quick", "full"):
-        raise cli.usage_error(f"--profile must be quick or full, got {profile!r}")
-    if str(nproc) != "auto" and not (str(nproc).isdigit() and int(nproc) > 0):
-        raise cli.usage_error(f"--nproc must be auto or a positive number, got {nproc!r}")
+    settings = launch.VerifySettings(
+        profile=cli.choice("--profile", profile, ("quick", "full")),
+        nproc=str(nproc) if str(nproc) == "auto" else str(int(cli.positive_number("--nproc", nproc, integer=True))),
+        timeout=cli.positive_number("--timeout", cli.setting(c, "timeout", timeout, "verify")), force=bool(force), multinode=bool(multinode),
+        rdzv_port=int(cli.positive_number("--rdzv-port", rdzv_port, integer=True)),
+        checks=cli.verify_checks(checks), wheelhouse=cli.wheelhouse(wheelhouse))
+    options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)
+    base = cli.reports_dir(c, out)
     _, selected = cli.select(c, hosts, inventory)
-    options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
-    settings = verify_run.VerifySettings(profile=profile, nproc=str(nproc), timeout=float(timeout), force=force,
-                                         multinode=multinode, rdzv_port=int(rdzv_port),
-                                         extra_args=() if checks == "all" else ("--checks", str(checks)),
-                                         wheelhouse=cli.wheelhouse(wheelhouse))
-    run_dir, summary = verify_run.verify_fleet(selected, settings, options, out_base=out, pattern=hosts)
+    run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
+                                           on_started=lambda d: cli.note(f"run directory: {d}"))
     cli.echo(render_table(summary))
-    cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, hosts/, logs/)")
-    code = verdict_exit_code(summary)
-    if code:
-        raise cli.Exit(code=code)
+    cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
+    if summary["exit_code"]:
+        raise cli.Exit(code=summary["exit_code"])
 
 
-@task(auto_shortflags=False, help={"run_dir": "a run directory written by `invoke verify`"})
-def report(c, run_dir):
-    """Re-render a verify run's fleet verdict (table, summary.json, summary.md) from its directory."""
+@task(auto_shortflags=False, help={"run_dir": "a run directory written by `invoke verify`",
+                                   "json": "also write the verdict (gpufleet.summary/1) to this path"})
+def report(c, run_dir, json=None):
+    """Judge a verify run again from its directory and print its table; the directory is left as it is.
+
+    The verdict is the one the run printed (the same judging code, over the
+    reports it fetched).  Exit codes as for verify.
+    """
     try:
         runs, meta = load_run(run_dir)
     except (FileNotFoundError, ValueError) as e:
         raise cli.usage_error(str(e)) from None
-    summary = summarize(runs, meta.get("run_id"), meta.get("started"), meta.get("finished"))
-    write_summary(run_dir, summary)
-    cli.echo(render_table(summary))
-    code = verdict_exit_code(summary)
-    if code:
-        raise cli.Exit(code=code)
+    summary = judge(runs, meta)
+    cli.finish(render_table(summary), summary, json, summary["exit_code"])
 
 
 @task(
@@ -139,7 +146,7 @@ def report(c, run_dir):
     },
 )
 def provision(c, hosts="all", inventory=None, check=False, version=None, repo_url=None, key_url=None,
-              containerd=False, smoke_test=False, smoke_image=None, forks=32, timeout=900, connect_timeout=10,
+              containerd=False, smoke_test=False, smoke_image=None, forks=None, timeout=None, connect_timeout=None,
               accept_new_host_keys=False, json=None):
     """Install and configure nvidia-container-toolkit, idempotently (README: invoke provision).
 
@@ -155,9 +162,13 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     except SettingsError as e:
         raise cli.usage_error(str(e)) from None
     path, selected = cli.select(c, hosts, inventory)
-    options = cli.ssh_options(forks, timeout, connect_timeout, accept_new_host_keys)
+    options = cli.ssh_options(c, "provision", forks, timeout, connect_timeout, accept_new_host_keys)
     options.sudo_password = become_password(selected)
     result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
     audit = provision_run.audit_toolkit(result, options)
     report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
-    cli.finish(provision_run.render(report), report, json, provision_run.exit_code(report))
+    cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
+
+
+def _code(code: int, interrupted: bool) -> int:
+    return int(ExitCode.INTERRUPTED if interrupted else code)

@@ -12,21 +12,13 @@ from typing import Iterable
 from fleet import shell, table
 from fleet.audit import AUDIT_SCRIPT, analyse
 from fleet.expectations import Expectations
-from fleet.fanout import FleetResult, HostState, TaskFailed, run_fleet
+from fleet.fanout import FleetResult, run_fleet
 from fleet.inventory import Host
+from fleet.outcome import HostState, Recap, TaskFailed, status_for
+from fleet.progress import Progress
 from fleet.transport import SshOptions, Transport
 
 SCHEMA = "gpufleet.audit/1"
-
-# Host status in reports: the check verdict when the host was reached, else why not.
-_UNREACHED_STATUS = {
-    HostState.UNREACHABLE: "unreachable",
-    HostState.AUTH_FAILED: "unreachable",
-    HostState.HOST_KEY_REJECTED: "unreachable",
-    HostState.TIMED_OUT: "error",
-    HostState.FAILED: "error",
-    HostState.ERROR: "error",
-}
 
 
 def audit_task(host: Host):
@@ -42,17 +34,18 @@ def audit_task(host: Host):
     return task
 
 
-def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: bool | None = None) -> FleetResult:
+def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress | bool | None = None) -> FleetResult:
     hosts = list(hosts)
     tasks = {h.name: audit_task(h) for h in hosts}
     return run_fleet(hosts, lambda t: tasks[t.host.name](t), options, desc="audit", progress=progress)
 
 
 def host_entry(state: HostState, value: dict | None, message: str) -> dict:
+    """A host's entry: the audit's verdict when the host was audited, else the status its state maps to."""
     if state is HostState.OK and value is not None:
         return {"state": state.value, **value}
     return {
-        "status": _UNREACHED_STATUS[state],
+        "status": status_for(state),
         "state": state.value,
         "message": message,
         "facts": {},
@@ -65,22 +58,17 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict
     for name, r in result.results.items():
         hosts[name]["address"] = r.host.address
         hosts[name]["duration_s"] = round(r.duration_s, 3)
-    counts: dict[str, int] = {}
-    for h in hosts.values():
-        counts[h["status"]] = counts.get(h["status"], 0) + 1
+    recap = Recap({name: h["status"] for name, h in hosts.items()})
     return {
         "schema": SCHEMA,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inventory": inventory_path,
         "pattern": pattern,
-        "counts": counts,
+        "interrupted": result.interrupted,
+        "counts": recap.to_dict(),
+        "exit_code": int(recap.exit_code),
         "hosts": hosts,
     }
-
-
-def exit_code(report: dict) -> int:
-    """0 when every host passes (warnings allowed), else 1."""
-    return 0 if all(h["status"] in ("pass", "warn") for h in report["hosts"].values()) else 1
 
 
 def render_table(report: dict) -> str:
@@ -99,8 +87,9 @@ def render_table(report: dict) -> str:
             problems = [h["message"]]
         rows.append([name, h["status"], gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"), "; ".join(problems)])
     out = table.render(["HOST", "STATUS", "GPUS smi/pci", "MODEL", "DRIVER", "CUDA", "PROBLEMS"], rows, max_width=100)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(report["counts"].items()))
-    return f"{out}\n\n{len(report['hosts'])} hosts: {counts}"
+    recap = Recap({name: h["status"] for name, h in report["hosts"].items()})
+    return f"{out}\n\n{recap.line()}" + ("\ninterrupted (Ctrl-C): hosts that had not finished are marked so"
+                                        if report.get("interrupted") else "")
 
 
 def _models(gpus) -> str:

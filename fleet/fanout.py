@@ -1,43 +1,24 @@
 """Run one piece of work on many hosts in parallel, bounded, and record every host's outcome.
 
-Every host ends in exactly one :class:`HostState`.  One host's failure never
+Every host ends in exactly one :class:`fleet.outcome.HostState`.  One host's failure never
 aborts the others or loses their results.
 """
 
 from __future__ import annotations
 
-import enum
-import sys
+import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from tqdm import tqdm
-
 from fleet.inventory import Host
-from fleet.transport import CommandResult, HostError, SshOptions, Transport, connect
+from fleet.outcome import HostError, HostState, Interrupted, TaskFailed
+from fleet.progress import Progress
+from fleet.transport import CommandResult, SshOptions, Transport, connect
 
-
-class HostState(str, enum.Enum):
-    OK = "ok"
-    FAILED = "failed"  # reached and ran, but the work failed (non-zero exit, bad output)
-    UNREACHABLE = "unreachable"  # refused, DNS, connect/banner timeout, connection lost
-    AUTH_FAILED = "auth_failed"
-    HOST_KEY_REJECTED = "host_key_rejected"
-    TIMED_OUT = "timed_out"  # connected, but the command outlived its timeout
-    ERROR = "error"  # a bug or an unexpected condition on the controller side
-
-    def __str__(self) -> str:  # pragma: no cover - cosmetic
-        return self.value
-
-
-class TaskFailed(Exception):
-    """Raised by a task to record FAILED while keeping the partial value it produced."""
-
-    def __init__(self, message: str, value: Any = None):
-        super().__init__(message)
-        self.value = value
+__all__ = ["FleetResult", "HostError", "HostResult", "HostState", "TaskFailed", "run_command", "run_fleet"]
 
 
 @dataclass
@@ -56,6 +37,7 @@ class HostResult:
 @dataclass
 class FleetResult:
     results: dict[str, HostResult] = field(default_factory=dict)
+    interrupted: bool = False  # the operator stopped the run (Ctrl-C)
 
     @property
     def succeeded(self) -> dict[str, HostResult]:
@@ -73,28 +55,80 @@ class FleetResult:
 
 
 Task = Callable[[Transport], Any]
+Stop = Callable[[Transport], None]  # stops a host's remote work (on Ctrl-C); must be quick and bounded
+
+STOP_GRACE_S = 10.0  # after Ctrl-C: how long the hosts' work may take to wind down before it is abandoned
 
 
-def _run_one(host: Host, task: Task, options: SshOptions) -> HostResult:
+class _Live:
+    """The transports of the hosts being worked on, so an interrupt can stop and close them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.transports: dict[str, Transport] = {}
+        self.interrupted = threading.Event()
+
+    def add(self, t: Transport) -> None:
+        with self.lock:
+            self.transports[t.host.name] = t
+
+    def remove(self, t: Transport) -> None:
+        with self.lock:
+            self.transports.pop(t.host.name, None)
+
+    def snapshot(self) -> list:
+        with self.lock:
+            return list(self.transports.values())
+
+
+def _run_one(host: Host, task: Task, options: SshOptions, live: _Live, progress: Progress) -> HostResult:
     start = time.monotonic()
     transport = None
+    progress.stage(host.name, "connecting")
     try:
+        if live.interrupted.is_set():
+            raise Interrupted("the run was interrupted before this host started")
         transport = connect(host, options)  # inside the try: a bad ssh config is this host's error, not a crash
+        live.add(transport)
         value = task(transport)
         state, message = HostState.OK, ""
-    except TaskFailed as e:
-        value, state, message = e.value, HostState.FAILED, str(e)
-    except HostError as e:  # may carry the partial result it interrupted
-        value, state, message = getattr(e, "partial", None), HostState(e.state), str(e)
+    except HostError as e:  # carries the partial result it interrupted
+        value, state, message = e.partial, HostState(e.state), str(e)
     except Exception as e:  # noqa: BLE001 - one host's bug must not lose the others
         value, state, message = None, HostState.ERROR, f"{type(e).__name__}: {e}"
     finally:
-        try:
-            if transport is not None:
+        if transport is not None:
+            live.remove(transport)
+            try:
                 transport.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection is not news
+                pass
+    if live.interrupted.is_set() and state is not HostState.OK:
+        state, message = HostState.INTERRUPTED, "interrupted (Ctrl-C): " + (message or "stopped")
+    progress.done(host.name, state.value, message)
+    return HostResult(host, state, value, message, time.monotonic() - start)
+
+
+def _stop_all(live: _Live, stop: Stop | None) -> None:
+    """Stop every live host's remote work (in parallel, bounded), then close its connection."""
+
+    def one(t: Transport) -> None:
+        try:
+            if stop is not None:
+                stop(t)
+        except Exception:  # noqa: BLE001 - best effort: the connection is closed next anyway
+            pass
+        try:
+            t.close()
         except Exception:  # noqa: BLE001
             pass
-    return HostResult(host, state, value, message, time.monotonic() - start)
+
+    threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in live.snapshot()]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
 
 
 def run_fleet(
@@ -102,28 +136,59 @@ def run_fleet(
     task: Task,
     options: SshOptions,
     desc: str = "hosts",
-    progress: bool | None = None,
+    progress: Progress | bool | None = None,
+    stop: Stop | None = None,
 ) -> FleetResult:
     """Run ``task(transport)`` on every host, at most ``options.forks`` at a time.
 
-    Results come back in inventory order.  ``progress=None`` shows a tqdm bar only
-    when stderr is a terminal.
+    Results come back in inventory order.  ``progress``: a :class:`Progress` the
+    tasks also report their stages to, or None/True/False for
+    :meth:`Progress.auto`.  On Ctrl-C (KeyboardInterrupt), ``stop(transport)``
+    is called for every host still working, their connections are closed, the
+    hosts that finish within :data:`STOP_GRACE_S` keep their result, the others
+    are ``interrupted``, and the result says ``interrupted``.
     """
     hosts = list(hosts)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    if not isinstance(progress, Progress):
+        progress = Progress.auto(desc, [h.name for h in hosts], progress)
+    live = _Live()
     done: dict[str, HostResult] = {}
-    if hosts:
-        with ThreadPoolExecutor(max_workers=max(1, min(options.forks, len(hosts)))) as pool:
-            futures = {pool.submit(_run_one, h, task, options): h for h in hosts}
-            with tqdm(total=len(hosts), desc=desc, unit="host", disable=not progress, file=sys.stderr) as bar:
-                for fut in as_completed(futures):
+    pool = ThreadPoolExecutor(max_workers=max(1, min(options.forks, len(hosts) or 1)))
+    futures = {pool.submit(_run_one, h, task, options, live, progress): h for h in hosts}
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                r = fut.result()
+                done[r.host.name] = r
+            progress.tick()
+    except KeyboardInterrupt:
+        live.interrupted.set()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            for fut in pending:
+                fut.cancel()
+            _stop_all(live, stop)
+            finished, pending = wait(pending, timeout=STOP_GRACE_S)
+            for fut in finished:
+                if not fut.cancelled():
                     r = fut.result()
                     done[r.host.name] = r
-                    bar.update(1)
-                    if not r.ok:
-                        bar.set_postfix_str(f"{r.host.name}: {r.state.value}", refresh=False)
-    return FleetResult({h.name: done[h.name] for h in hosts})
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        progress.close()
+    for h in hosts:
+        if h.name not in done:
+            done[h.name] = HostResult(h, HostState.INTERRUPTED, None, "interrupted (Ctrl-C) before it finished")
+    return FleetResult({h.name: done[h.name] for h in hosts}, interrupted=live.interrupted.is_set())
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def run_command(hosts: Iterable[Host], command: str, options: SshOptions, **kw) -> FleetResult:

@@ -26,7 +26,6 @@ from typing import Any, Iterable
 
 import yaml
 
-DEFAULT_INVENTORY = "inventory/hosts.yaml"
 INVENTORY_ENV = "GPUFLEET_INVENTORY"
 
 # Host names and addresses go into ssh/known_hosts and file names: keep them boring.
@@ -189,11 +188,6 @@ class _Mapping(dict):
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def resolve_path(explicit: str | None = None, configured: str | None = None) -> str:
-    """``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats ``invoke.yaml`` beats the default."""
-    return explicit or os.environ.get(INVENTORY_ENV) or configured or DEFAULT_INVENTORY
 
 
 def load_inventory(path: str | os.PathLike) -> Inventory:

@@ -22,6 +22,7 @@ import paramiko
 from fabric import Config, Connection
 
 from fleet.inventory import Host
+from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable
 from fleet.shell import become as become_command
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -57,28 +58,6 @@ class CommandResult:
     def tail(self, lines: int = 20) -> str:
         text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
         return "\n".join(text.splitlines()[-lines:])
-
-
-class HostError(Exception):
-    """A host-level failure; ``state`` is the fan-out state it maps to."""
-
-    state = "error"
-
-
-class Unreachable(HostError):
-    state = "unreachable"
-
-
-class AuthFailed(HostError):
-    state = "auth_failed"
-
-
-class HostKeyRejected(HostError):
-    state = "host_key_rejected"
-
-
-class TimedOut(HostError):
-    state = "timed_out"
 
 
 class Transport(Protocol):

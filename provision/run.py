@@ -12,28 +12,21 @@ import datetime as _dt
 from typing import Iterable
 
 from fleet import table
-from fleet.fanout import FleetResult, HostState, TaskFailed, run_fleet
+from fleet.fanout import FleetResult, run_fleet
 from fleet.inventory import Host
+from fleet.outcome import PASS, PASSING, HostState, Recap, TaskFailed, status_for
+from fleet.progress import Progress
 from fleet.transport import SshOptions, Transport
 from provision.apply import CHANGED, FAILED, OK, SKIPPED, provision_host
 from provision.secrets import Scrubber
 from provision.settings import Overrides, SettingsError, resolve
 
-SCHEMA = "gpufleet.provision/1"
+SCHEMA = "gpufleet.provision/2"
 AUDIT_CHECKS = ("container-toolkit",)  # the audit's checks about the toolkit and docker's runtimes
-
-_UNREACHED = {
-    HostState.UNREACHABLE: "unreachable",
-    HostState.AUTH_FAILED: "unreachable",
-    HostState.HOST_KEY_REJECTED: "unreachable",
-    HostState.TIMED_OUT: FAILED,
-    HostState.FAILED: FAILED,
-    HostState.ERROR: "error",
-}
 
 
 def provision_hosts(hosts: Iterable[Host], overrides: Overrides, options: SshOptions, check: bool = False,
-                    progress: bool | None = None) -> FleetResult:
+                    progress: Progress | bool | None = None) -> FleetResult:
     hosts = list(hosts)
     tasks = {}
     for h in hosts:
@@ -53,7 +46,7 @@ def _refuse(message: str):
     return task
 
 
-def audit_toolkit(result: FleetResult, options: SshOptions, progress: bool | None = None) -> dict[str, dict]:
+def audit_toolkit(result: FleetResult, options: SshOptions, progress: Progress | bool | None = None) -> dict[str, dict]:
     """The audit's toolkit check on every host that was reached: ``{name: {"status", "message"}}``."""
     reached = [r.host for r in result if r.state in (HostState.OK, HostState.FAILED)]
     if not reached:
@@ -76,12 +69,13 @@ def audit_toolkit(result: FleetResult, options: SshOptions, progress: bool | Non
 
 
 def host_entry(r, audit: dict | None) -> dict:
+    """A host's entry: ``status`` in the shared vocabulary (pass when every step ended ok or changed),
+    ``changed`` whether a step changed (or, in check mode, would change) the host."""
     value = r.value if isinstance(r.value, dict) else {}
     entry = dict(value)
-    if r.state is HostState.OK:
-        entry["status"] = value.get("status") or OK
-    else:
-        entry["status"] = _UNREACHED[r.state]
+    entry["changed"] = value.get("status") == CHANGED or any(s.get("status") == CHANGED for s in value.get("steps", []))
+    entry["status"] = status_for(r.state, PASS)
+    if r.state is not HostState.OK:
         entry["message"] = r.message
     entry.setdefault("steps", [])
     entry.setdefault("validation", [])
@@ -97,24 +91,23 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str, check: 
                  audit: dict[str, dict] | None = None, password: str | None = None) -> dict:
     audit = audit or {}
     hosts = {name: host_entry(r, audit.get(name)) for name, r in result.results.items()}
-    counts: dict[str, int] = {}
-    for h in hosts.values():
-        counts[h["status"]] = counts.get(h["status"], 0) + 1
+    recap = _recap(hosts)
     report = {
         "schema": SCHEMA,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inventory": inventory_path,
         "pattern": pattern,
         "check": check,
-        "counts": counts,
+        "interrupted": result.interrupted,
+        "counts": recap.to_dict(),
+        "exit_code": int(recap.exit_code),
         "hosts": hosts,
     }
     return Scrubber(password)(report)
 
 
-def exit_code(report: dict) -> int:
-    """0 when every host is ok or changed (or would be, in check mode), else 1."""
-    return 0 if all(h["status"] in (OK, CHANGED) for h in report["hosts"].values()) else 1
+def _recap(hosts: dict) -> Recap:
+    return Recap({name: h["status"] for name, h in hosts.items()}, changed=[n for n, h in hosts.items() if h["changed"]])
 
 
 _MARK = {OK: "ok", CHANGED: "changed", SKIPPED: "skipped", FAILED: "FAILED"}
@@ -127,12 +120,13 @@ def render(report: dict) -> str:
         out.append("check mode: nothing was changed; 'changed' steps list the commands they would run")
         out.append("")
     for name, h in report["hosts"].items():
-        head = f"{name}  {h['status'].upper() if h['status'] not in (OK, CHANGED) else h['status']}"
+        label = ("changed" if h["changed"] else "ok") if h["status"] in PASSING else h["status"].upper()
+        head = f"{name}  {label}"
         if h.get("os"):
             head += f"  {h['os']} ({h.get('family') or '?'})"
         head += f"  {h.get('duration_s', 0):.1f}s"
         out.append(head)
-        if h["status"] not in (OK, CHANGED) and h.get("message") and not any(
+        if h["status"] not in PASSING and h.get("message") and not any(
                 s["status"] == FAILED for s in h.get("steps", [])):
             out.append(f"  {h['message']}")
         for s in h.get("steps", []):
@@ -156,6 +150,5 @@ def render(report: dict) -> str:
         out.append("verified state (the audit's toolkit check, run after provisioning):")
         out.append(table.render(["HOST", "TOOLKIT", "AUDIT SAYS"], rows, max_width=110))
         out.append("")
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(report["counts"].items()))
-    out.append(f"{len(report['hosts'])} hosts{' (check mode)' if check else ''}: {counts}")
+    out.append(_recap(report["hosts"]).line() + (" (check mode: changed = would change)" if check else ""))
     return "\n".join(out)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.inventory import InventoryError, PatternError, load_inventory, parse_inventory, resolve_path
+from fleet.inventory import InventoryError, PatternError, load_inventory, parse_inventory
+from fleet.options import PROJECT, inventory_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,10 +119,22 @@ def test_shipped_inventories_load():
     assert node12.vars["gpufleet_gpu_count"] == 4
 
 
-def test_inventory_path_precedence(monkeypatch):
+class _Ctx:
+    def __init__(self, inventory=None):
+        self.config = {"gpufleet": {"inventory": inventory}} if inventory else {}
+
+
+def test_inventory_path_precedence_and_where_relative_paths_are_taken(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # defaults must not depend on where the user stands
     monkeypatch.delenv("GPUFLEET_INVENTORY", raising=False)
-    assert resolve_path(None, None) == "inventory/hosts.yaml"
-    assert resolve_path(None, "conf.yaml") == "conf.yaml"
+    assert inventory_path(_Ctx(), None) == (PROJECT / "inventory/hosts.yaml", "the default")
+    assert inventory_path(_Ctx("conf.yaml"), None) == (PROJECT / "conf.yaml", "gpufleet.inventory in invoke.yaml")
+    assert inventory_path(_Ctx("/etc/g.yaml"), None) == (Path("/etc/g.yaml"), "gpufleet.inventory in invoke.yaml")
     monkeypatch.setenv("GPUFLEET_INVENTORY", "env.yaml")
-    assert resolve_path(None, "conf.yaml") == "env.yaml"
-    assert resolve_path("flag.yaml", "conf.yaml") == "flag.yaml"
+    assert inventory_path(_Ctx("conf.yaml"), None) == (tmp_path / "env.yaml", "$GPUFLEET_INVENTORY")
+    assert inventory_path(_Ctx("conf.yaml"), "flag.yaml") == (tmp_path / "flag.yaml", "--inventory")
+
+
+def test_default_inventory_puts_this_machine_where_the_documented_commands_look():
+    inv = load_inventory(PROJECT / "inventory" / "hosts.yaml")
+    assert [h.name for h in inv.select("gpu-nodes")] == ["localhost"] == [h.name for h in inv.select("local")]

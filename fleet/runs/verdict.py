@@ -1,9 +1,11 @@
 """The fleet verdict: per-host status, fleet statistics, stragglers, exit code.
 
 Pure functions over data: no I/O, no SSH, no torch.  The input is one
-:class:`HostRun` per host (or a plain dict with the same keys); the output of
-:func:`summarize` is the ``summary.json`` document (schema
-``gpufleet.summary/1``, documented in ``docs/summary-schema.md``).
+:class:`fleet.runs.record.HostRun` per host (its report already validated);
+the output of :func:`judge` is the ``summary.json`` document (schema
+``gpufleet.summary/1``, documented in ``docs/summary-schema.md``).  ``invoke
+verify`` and ``invoke report`` both call :func:`judge`, so a run directory
+re-judged gives the verdict the run printed.
 
 Metrics
 -------
@@ -44,12 +46,11 @@ among one node's devices of one kind (``scope: "node"``):
 
 Status and exit code
 --------------------
-A host whose ``state`` is not ``ok`` is ``unreachable`` (``unreachable``,
-``auth_failed``, ``host_key_rejected``) or ``error`` (anything else); a host
-that ran is its report's own status (``pass|warn|fail|error``; a missing or
-unknown status is ``error``).  The exit code is 0 when every host is ``pass``
-or ``warn`` (warn counts as a pass, as verify's own exit code does) and no
-straggler was flagged, else 1.  An empty run is 1 (nothing was verified).
+A host's status is :attr:`HostRun.status`: its report's own status when the
+run ended ``ok``, else the status :func:`fleet.outcome.status_for` gives its
+state.  The exit code is :class:`fleet.outcome.Recap`'s: 0 when every host is
+``pass`` or ``warn`` (warn counts as a pass, as verify's own exit code does)
+and no straggler was flagged, else 1.  An empty run is 1 (nothing was verified).
 """
 
 from __future__ import annotations
@@ -57,25 +58,18 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from statistics import median
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
+from fleet.outcome import ExitCode, HostState, Recap
+from fleet.runs.record import HostRun
+
 SCHEMA = "gpufleet.summary/1"
-REPORT_SCHEMA = "gpufleet.verify/1"
 
 Z_THRESHOLD = 3.5
 FLOOR = 0.9
 MIN_VALUES = 3
 Z_FACTOR = 0.6745
-
-STATES = ("ok", "failed", "unreachable", "auth_failed", "host_key_rejected", "timed_out", "error",
-          "bad_report")
-UNREACHABLE_STATES = frozenset({"unreachable", "auth_failed", "host_key_rejected"})
-REPORT_STATUSES = ("pass", "warn", "fail", "error")
-HOST_STATUSES = REPORT_STATUSES + ("unreachable",)
-PASSING = frozenset({"pass", "warn"})
 
 # The table's key figures, in column order; matmul dtypes come first (see key_figures()).
 KEY_FIGURES = ("memory/d2d/gbps", "memory/h2d/gbps", "allreduce/busbw_gbps", "ddp/resnet50/images_per_s")
@@ -84,32 +78,6 @@ MATMUL_DTYPES = ("bf16", "fp16", "tf32", "fp32")
 _DEVICE_RE = re.compile(r"^(?P<base>.+):(?P<kind>[A-Za-z]+)(?P<index>\d+)$")
 _TIME_WORDS = frozenset({"ms", "us", "ns", "s", "sec", "secs", "second", "seconds", "msec", "usec",
                          "min", "minutes", "latency", "time", "duration", "elapsed", "wall"})
-
-
-@dataclass
-class HostRun:
-    """What the runner knows about one host.
-
-    ``state``: one of :data:`STATES`.  ``report``: the node's parsed verify
-    report (or None).  ``log``: the host log's path relative to the run
-    directory.  ``raw``: the report file's bytes exactly as fetched (written
-    back unchanged by :func:`fleet.run_dir.write_run`); not part of the summary.
-    """
-
-    host: str
-    state: str
-    message: str = ""
-    report: Optional[dict] = None
-    log: Optional[str] = None
-    raw: Optional[bytes] = field(default=None, repr=False)
-
-    @classmethod
-    def coerce(cls, value: Union["HostRun", Mapping[str, Any]]) -> "HostRun":
-        if isinstance(value, HostRun):
-            return value
-        return cls(host=str(value["host"]), state=str(value.get("state") or "error"),
-                   message=str(value.get("message") or ""), report=value.get("report"),
-                   log=value.get("log"), raw=value.get("raw"))
 
 
 # --------------------------------------------------------------------------- keys
@@ -166,58 +134,21 @@ def _number(v: Any) -> Optional[float]:
 
 
 def gpu_model(report: Optional[Mapping]) -> str:
-    """The GPU model a report ran on (first GPU), or ``"cpu"`` for a node without GPUs.
-
-    Tries ``env["gpus"][0]["name"]``, ``env["gpu_names"][0]``,
-    ``env["device_name"]``, ``env["gpu_name"]``, ``env["gpu_model"]``.
-    """
-    env = (report or {}).get("env") if isinstance(report, Mapping) else None
-    if not isinstance(env, Mapping):
-        return "cpu"
-    candidates = []
-    gpus = env.get("gpus")
-    if isinstance(gpus, list) and gpus:
-        first = gpus[0]
-        candidates.append(first.get("name") if isinstance(first, Mapping) else first)
-    names = env.get("gpu_names")
-    if isinstance(names, list) and names:
-        candidates.append(names[0])
-    candidates += [env.get("device_name"), env.get("gpu_name"), env.get("gpu_model")]
-    for c in candidates:
-        if isinstance(c, str) and c.strip():
-            return " ".join(c.split())
+    """The GPU model a report ran on (its first GPU's name), or ``"cpu"`` for a node without GPUs."""
+    names = ((report or {}).get("env") or {}).get("gpu_names")
+    if isinstance(names, list) and names and isinstance(names[0], str) and names[0].strip():
+        return " ".join(names[0].split())
     return "cpu"
 
 
 def gpu_count(report: Optional[Mapping]) -> int:
-    env = (report or {}).get("env") if isinstance(report, Mapping) else None
-    if not isinstance(env, Mapping):
-        return 0
-    n = _number(env.get("gpu_count"))
-    if n is not None:
-        return int(n)
-    for field_name in ("gpus", "gpu_names"):
-        if isinstance(env.get(field_name), list):
-            return len(env[field_name])
-    return 0
+    n = _number(((report or {}).get("env") or {}).get("gpu_count"))
+    return int(n) if n is not None else 0
 
 
-def host_status(run: HostRun) -> str:
-    """``pass|warn|fail|error|unreachable`` for one host (see the module docstring)."""
-    if run.state != "ok":
-        return "unreachable" if run.state in UNREACHABLE_STATES else "error"
-    status = run.report.get("status") if isinstance(run.report, Mapping) else None
-    return status if status in REPORT_STATUSES else "error"
-
-
-def _checks(report: Optional[Mapping], statuses: Sequence[str]) -> list:
-    checks = report.get("checks") if isinstance(report, Mapping) else None
-    out = []
-    for c in checks if isinstance(checks, list) else []:
-        if isinstance(c, Mapping) and c.get("status") in statuses:
-            out.append({"name": str(c.get("name", "?")), "status": c["status"],
-                        "message": str(c.get("message", ""))})
-    return out
+def _checks(checks: Iterable[Mapping], statuses: Sequence[str]) -> list:
+    return [{"name": c["name"], "status": c["status"], "message": c["message"]}
+            for c in checks if c["status"] in statuses]
 
 
 def host_figures(report: Optional[Mapping]) -> tuple:
@@ -382,15 +313,16 @@ def key_figures(metric_keys: Iterable[str]) -> list:
     return matmul + [k for k in KEY_FIGURES if k in present]
 
 
-def summarize(runs: Iterable[Union[HostRun, Mapping]], run_id: str, started: Any = None, finished: Any = None,
-              reference: ReferenceArg = None) -> dict:
+def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: ReferenceArg = None) -> dict:
     """The ``gpufleet.summary/1`` document for one run (see ``docs/summary-schema.md``).
 
+    ``meta``: run.json's fields (``run_id``, ``started``, ``finished``,
+    ``interrupted``).  An interrupted run exits 130 whatever its hosts say.
     ``reference``: ``lookup(gpu_model) -> dict | None`` (default:
     ``verify.reference.lookup`` when importable), or a mapping model -> figures;
     pass ``{}`` for no reference ratios.
     """
-    runs = [HostRun.coerce(r) for r in runs]
+    runs = list(runs)
     lookup = _resolve_reference(reference)
 
     hosts: dict = {}
@@ -398,23 +330,22 @@ def summarize(runs: Iterable[Union[HostRun, Mapping]], run_id: str, started: Any
     devices: dict = {}      # host -> (base, kind) -> {device: value}
     models: dict = {}       # host -> model
     for run in runs:
-        status = host_status(run)
-        report = run.report if isinstance(run.report, Mapping) else None
+        report = run.report
         model = gpu_model(report) if report is not None else None
         entry = {
-            "status": status,
-            "state": run.state,
+            "status": run.status,
+            "state": run.state.value,
             "message": run.message,
             "log": run.log,
             "gpu_model": model,
             "gpu_count": gpu_count(report) if report is not None else None,
-            "failing_checks": _checks(report, ("fail", "error")),
-            "warning_checks": _checks(report, ("warn",)),
+            "failing_checks": _checks(run.checks, ("fail", "error")),
+            "warning_checks": _checks(run.checks, ("warn",)),
             "metrics": {},
             "straggler": False,
             "straggler_metrics": [],
         }
-        if run.state == "ok" and report is not None:
+        if run.state is HostState.OK and report is not None:
             figs, devs = host_figures(report)
             figures[run.host] = figs
             devices[run.host] = devs
@@ -463,18 +394,19 @@ def summarize(runs: Iterable[Union[HostRun, Mapping]], run_id: str, started: Any
         if label not in entry["straggler_metrics"]:
             entry["straggler_metrics"].append(label)
 
-    counts = Counter(e["status"] for e in hosts.values())
-    count_doc = {"hosts": len(hosts)}
-    count_doc.update({s: counts.get(s, 0) for s in HOST_STATUSES})
+    recap = Recap({h: e["status"] for h, e in hosts.items()}, extra_failures=len(stragglers))
+    interrupted = bool(meta.get("interrupted"))
+    count_doc = recap.to_dict()
     count_doc["stragglers"] = len(stragglers)
     count_doc["straggler_hosts"] = sum(1 for e in hosts.values() if e["straggler"])
 
     return {
         "schema": SCHEMA,
-        "run_id": run_id,
-        "started": started,
-        "finished": finished,
-        "exit_code": exit_code_for(hosts, stragglers),
+        "run_id": meta.get("run_id"),
+        "started": meta.get("started"),
+        "finished": meta.get("finished"),
+        "interrupted": interrupted,
+        "exit_code": int(ExitCode.INTERRUPTED if interrupted else recap.exit_code),
         "counts": count_doc,
         "rule": {"z_threshold": Z_THRESHOLD, "floor": FLOOR, "min_values": MIN_VALUES,
                  "host_figure": "worst device (min, or max for lower-is-better); un-suffixed value if present"},
@@ -483,13 +415,6 @@ def summarize(runs: Iterable[Union[HostRun, Mapping]], run_id: str, started: Any
         "fleet": fleet,
         "stragglers": stragglers,
     }
-
-
-def exit_code_for(hosts: Mapping[str, Mapping], stragglers: Sequence) -> int:
-    """0 when there is at least one host, every host is pass/warn and nothing straggles; else 1."""
-    if not hosts or stragglers:
-        return 1
-    return 0 if all(e["status"] in PASSING for e in hosts.values()) else 1
 
 
 def exit_code(summary: Mapping) -> int:

@@ -1,0 +1,205 @@
+"""What the tasks share: flags to typed options, host selection, default paths, and usage errors.
+
+A usage problem (a bad inventory, a pattern that selects nothing, a flag that is
+not a number, an output path that is a file) is an :class:`invoke.exceptions.Exit`
+with :attr:`fleet.outcome.ExitCode.USAGE` (2) and one line naming what is wrong:
+no traceback, and no host contacted.
+
+Default paths do not depend on where you stand: the default inventory and the
+reports directory are the project's (the directory holding ``tasks.py`` and
+``invoke.yaml``); a relative path set in ``invoke.yaml`` is taken relative to
+the project too.  A path given on the command line or in ``$GPUFLEET_INVENTORY``
+is the user's own, relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from invoke.exceptions import Exit
+
+from fleet.inventory import INVENTORY_ENV, Host, InventoryError, PatternError, load_inventory
+from fleet.outcome import ExitCode
+from fleet.transport import SshOptions
+
+PROJECT = Path(__file__).resolve().parents[1]  # where tasks.py, invoke.yaml, inventory/ and reports/ live
+DEFAULT_INVENTORY = "inventory/hosts.yaml"
+DEFAULT_REPORTS = "reports"
+
+# Every task default in one place; invoke.yaml's `gpufleet:` section overrides them (e.g. `gpufleet: {forks: 64}`),
+# a flag overrides both.  Per-task timeouts: `gpufleet: {timeout: {verify: 3600}}`.
+DEFAULTS = {
+    "forks": 32,
+    "connect_timeout": 10,
+    "timeout": {"audit": 120, "push": 600, "verify": 1800, "provision": 900},
+}
+
+HELP_COMMON = {
+    "hosts": "host pattern: group or host names, globs, comma-separated, '!name' excludes, '&group' "
+             "intersects (default: all)",
+    "inventory": "inventory file (default: $GPUFLEET_INVENTORY, gpufleet.inventory in invoke.yaml, "
+                 "else the project's inventory/hosts.yaml)",
+    "forks": "how many hosts to work on at once (default 32)",
+    "timeout": "seconds a host's work may run before it is cut off (audit 120, push 600, verify 1800, provision 900)",
+    "connect_timeout": "seconds to wait for a host's TCP connect, SSH banner and authentication (default 10)",
+    "accept_new_host_keys": "trust and record unknown host keys on first use (a changed key is still refused)",
+}
+
+HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
+                   "installed there with pip --no-index --no-deps")
+
+
+def usage_error(message: str) -> Exit:
+    return Exit(f"gpufleet: {message}", code=int(ExitCode.USAGE))
+
+
+def _configured(c, key: str) -> Optional[str]:
+    config = getattr(c, "config", None)
+    section = (config.get("gpufleet") if config is not None else None) or {}
+    value = section.get(key)
+    return str(value) if value not in (None, "") else None
+
+
+def project_path(value: str) -> Path:
+    """A path from the project's configuration: absolute as given, else relative to the project."""
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else PROJECT / path
+
+
+def inventory_path(c, explicit: Optional[str]) -> tuple[Path, str]:
+    """``(path, where it came from)``: ``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats
+    ``gpufleet.inventory`` in invoke.yaml beats the project's default."""
+    if explicit:
+        return Path(os.path.expanduser(explicit)).absolute(), "--inventory"
+    if os.environ.get(INVENTORY_ENV):
+        return Path(os.path.expanduser(os.environ[INVENTORY_ENV])).absolute(), f"${INVENTORY_ENV}"
+    configured = _configured(c, "inventory")
+    if configured:
+        return project_path(configured), "gpufleet.inventory in invoke.yaml"
+    return PROJECT / DEFAULT_INVENTORY, "the default"
+
+
+def reports_dir(c, explicit: Optional[str]) -> Path:
+    """Where run directories go: ``--out``, else ``gpufleet.reports`` in invoke.yaml, else the project's reports/.
+
+    Refused (usage error) when it exists and is not a directory."""
+    if explicit:
+        path = Path(os.path.expanduser(explicit)).absolute()
+    else:
+        configured = _configured(c, "reports")
+        path = project_path(configured) if configured else PROJECT / DEFAULT_REPORTS
+    if path.exists() and not path.is_dir():
+        raise usage_error(f"--out {path}: exists and is not a directory")
+    return path
+
+
+def select(c, hosts: Optional[str], inventory: Optional[str]) -> tuple[str, list[Host]]:
+    """``(inventory path, selected hosts)``; a usage error names the file and where its path came from."""
+    path, origin = inventory_path(c, inventory)
+    try:
+        inv = load_inventory(path)
+        return str(path), inv.select(hosts or "all")
+    except InventoryError as e:
+        raise usage_error(f"inventory error: {e} (inventory from {origin})") from None
+    except PatternError as e:
+        raise usage_error(f"{e} (inventory {path})") from None
+
+
+def positive_number(name: str, value, integer: bool = False) -> float:
+    """``value`` as a positive number, or a usage error naming the flag."""
+    try:
+        number = float(value)
+        ok = number > 0 and (not integer or number == int(number))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise usage_error(f"{name} must be a positive {'whole ' if integer else ''}number, got {value!r}")
+    return number
+
+
+def setting(c, name: str, value, task: Optional[str] = None):
+    """A flag's value: as given, else invoke.yaml's ``gpufleet.<name>``, else :data:`DEFAULTS`."""
+    if value is not None:
+        return value
+    config = getattr(c, "config", None)
+    section = (config.get("gpufleet") if config is not None else None) or {}
+    for source in (section, DEFAULTS):
+        found = source.get(name)
+        if isinstance(found, dict) or hasattr(found, "get"):
+            found = found.get(task) if task else None
+        if found is not None:
+            return found
+    raise KeyError(f"no default for {name}")
+
+
+def ssh_options(c, task: str, forks, timeout, connect_timeout, accept_new_host_keys: bool) -> SshOptions:
+    """The SSH options from the common flags (each a usage error when not a positive number)."""
+    return SshOptions(
+        forks=int(positive_number("--forks", setting(c, "forks", forks), integer=True)),
+        command_timeout=positive_number("--timeout", setting(c, "timeout", timeout, task)),
+        connect_timeout=positive_number("--connect-timeout", setting(c, "connect_timeout", connect_timeout)),
+        accept_new_host_keys=bool(accept_new_host_keys),
+    )
+
+
+def choice(name: str, value, choices: tuple) -> str:
+    if str(value) not in choices:
+        raise usage_error(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def verify_checks(text) -> tuple:
+    """``--checks``: ``all`` (returns ``()``) or a comma-separated list of verify's stages, checked here,
+    before any host is contacted."""
+    from verify.cli import STAGES  # torch-free: the stage names only
+
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if names == ["all"]:
+        return ()
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise usage_error(f"--checks: unknown stage(s) {', '.join(unknown) or '(none given)'}; "
+                          f"choose from all, {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in names)
+
+
+def wheelhouse(path: Optional[str]):
+    """``--wheelhouse DIR`` as a :class:`fleet.push.Wheelhouse` (None when not given)."""
+    if not path:
+        return None
+    from fleet.push import Wheelhouse
+
+    try:
+        return Wheelhouse.from_dir(path)
+    except (OSError, ValueError) as e:
+        raise usage_error(f"--wheelhouse: {e}") from None
+
+
+def quiet_libraries() -> None:
+    """paramiko logs handshake tracebacks for hosts we already report as unreachable."""
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
+
+
+def echo(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def finish(table: str, report: dict, json_path: Optional[str], code: int) -> None:
+    """Print the table, write ``--json`` atomically, and exit with ``code`` (0 returns normally)."""
+    from fleet.jsonio import write_json_atomic
+
+    echo(table)
+    if json_path:
+        write_json_atomic(json_path, report)
+        note(f"report written to {json_path}")
+    if code:
+        raise Exit(code=int(code))
