@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fleet.fanout import TaskFailed
+from fleet.outcome import TaskFailed
 from fleet.shell import quote
 from fleet.status import Status
 from fleet.transport import CommandResult, HostError, Transport

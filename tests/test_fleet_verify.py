@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from fleet.inventory import parse_inventory
-from fleet.run_dir import load_run
-from fleet.verify_run import VerifySettings, verify_fleet
+from fleet.outcome import HostState
+from fleet.runs.launch import VerifySettings, verify_fleet
+from fleet.runs.run_dir import load_run
 from tests.sshd import crash, invoke_env, run_invoke
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def crash_when_running(farm, name, timeout=120):
 def run(farm, verify_hosts, tmp_path_factory):
     watcher = crash_when_running(farm, "v-crash")
     out = tmp_path_factory.mktemp("runs")
-    settings = VerifySettings(profile="quick", nproc="1", timeout=240, extra_args=("--checks", "compute"))
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     run_dir, summary = verify_fleet(verify_hosts.select("all"), settings, farm.options(command_timeout=240),
                                     out_base=str(out), pattern="all", progress=False)
     watcher.join(1)
@@ -88,7 +89,7 @@ def test_healthy_hosts_verify_and_their_metrics_are_kept(run):
     assert set(summary["hosts"]) == {"v-a", "v-b", "v-c", "v-fail", "v-corrupt", "v-crash", "v-down"}
     for name in ("v-a", "v-b", "v-c"):
         h = summary["hosts"][name]
-        assert h["state"] == "ok" and h["status"] in ("pass", "warn"), h
+        assert h["state"] == "ok" and h["status"] == "pass", h
         assert h["metrics"]["matmul/fp32/tflops"]["value"] > 0
         report = json.loads((run_dir / "hosts" / f"{name}.json").read_text())
         assert report["schema"] == "gpufleet.verify/1"
@@ -112,17 +113,18 @@ def test_failures_are_recorded_per_host_and_others_kept(run):
     assert summary["exit_code"] == 1
 
 
-def test_run_directory_rerenders_and_never_overwrites(run, tmp_path):
+def test_report_gives_the_runs_verdict_and_never_rewrites_the_run_directory(run, tmp_path):
     run_dir, summary = run
     runs, meta = load_run(run_dir)
     assert meta["run_id"] == run_dir.name and meta["profile"] == "quick"
-    assert {r.host: r.state for r in runs}["v-corrupt"] == "bad_report"
+    assert {r.host: r.state for r in runs}["v-corrupt"] is HostState.BAD_REPORT
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     env = invoke_env_for_report()
-    r = run_invoke(["report", str(run_dir)], env)
+    r = run_invoke(["report", str(run_dir), "--json", str(tmp_path / "again.json")], env)
     assert r.returncode == 1
     assert "v-a" in r.stdout and "v-corrupt" in r.stdout
-    again = json.loads((run_dir / "summary.json").read_text())
-    assert again["hosts"]["v-a"]["metrics"] == summary["hosts"]["v-a"]["metrics"]
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads((run_dir / "summary.json").read_text())
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     r = run_invoke(["report", str(tmp_path / "nope")], env)
     assert r.returncode == 2 and "nope" in r.stderr
 
@@ -141,7 +143,7 @@ def test_planted_slow_host_is_a_straggler(farm, tmp_path):
         farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
     farm.add_host("s-slow", fixture=None, gpus=0, extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "compute-slow"}))
     inv = parse_inventory(farm.inventory(names), "s.yaml")
-    settings = VerifySettings(profile="quick", nproc="1", timeout=240, extra_args=("--checks", "compute"))
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     # one host at a time, so that the healthy hosts' figures are not blurred by each other
     _, summary = verify_fleet(inv.select("all"), settings, farm.options(command_timeout=240, forks=1),
                               out_base=str(tmp_path), progress=False)
@@ -176,16 +178,19 @@ def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
 
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, multinode=True,
                               rdzv_port=free_port(farm.hosts["v-a"].address),
-                              extra_args=("--checks", "collectives"))
+                              checks=("collectives",))
     run_dir, summary = verify_fleet(verify_hosts.select("v-a,v-b"), settings, farm.options(command_timeout=240),
                                     out_base=str(tmp_path), progress=False)
-    reports = {n: json.loads((run_dir / "hosts" / f"{n}.json").read_text()) for n in ("v-a", "v-b")}
-    leaders = [r for r in reports.values() if r.get("written_by") is None]
-    members = [r for r in reports.values() if r.get("written_by")]
-    assert len(leaders) == 1 and len(members) == 1, reports
-    first = leaders[0]
+    written = sorted(p.stem for p in (run_dir / "hosts").iterdir())
+    assert len(written) == 1, written   # only the node that held global rank 0 writes a report
+    (leader,) = written
+    (member,) = {"v-a", "v-b"} - {leader}
+    first = json.loads((run_dir / "hosts" / f"{leader}.json").read_text())
     assert first["world"]["world_size"] == 2, first["world"]
     assert first["metrics"]["allreduce/busbw_gbps"] > 0
     assert {c["name"]: c["status"] for c in first["checks"]}.get("collectives/allreduce_correct") == "pass"
-    assert members[0]["checks"][0]["name"] == "multinode/member" and members[0]["status"] == "pass"
+    record = {h["host"]: h for h in json.loads((run_dir / "run.json").read_text())["hosts"]}[member]
+    assert record["member"]["node_count"] == 2 and record["report"] is None
+    assert summary["hosts"][member]["status"] == "pass" and summary["hosts"][member]["state"] == "ok"
     assert all(h["state"] == "ok" for h in summary["hosts"].values())
+    assert summary["exit_code"] == 0

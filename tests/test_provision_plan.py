@@ -18,7 +18,7 @@ from provision import facts as F
 from provision import steps as S
 from provision import validate as V
 from provision.apply import Provisioner, sh
-from provision.run import build_report, exit_code, render
+from provision.run import build_report, render
 from provision.secrets import ENV, Scrubber, become_password, needs_become
 from provision.settings import (DEFAULT_KEY_URL, DEFAULT_REPO_URL, Overrides, Settings, SettingsError, redact_url,
                                 resolve)
@@ -80,7 +80,7 @@ def test_unsupported_host_fails_before_any_change():
         Provisioner(t, Settings()).run()
     assert "unsupported distribution 'Arch Linux'" in str(e.value)
     assert len(t.ran) == 1  # the read-only fact script, nothing else
-    assert e.value.value["status"] == "failed"
+    assert e.value.partial["status"] == "failed"
 
 
 # ---------------------------------------------------------------- the fact script, really run
@@ -427,7 +427,7 @@ def test_failed_command_undoes_the_step_and_skips_the_rest():
                       answers={"makecache": {"rc": 1, "stderr": error}})
     with pytest.raises(TaskFailed) as e:
         Provisioner(t, MIRROR).run()
-    report = e.value.value
+    report = e.value.partial
     assert [s["status"] for s in report["steps"]] == ["failed", "skipped", "skipped"]
     assert "Cannot download repomd.xml" in report["steps"][0]["message"]
     assert "previous state was restored" in report["steps"][0]["message"]
@@ -491,5 +491,6 @@ def test_report_scrubs_the_password_and_renders_check_mode(capsys):
     text = render(report)
     assert "pw-LEAKED-123" not in json.dumps(report) and "pw-LEAKED-123" not in text
     assert "would change" in text and "$ apt-get install ********" in text and "check mode" in text
-    assert exit_code(report) == 1
+    assert report["exit_code"] == 1 and report["counts"]["unreachable"] == 1 and report["counts"]["changed"] == 1
+    assert (report["hosts"]["n1"]["status"], report["hosts"]["n1"]["changed"]) == ("pass", True)
     assert Scrubber("ab")("ab") == "ab"  # too short to scrub meaningfully

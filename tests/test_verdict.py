@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 
 import pytest
 
-from fleet.summary_render import render_markdown, render_table
-from fleet.verdict import (
-    HostRun,
+from fleet.runs.record import HostRun
+from fleet.runs.render import render_markdown, render_table
+from fleet.runs.verdict import (
     gpu_model,
     higher_is_better,
     host_figures,
     is_slow,
+    judge,
     split_key,
-    summarize,
 )
+from tests.report_builder import arrived, node_report
 
 A100 = "NVIDIA A100-SXM4-80GB"
 H100 = "NVIDIA H100 80GB HBM3"
@@ -44,22 +46,18 @@ def report(host, model=A100, ngpu=8, gpu=None, node=None, scale=None, status="pa
         metrics[f"{k}:gpu{i}"] = v
     for k, v in node.items():
         metrics[k] = v * (scale or {}).get(k, 1.0)
-    return {
-        "schema": "gpufleet.verify/1", "host": host, "started": "2025-01-01T00:00:00Z",
-        "finished": "2025-01-01T00:02:00Z", "status": status,
-        "env": {"gpu_count": ngpu, "gpu_names": [model] * ngpu, "torch_version": "2.4.0", "cuda_version": "12.4"},
-        "metrics": metrics,
-        "checks": checks if checks is not None else [{"name": "env/cuda", "status": "pass", "message": "ok"}],
-        "world": {"world_size": ngpu, "node_count": 1, "ranks": list(range(ngpu))},
-    }
+    return node_report(host, [model] * ngpu, metrics, status=status, checks=checks)
 
 
 def ok(host, **kw):
-    return HostRun(host=host, state="ok", message="", report=report(host, **kw), log=f"logs/{host}.log")
+    return arrived(report(host, **kw))
+
+
+META = {"run_id": "run-1", "started": "2025-01-01T00:00:00Z", "finished": "2025-01-01T00:03:00Z"}
 
 
 def summ(runs, reference=NO_REF):
-    return summarize(runs, "run-1", "2025-01-01T00:00:00Z", "2025-01-01T00:03:00Z", reference=reference)
+    return judge(runs, META, reference=reference)
 
 
 def flagged(summary, scope=None):
@@ -98,10 +96,9 @@ def test_lower_is_better(key):
     assert higher_is_better(key) is False
 
 
-def test_gpu_model_tries_env_spellings_and_falls_back_to_cpu():
-    assert gpu_model({"env": {"gpus": [{"name": H100}, {"name": H100}]}}) == H100
-    assert gpu_model({"env": {"gpu_names": [A100]}}) == A100
-    assert gpu_model({"env": {"device_name": "NVIDIA L4"}}) == "NVIDIA L4"
+def test_gpu_model_is_the_first_gpu_name_verify_reports_else_cpu():
+    assert gpu_model({"env": {"gpu_names": [A100, A100]}}) == A100
+    assert gpu_model({"env": {"gpu_names": ["  NVIDIA   L4 "]}}) == "NVIDIA L4"
     assert gpu_model({"env": {"gpu_count": 0, "gpu_names": []}}) == "cpu"
     assert gpu_model({"env": {}}) == "cpu"
     assert gpu_model({}) == "cpu"
@@ -252,12 +249,9 @@ def test_models_are_compared_only_with_their_own_kind():
 
 
 def test_cpu_hosts_group_as_cpu():
-    cpu = {"schema": "gpufleet.verify/1", "status": "pass", "env": {"gpu_count": 0, "gpu_names": []},
-           "metrics": {"matmul/fp32/tflops:cpu0": 0.05, "matmul/fp32/tflops:cpu1": 0.05,
-                       "allreduce/busbw_gbps": 1.2}, "checks": []}
-    slow = dict(cpu, metrics={"matmul/fp32/tflops:cpu0": 0.02, "matmul/fp32/tflops:cpu1": 0.02,
-                              "allreduce/busbw_gbps": 1.2})
-    runs = [HostRun(f"c{i}", "ok", report=cpu) for i in range(3)] + [HostRun("cslow", "ok", report=slow)]
+    fast = {"matmul/fp32/tflops:cpu0": 0.05, "matmul/fp32/tflops:cpu1": 0.05, "allreduce/busbw_gbps": 1.2}
+    slow = {"matmul/fp32/tflops:cpu0": 0.02, "matmul/fp32/tflops:cpu1": 0.02, "allreduce/busbw_gbps": 1.2}
+    runs = [arrived(node_report(f"c{i}", [], fast)) for i in range(3)] + [arrived(node_report("cslow", [], slow))]
     s = summ(runs)
     assert set(s["fleet"]) == {"cpu"}
     assert flagged(s) == {("cslow", "matmul/fp32/tflops")}
@@ -268,7 +262,8 @@ def test_cpu_hosts_group_as_cpu():
 
 @pytest.mark.parametrize("state,status", [
     ("unreachable", "unreachable"), ("auth_failed", "unreachable"), ("host_key_rejected", "unreachable"),
-    ("failed", "error"), ("timed_out", "error"), ("error", "error"), ("bad_report", "error"),
+    ("failed", "fail"), ("timed_out", "error"), ("error", "error"), ("bad_report", "error"),
+    ("interrupted", "error"),
 ])
 def test_hosts_that_did_not_report(state, status):
     runs = [ok(f"a{i}") for i in range(3)]
@@ -309,22 +304,23 @@ def test_exit_code_by_status(statuses, code):
     assert s["exit_code"] == code
 
 
-def test_report_without_status_is_error_and_empty_run_is_1():
+def test_report_that_fails_validation_is_bad_report_and_empty_run_is_1():
     r = report("x")
     del r["status"]
-    s = summ([ok("a"), HostRun("x", "ok", report=r)])
-    assert s["hosts"]["x"]["status"] == "error"
+    x = HostRun("x", "ok")
+    assert not x.accept_report(json.dumps(r).encode(), "hosts/x.json")
+    assert x.state.value == "bad_report" and x.message.startswith("hosts/x.json: not a valid gpufleet.verify/1 report")
+    assert "status: missing or not str" in x.message
+    s = summ([ok("a"), x])
+    assert s["hosts"]["x"]["status"] == "error" and s["hosts"]["x"]["state"] == "bad_report"
     assert summ([])["exit_code"] == 1
 
 
-def test_plain_dicts_are_accepted():
-    runs = [{"host": f"a{i}", "state": "ok", "message": "", "report": report(f"a{i}"), "log": None}
-            for i in range(3)]
-    runs.append({"host": "gone", "state": "unreachable", "message": "no route", "report": None, "log": None})
-    s = summ(runs)
-    assert s["schema"] == "gpufleet.summary/1" and s["run_id"] == "run-1"
-    assert list(s["hosts"]) == ["a0", "a1", "a2", "gone"]
-    assert s["hosts"]["gone"]["status"] == "unreachable"
+def test_interrupted_run_exits_130_even_when_every_finished_host_passed():
+    s = judge([ok("a0"), ok("a1"), HostRun("a2", "interrupted", "interrupted (Ctrl-C) before it finished")],
+              dict(META, interrupted=True), reference=NO_REF)
+    assert s["interrupted"] is True and s["exit_code"] == 130
+    assert s["hosts"]["a2"]["status"] == "error" and s["hosts"]["a2"]["state"] == "interrupted"
 
 
 # --------------------------------------------------------------------------- reference ratios
@@ -357,7 +353,7 @@ def test_reference_callable_in_verify_shape():
 
 def test_default_reference_is_verify_table():
     pytest.importorskip("verify.reference")
-    s = summarize([ok("a0")], "r", reference=None)
+    s = judge([ok("a0")], {"run_id": "r"}, reference=None)
     # A100 SXM4 80GB: 312 TFLOP/s bf16 peak, 70 % of it achievable (verify/reference.py)
     ratio = s["hosts"]["a0"]["metrics"]["matmul/bf16/tflops"]["reference_ratio"]
     assert ratio == pytest.approx(240.0 / (312.0 * 0.7), abs=1e-3)
@@ -373,8 +369,8 @@ def _fleet_summary():
     runs.append(HostRun("gpu-node-down.cluster.example", "unreachable", "ssh: connect timed out"))
     runs.append(ok("gpu-node-bad", status="fail",
                    checks=[{"name": "ddp/resnet50", "status": "fail", "message": "loss did not fall"}]))
-    return summarize(runs, "20250101T000000Z", "s", "f",
-                     reference={A100: {"matmul/bf16/tflops": 218.4}})
+    return judge(runs, {"run_id": "20250101T000000Z", "started": "s", "finished": "f"},
+                 reference={A100: {"matmul/bf16/tflops": 218.4}})
 
 
 def test_render_table():
