@@ -62,7 +62,8 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
     artifact = push_lib.build_wheel()
     house = cli.wheelhouse(wheelhouse)
     cli.note(f"verify wheel {artifact.filename} (content {artifact.digest})")
-    result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True, wheelhouse=house), options, desc="push")
+    result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True, wheelhouse=house), options,
+                       desc="push")
     recap = Recap({r.host.name: status_for(r.state, "pass") for r in result})
     cli.finish(push_lib.render_table(result) + "\n\n" + recap.line(), {}, None,
                _code(recap.exit_code, result.interrupted))
@@ -101,7 +102,8 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     settings = launch.VerifySettings(
         profile=cli.choice("--profile", profile, ("quick", "full")),
         nproc=str(nproc) if str(nproc) == "auto" else str(int(cli.positive_number("--nproc", nproc, integer=True))),
-        timeout=cli.positive_number("--timeout", cli.setting(c, "timeout", timeout, "verify")), force=bool(force), multinode=bool(multinode),
+        timeout=cli.positive_number("--timeout", cli.setting(c, "timeout", timeout, "verify")),
+        force=bool(force), multinode=bool(multinode),
         rdzv_port=int(cli.positive_number("--rdzv-port", rdzv_port, integer=True)),
         checks=cli.verify_checks(checks), wheelhouse=cli.wheelhouse(wheelhouse))
     options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)

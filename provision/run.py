@@ -107,7 +107,8 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str, check: 
 
 
 def _recap(hosts: dict) -> Recap:
-    return Recap({name: h["status"] for name, h in hosts.items()}, changed=[n for n, h in hosts.items() if h["changed"]])
+    changed = [name for name, h in hosts.items() if h["changed"]]
+    return Recap({name: h["status"] for name, h in hosts.items()}, changed=changed)
 
 
 _MARK = {OK: "ok", CHANGED: "changed", SKIPPED: "skipped", FAILED: "FAILED"}

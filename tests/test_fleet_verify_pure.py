@@ -43,7 +43,8 @@ TORCHRUN_FAILURE = """\
 [rank1]:   File "/n/verify/collectives.py", line 88, in run
 [rank1]:     dist.all_reduce(t)
 [rank1]: RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234
-E1123 13:52:07.845000 4242 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 1) local_rank: 1 (pid: 4244) of binary: /n/venv/bin/python
+E1123 13:52:07.845000 4242 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 1) \
+local_rank: 1 (pid: 4244) of binary: /n/venv/bin/python
 Traceback (most recent call last):
   File "/n/venv/bin/torchrun", line 8, in <module>
     sys.exit(main())

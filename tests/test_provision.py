@@ -102,6 +102,11 @@ def changed_paths(before: dict, after: dict) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
+def outcome(report, host):
+    """A host's (status, changed): provisioning speaks the shared vocabulary, plus whether it changed the host."""
+    return report["hosts"][host]["status"], report["hosts"][host]["changed"]
+
+
 def steps(report: dict, host: str) -> dict[str, str]:
     return {s["name"]: s["status"] for s in report["hosts"][host]["steps"]}
 
@@ -116,7 +121,7 @@ def test_check_mode_prints_the_commands_and_changes_nothing(lab):
     assert rc == 0, out + err
     assert changed_paths(before, a.snapshot()) == []  # not one file written on the host
     assert a.installed("nvidia-container-toolkit") is None and a.read(APT_LIST) is None
-    assert report["check"] is True and (report["hosts"]["deb-a"]["status"], report["hosts"]["deb-a"]["changed"]) == ("pass", True)
+    assert report["check"] is True and outcome(report, "deb-a") == ("pass", True)
     assert steps(report, "deb-a") == {"prerequisites": "ok", "repository": "changed", "package": "changed",
                                       "runtime-docker": "changed"}
     assert "check mode: nothing was changed" in out
@@ -159,7 +164,7 @@ def test_second_run_changes_nothing(lab):
     before = a.snapshot()
     rc, out, err, report, _ = lab.invoke("--hosts", "deb-a")
     assert rc == 0, out + err
-    assert (report["hosts"]["deb-a"]["status"], report["hosts"]["deb-a"]["changed"]) == ("pass", False)
+    assert outcome(report, "deb-a") == ("pass", False)
     assert set(steps(report, "deb-a").values()) == {"ok"}
     assert all(s["commands"] == [] for s in report["hosts"]["deb-a"]["steps"])
     assert changed_paths(before, a.snapshot()) == []
@@ -178,9 +183,9 @@ def test_pinned_version_changes_then_holds(lab):
     assert restarts(a) == 1  # the runtime configuration did not change: no restart
     before = a.snapshot()
     rc, out, err, report, _ = lab.invoke("--hosts", "deb-a", "--version", "1.17.7-1")
-    assert rc == 0 and (report["hosts"]["deb-a"]["status"], report["hosts"]["deb-a"]["changed"]) == ("pass", False), out + err
+    assert rc == 0 and outcome(report, "deb-a") == ("pass", False), out + err
     rc, out, err, report, _ = lab.invoke("--hosts", "deb-a")  # unpinned: present is enough, no upgrade
-    assert rc == 0 and (report["hosts"]["deb-a"]["status"], report["hosts"]["deb-a"]["changed"]) == ("pass", False), out + err
+    assert rc == 0 and outcome(report, "deb-a") == ("pass", False), out + err
     assert changed_paths(before, a.snapshot()) == []
 
 
@@ -212,7 +217,7 @@ def test_broken_repository_fails_that_host_while_the_others_proceed(lab):
     assert b.read(APT_LIST) is None and not b.path(APT_KEYRING).exists()  # nothing half-configured left
     assert b.installed("nvidia-container-toolkit") is None
     # deb-c (ops, through sudo with a password) was provisioned meanwhile; "down" is just unreachable
-    assert (report["hosts"]["deb-c"]["status"], report["hosts"]["deb-c"]["changed"]) == ("pass", True) and report["hosts"]["deb-c"]["become"] is True
+    assert outcome(report, "deb-c") == ("pass", True) and report["hosts"]["deb-c"]["become"] is True
     assert c.installed("nvidia-container-toolkit") == "1.17.8-1"
     assert report["hosts"]["down"]["status"] == "unreachable"
     assert report["counts"] == {"hosts": 3, "pass": 1, "warn": 0, "fail": 1, "error": 0, "unreachable": 1, "changed": 1}
@@ -236,7 +241,7 @@ def test_wrong_become_password_is_refused_and_never_echoed(lab):
 def test_passwordless_sudo_never_receives_the_password(lab):
     rc, out, err, report, raw = lab.invoke("--hosts", "deb-c-nopw", "--check", password=SECRET)
     assert rc == 0, out + err
-    assert (report["hosts"]["deb-c-nopw"]["status"], report["hosts"]["deb-c-nopw"]["changed"]) == ("pass", False)  # deb-c was provisioned above
+    assert outcome(report, "deb-c-nopw") == ("pass", False)  # deb-c was provisioned above
     assert SECRET not in out + err + raw
 
 

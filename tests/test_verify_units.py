@@ -176,7 +176,7 @@ class _FakeCuda:
 
     def is_available(self):
         if self.warn:
-            warnings.warn(self.warn, UserWarning)
+            warnings.warn(self.warn, UserWarning, stacklevel=2)
         if self.raise_:
             raise self.raise_
         return False

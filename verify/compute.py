@@ -129,14 +129,14 @@ def run(device: torch.device, label: str, prof, ref) -> tuple:
         if why:
             checks.append(make_check(f"compute/matmul/{dt}:{label}", SKIP, why, device=label))
             continue
-        for name, job in ((f"compute/matmul/{dt}:{label}", lambda: throughput_check(
+        for name, job in ((f"compute/matmul/{dt}:{label}", lambda dt=dt: throughput_check(
                 device, label, dt, prof.matmul_n, prof.min_time, ref)),
-                          (f"compute/matmul_correct/{dt}:{label}", lambda: ({}, correctness_check(
+                          (f"compute/matmul_correct/{dt}:{label}", lambda dt=dt: ({}, correctness_check(
                               device, label, dt, prof.matmul_check_n)))):
             try:
                 m, c = job()
                 metrics.update(m)
                 checks.append(c)
-            except Exception as exc:  # e.g. out of memory: this check errs, the run goes on
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory: this check errs, the run goes on
                 checks.append(make_check(name, ERROR, f"{type(exc).__name__}: {exc}", device=label))
     return metrics, checks

@@ -95,7 +95,7 @@ def probe_cuda(torch_module=None) -> dict:
             if out["available"]:
                 tm.cuda.init()
                 out["device_count"] = int(tm.cuda.device_count())
-        except Exception as exc:  # a broken driver raises here
+        except Exception as exc:  # noqa: BLE001 - a broken driver raises anything here
             out["available"] = False
             out["error"] = f"{type(exc).__name__}: {exc}"
     out["warnings"] = [str(w.message) for w in caught]
@@ -144,7 +144,7 @@ def _gpu_facts(cuda: dict) -> dict:
     try:
         v = torch.cuda.nccl.version()
         facts["nccl_version"] = ".".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
-    except Exception:  # torch built without NCCL
+    except Exception:  # noqa: BLE001 - torch built without NCCL
         facts["nccl_version"] = None
     return facts
 

@@ -47,7 +47,7 @@ def run(device: torch.device, label: str, prof) -> tuple:
     try:
         model = _model(device)
         results = {b: bench(model, device, b, prof.infer_image, prof.min_time) for b in prof.infer_batches}
-    except Exception as exc:  # e.g. out of memory
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory: this check errs, the run goes on
         return {}, [make_check(name, ERROR, f"{type(exc).__name__}: {exc}", device=label)]
     metrics = {f"inference/resnet50/bs{b}/images_per_s:{label}": ips for b, (ips, _) in results.items()}
     bad = [b for b, (ips, finite) in results.items() if not finite or not math.isfinite(ips)]

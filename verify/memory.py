@@ -34,7 +34,8 @@ def d2d(device: torch.device, nbytes: int, min_time: float) -> float:
 
 
 def h2d(device: torch.device, nbytes: int, min_time: float) -> float:
-    host, dev = _random_bytes(nbytes, torch.device("cpu"), pin=True), torch.empty(nbytes, dtype=torch.uint8, device=device)
+    host = _random_bytes(nbytes, torch.device("cpu"), pin=True)
+    dev = torch.empty(nbytes, dtype=torch.uint8, device=device)
     seconds, _ = measure(lambda: dev.copy_(host, non_blocking=True), device, min_time)
     return gbps(nbytes, seconds)
 
@@ -56,7 +57,7 @@ def _one(kind: str, label: str, fn, figure) -> tuple:
     name = f"memory/{kind}:{label}"
     try:
         value = fn()
-    except Exception as exc:  # e.g. pinned memory refused: this check errs, the run goes on
+    except Exception as exc:  # noqa: BLE001 - e.g. pinned memory refused: this check errs, the run goes on
         return {}, make_check(name, ERROR, f"{type(exc).__name__}: {exc}", device=label)
     fields = reference.assess(value, figure, "GB/s")
     return {f"memory/{kind}/gbps:{label}": value}, make_check(name, observed=round(value, 3), device=label, **fields)

@@ -204,7 +204,7 @@ class Runner:
             self.bar = tqdm(total=len(stages), file=sys.stderr, disable=not self._progress(), leave=False)
             self._run_stages(devices, skipped, prof)
             ranks = vdist.gather(self.world, (self.metrics, self.scoped, self._rank_entry(devices[0])))
-        except (Exception, Terminated) as exc:
+        except (Exception, Terminated) as exc:  # noqa: BLE001 - any failure still ends in a report
             aborted = f"{type(exc).__name__}: {exc}"
             self.scoped.append(("rank", make_check("run", ERROR, f"run aborted: {aborted}")))
             ranks = [(self.metrics, self.scoped, self._rank_entry(devices[0]))]

@@ -19,7 +19,6 @@ import dataclasses
 import datetime as _dt
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional

@@ -91,7 +91,7 @@ class HostRun:
         self.state = HostState(self.state)
 
     def accept_report(self, data: bytes, name: str = "report.json") -> bool:
-        """Keep the fetched bytes and the parsed report; a report that fails validation makes the host ``bad_report``."""
+        """Keep the fetched bytes and the parsed report; a report failing validation makes the host ``bad_report``."""
         self.raw = data
         self.report, why = parse_report(data, name)
         if self.report is None:

@@ -242,7 +242,7 @@ def default_reference() -> Optional[Callable[[str], Optional[dict]]]:
     """``verify.reference.lookup`` (pure, no torch), or None when verify/ is not importable."""
     try:
         return importlib.import_module("verify.reference").lookup
-    except Exception:
+    except ImportError:
         return None
 
 
@@ -382,7 +382,7 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
 
     # node-scope stragglers: one node's devices of one kind, per base key
     for h in hosts:
-        for (base, kind), values in sorted(devices.get(h, {}).items()):
+        for (base, _kind), values in sorted(devices.get(h, {}).items()):
             for dev, v, med, ratio, z in find_stragglers(values, base):
                 stragglers.append({"host": h, "metric": base, "value": v, "median": med, "ratio": _round(ratio),
                                    "z": _round(z, 2), "scope": "node", "gpu": dev, "gpu_model": models[h]})
