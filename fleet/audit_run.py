@@ -11,7 +11,7 @@ from typing import Iterable
 
 from fleet import shell, table
 from fleet.audit import AUDIT_SCRIPT, analyse
-from fleet.expectations import Expectations
+from fleet.audit.expectations import Expectations
 from fleet.fanout import FleetResult, HostState, TaskFailed, run_fleet
 from fleet.inventory import Host
 from fleet.transport import SshOptions, Transport

@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from fleet import framing
-from fleet.facts.osrelease import parse_os_release
+from fleet.audit.facts.osrelease import parse_os_release
 from fleet.framing import FramingError, Section
 from fleet.shell import quote
 

@@ -9,7 +9,7 @@ when asked and Docker is present, a container smoke test
 
 from __future__ import annotations
 
-from fleet.facts.toolkit import parse_ctk_version, parse_docker_runtimes
+from fleet.audit.facts.toolkit import parse_ctk_version, parse_docker_runtimes
 from fleet.shell import join
 from fleet.status import Check, Status
 from provision.facts import DOCKER_CONFIG, HostFacts, Section, framed_script, split_sections

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleet.audit import AUDIT_SCRIPT, AuditParseError, analyse, split_sections
-from fleet.expectations import Expectations
+from fleet.audit.expectations import Expectations
 from fleet.status import Status
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from fleet.facts import version_tuple
+from fleet.audit.facts.values import version_tuple
 
 VARIABLES = ("gpufleet_gpu_count", "gpufleet_gpu_model", "gpufleet_driver_min",
              "gpufleet_driver_version", "gpufleet_cuda_min")

@@ -1,8 +1,11 @@
-"""``lspci -nn``: NVIDIA display-class devices (vendor 10de, class 03xx: VGA 0300, 3D 0302, other 0380)."""
+"""Fact ``lspci`` (``lspci -nn``): NVIDIA display-class devices (vendor 10de, class 03xx: VGA 0300, 3D 0302, other 0380)."""
 
 from __future__ import annotations
 
 import re
+
+from fleet.audit.facts.fact import Fact, missing_or_failed
+from fleet.framing import Section
 
 NVIDIA_VENDOR = "10de"
 
@@ -30,3 +33,13 @@ def parse_lspci(output: str) -> list[dict]:
             "description": m["desc"],
         })
     return gpus
+
+
+def _lspci(s: Section) -> dict:
+    if s.rc != 0:
+        return {"lspci_error": missing_or_failed("lspci", s, " (install pciutils)")}
+    gpus = parse_lspci(s.stdout)
+    return {"lspci_gpus": gpus, "lspci_gpu_count": len(gpus)}
+
+
+LSPCI = Fact("lspci", "lspci -nn", _lspci, timeout=20)

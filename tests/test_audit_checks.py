@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.audit import Section, gather_facts
-from fleet.checks import RETIRED_PAGES_LIMIT, evaluate
-from fleet.expectations import Expectations
+from fleet.audit.facts import FACTS
+from fleet.audit.facts.host import host_facts
+from fleet.audit.checks import RETIRED_PAGES_LIMIT, evaluate
+from fleet.audit.expectations import Expectations
+from fleet.framing import Section
 from fleet.status import Status
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"
@@ -28,7 +30,7 @@ def facts_for(xml=None, lspci=None, smi=None, dmesg=None, ctk="NVIDIA Container 
         sections["dmesg"] = Section("", "dmesg: read kernel buffer failed: Operation not permitted\n", 1)
         sections["journalctl"] = Section(*journal)
     sections["nvidia-ctk"] = Section(ctk, "", 0) if ctk else Section("", "nvidia-ctk: not found\n", 127)
-    return gather_facts(sections)
+    return host_facts(sections, FACTS)
 
 
 def by_name(checks):

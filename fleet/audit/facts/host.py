@@ -1,10 +1,13 @@
-"""HostFacts: everything one audit learned about one host, as plain data."""
+"""HostFacts: everything one audit learned about one host, as plain data, built from the facts' parsers."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Iterable, Mapping
 
-from fleet.facts.nvidia_smi import GpuFacts, NvidiaSmiFailure
+from fleet.audit.facts.fact import Fact
+from fleet.audit.facts.nvidia_smi import GpuFacts, NvidiaSmiFailure
+from fleet.framing import Section
 
 
 @dataclass
@@ -40,3 +43,30 @@ class HostFacts:
         d["nvidia_smi_gpu_count"] = self.nvidia_smi_gpu_count
         d["xids"] = "unknown" if self.xids is None else d["xids"]
         return d
+
+
+_FIELDS = frozenset(f.name for f in fields(HostFacts))
+
+
+def host_facts(sections: Mapping[str, Section], facts: Iterable[Fact]) -> HostFacts:
+    """The script's sections -> HostFacts: each fact's parser on its section, merged in order.
+
+    Pure; never raises on odd command output (it lands in the facts as errors).  A None value sets
+    nothing; a field already set by an earlier fact is kept; ``notes`` accumulate.
+    """
+    values: dict = {"notes": []}
+    for fact in facts:
+        section = sections.get(fact.name, fact.absent)
+        if section is None:
+            continue
+        for key, value in fact.parse(section).items():
+            if key not in _FIELDS:
+                raise KeyError(f"fact {fact.name} set {key!r}, which is not a HostFacts field")
+            if key == "notes":
+                values["notes"] += value
+            elif value is not None:
+                values.setdefault(key, value)
+    f = HostFacts(**values)
+    if f.kernel_driver_version and f.driver_version != f.kernel_driver_version:
+        f.notes.append(f"kernel module reports driver {f.kernel_driver_version}, nvidia-smi {f.driver_version}")
+    return f

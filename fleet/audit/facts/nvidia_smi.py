@@ -1,4 +1,5 @@
-"""``nvidia-smi -q -x`` (XML, schemas v10-v13), its failure modes, and ``--query-compute-apps`` CSV.
+"""Facts ``nvidia-smi`` (``nvidia-smi -q -x``: XML, schemas v10-v13, and its failure modes) and
+``compute-apps`` (``--query-compute-apps`` CSV).
 
 XML is parsed safely: a document declaring any ``<!ENTITY`` is refused before it reaches the parser
 (no entity-expansion bombs, no external entities).  The ``<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_vNN.dtd">``
@@ -11,7 +12,9 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from fleet.facts import clean, leading_int
+from fleet.audit.facts.fact import Fact, succeeded
+from fleet.audit.facts.values import clean, leading_int
+from fleet.framing import Section
 
 
 class NvidiaSmiParseError(ValueError):
@@ -263,3 +266,36 @@ def parse_compute_apps(output: str) -> list[dict]:
         apps.append({"pid": int(head), "process_name": name.strip(), "used_memory_mib": leading_int(memory),
                      "gpu_uuid": clean(uuid)})
     return apps
+
+
+def _nvidia_smi(s: Section) -> dict:
+    failure = classify_failure(s.rc, s.stdout, s.stderr)
+    if failure is None:
+        try:
+            log = parse_xml(s.stdout)
+        except NvidiaSmiParseError as exc:
+            kind = "unsafe-xml" if "ENTITY" in str(exc) else "garbage"
+            failure = NvidiaSmiFailure(kind, f"nvidia-smi output could not be parsed: {exc}", s.rc, _excerpt(s.stdout))
+    if failure is not None:
+        return {"nvidia_smi_error": failure}
+    notes = []
+    if log.attached_gpus is not None and log.attached_gpus != len(log.gpus):
+        notes.append(f"nvidia-smi says attached_gpus={log.attached_gpus} but reports {len(log.gpus)} <gpu> "
+                     f"element(s); the elements are counted")
+    if s.rc != 0:
+        notes.append(f"nvidia-smi exited {s.rc} but printed a parsable report")
+    return {"nvidia_smi_schema": log.schema, "driver_version": log.driver_version, "cuda_version": log.cuda_version,
+            "attached_gpus": log.attached_gpus, "gpus": log.gpus, "notes": notes}
+
+
+def _compute_apps(s: Section) -> dict:
+    return {"compute_processes": parse_compute_apps(s.stdout)} if s.rc == 0 else {}
+
+
+NVIDIA_SMI = Fact("nvidia-smi", "nvidia-smi -q -x", _nvidia_smi, timeout=60,
+                  absent=Section("", "nvidia-smi section missing from the audit output", 127))
+
+# Only worth asking when the full query worked (a hung or broken nvidia-smi would just hang or fail again).
+COMPUTE_APPS = Fact("compute-apps",
+                    "nvidia-smi --query-compute-apps=pid,process_name,used_memory,gpu_uuid --format=csv,noheader",
+                    _compute_apps, timeout=30, when=succeeded("nvidia-smi"))

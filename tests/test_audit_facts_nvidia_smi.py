@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.facts.nvidia_smi import (NvidiaSmiParseError, classify_failure, parse_compute_apps, parse_xml)
+from fleet.audit.facts.nvidia_smi import (NvidiaSmiParseError, classify_failure, parse_compute_apps, parse_xml)
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"
 DATA = Path(__file__).parent / "data" / "nvidia-smi"

@@ -1,9 +1,8 @@
 """Checks: HostFacts + Expectations -> a list of Check records.  Pure.
 
-Check names (per-GPU checks carry the nvidia-smi index, and ``details`` holds gpu/uuid/pci_bus_id):
-
-    nvidia-smi, gpu-count:lspci, gpu-count:expected, gpu-model, driver-version, cuda-version,
-    ecc:gpuN, pcie:gpuN, clocks:gpuN, persistence:gpuN, xid, container-toolkit
+Check names: :data:`CHECK_NAMES`, in the order :func:`evaluate` returns them; a per-GPU check is
+named ``<check>:gpu<N>`` (N: nvidia-smi's index) and its ``details`` hold gpu/uuid/pci_bus_id.
+The README's check table lists exactly these names (tests/test_readme_checks.py).
 
 Thresholds:
 - retired pages: fail at RETIRED_PAGES_LIMIT (60) single- plus double-bit retired pages, NVIDIA's
@@ -14,10 +13,10 @@ Thresholds:
 
 from __future__ import annotations
 
-from fleet.expectations import Expectations, version_at_least, version_matches_pin
-from fleet.facts.host import HostFacts
-from fleet.facts.kernel import APPLICATION_XIDS, CRITICAL_XIDS
-from fleet.facts.nvidia_smi import GpuFacts
+from fleet.audit.expectations import Expectations, version_at_least, version_matches_pin
+from fleet.audit.facts.host import HostFacts
+from fleet.audit.facts.kernel import APPLICATION_XIDS, CRITICAL_XIDS
+from fleet.audit.facts.nvidia_smi import GpuFacts
 from fleet.status import Check, Status
 
 RETIRED_PAGES_LIMIT = 60
@@ -29,6 +28,10 @@ WARN_CLOCK_REASONS = {
     "hw_power_brake_slowdown": "HW power brake (external power-brake signal: check the PSU/chassis)",
     "sw_thermal_slowdown": "SW thermal slowdown (GPU above its temperature target: check cooling)",
 }
+# Per-GPU checks, one each per GPU nvidia-smi reports, named "<check>:gpu<N>".
+GPU_CHECKS = ("ecc", "pcie", "clocks", "persistence")
+CHECK_NAMES = ("nvidia-smi", "gpu-count:lspci", "gpu-count:expected", "gpu-model", "driver-version", "cuda-version",
+               *(f"{c}:gpuN" for c in GPU_CHECKS), "xid", "container-toolkit")
 _SMI_FAIL_KINDS = {"not-installed", "driver-library-mismatch", "driver-not-loaded", "no-devices", "timeout"}
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet.checks import evaluate
-from fleet.expectations import Expectations
-from fleet.facts.host import HostFacts
-from fleet.facts.nvidia_smi import parse_xml
+from fleet.audit.checks import evaluate
+from fleet.audit.expectations import Expectations
+from fleet.audit.facts.host import HostFacts
+from fleet.audit.facts.nvidia_smi import parse_xml
 
 CAPTURE = Path(__file__).parent / "data" / "nvidia-smi" / "h100-sxm-80gb-v13-captured.xml"
 

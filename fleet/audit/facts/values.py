@@ -1,8 +1,4 @@
-"""Facts: each module turns one command's recorded output into plain data.
-
-pyinfra's style: the command lives in :data:`fleet.audit.AUDIT_SCRIPT`; every
-function here is a pure ``process``-like parser, tested on recorded output.
-"""
+"""Value helpers the fact parsers share: N/A placeholders, leading integers, dotted versions."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
-"""Kernel side: the NVIDIA module's driver version and XID lines from the kernel log."""
+"""Kernel side.  Facts ``driver-module`` (the NVIDIA module's driver version) and the XID lines of the kernel
+log: ``dmesg``, else (dmesg is often restricted: kernel.dmesg_restrict) ``journalctl``."""
 
 from __future__ import annotations
 
 import re
+
+from fleet.audit.facts.fact import Fact, failed
+from fleet.framing import Section
 
 # NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023
 _PROC_VERSION = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)")
@@ -70,3 +74,36 @@ _JOURNAL_DENIED = ("insufficient permissions", "not seeing messages from other u
 
 def journal_readable(rc: int, stderr: str) -> bool:
     return rc == 0 and not any(s in stderr.lower() for s in _JOURNAL_DENIED)
+
+
+def _driver_module(s: Section) -> dict:
+    if s.rc != 0:
+        return {}
+    version = parse_driver_version(s.stdout)
+    # driver_version: nvidia-smi's when it reported one (an earlier fact), else the module's
+    return {"kernel_driver_version": version, "driver_version": version}
+
+
+def _dmesg(s: Section) -> dict:
+    return {"xids": parse_xids(s.stdout), "xid_source": "dmesg"} if s.rc == 0 else {}
+
+
+def _journalctl(s: Section) -> dict:
+    if not journal_readable(s.rc, s.stderr):
+        return {}
+    return {"xids": parse_xids(s.stdout), "xid_source": "journalctl"}
+
+
+XID_LINE = "NVRM: Xid"
+
+DRIVER_MODULE = Fact("driver-module", """\
+if [ -r /proc/driver/nvidia/version ]; then cat /proc/driver/nvidia/version
+elif [ -r /sys/module/nvidia/version ]; then cat /sys/module/nvidia/version
+else echo "nvidia kernel module not loaded (no /proc/driver/nvidia/version or /sys/module/nvidia/version)" >&2; return 1
+fi""", _driver_module)
+
+DMESG = Fact("dmesg", "dmesg", _dmesg, timeout=20, grep=XID_LINE)
+
+# No -q: its "insufficient permissions" hints are how an unreadable journal is told from a clean one.
+JOURNALCTL = Fact("journalctl", "journalctl -k --no-pager --since '-7 days'", _journalctl, timeout=20,
+                  grep=XID_LINE, when=failed("dmesg"))

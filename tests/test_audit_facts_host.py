@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.facts import version_tuple
-from fleet.facts.kernel import journal_readable, parse_driver_version, parse_xids
-from fleet.facts.lspci import parse_lspci
-from fleet.facts.osrelease import parse_os_release, parse_uname
-from fleet.facts.toolkit import parse_ctk_version, parse_docker_runtimes
+from fleet.audit.facts.values import version_tuple
+from fleet.audit.facts.kernel import journal_readable, parse_driver_version, parse_xids
+from fleet.audit.facts.lspci import parse_lspci
+from fleet.audit.facts.osrelease import parse_os_release, parse_uname
+from fleet.audit.facts.toolkit import parse_ctk_version, parse_docker_runtimes
 
 DATA = Path(__file__).parent / "data"
 
