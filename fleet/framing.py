@@ -104,7 +104,7 @@ if [ -z "$@F@_tmp" ]; then
     @F@_tmp="${TMPDIR:-/tmp}/gpufleet.$$"
     mkdir "$@F@_tmp" 2>/dev/null || @F@_tmp=""
 fi
-@NO_TMP@
+@STRICT@
 [ -n "$@F@_tmp" ] && trap 'rm -rf "$@F@_tmp"' EXIT
 trap 'exit @SIGNAL_RC@' INT TERM HUP
 
@@ -154,8 +154,8 @@ trap 'exit @SIGNAL_RC@' INT TERM HUP
 }
 """
 
-_STRICT_NO_TMP = ('[ -n "$@F@_tmp" ] || { echo "gpufleet: cannot create a temporary directory (mktemp -d)" >&2; '
-                  'exit 3; }')
+_STRICT = ('exec </dev/null\n'
+           '[ -n "$@F@_tmp" ] || { echo "gpufleet: cannot create a temporary directory (mktemp -d)" >&2; exit 3; }')
 
 
 def sh_prelude(fn: str, prefix: str, *, strict: bool = False) -> str:
@@ -167,13 +167,14 @@ def sh_prelude(fn: str, prefix: str, *, strict: bool = False) -> str:
     may use the private temporary directory ``$<fn>_tmp``, removed on exit.
 
     Lenient (the default: the audit, which must always exit 0): without a temporary directory the
-    script still runs, capturing stdout only, and a signal ends it with status 0.  ``strict``: no
-    temporary directory exits 3 before anything runs, and a signal ends the script with status 1.
+    script still runs, capturing stdout only, and a signal ends it with status 0; it may be read from
+    stdin (``sh -s``).  ``strict``: stdin is closed for the whole script, no temporary directory
+    exits 3 before anything runs, and a signal ends the script with status 1.
     """
     if not re.fullmatch(r"_[a-z]+", fn) or not re.fullmatch(r"[a-z0-9-]+", prefix):
         raise ValueError(f"bad shell prefix {fn!r} or marker prefix {prefix!r}")
     return (_SH_PRELUDE
-            .replace("@NO_TMP@\n", _STRICT_NO_TMP + "\n" if strict else "")
+            .replace("@STRICT@\n", _STRICT + "\n" if strict else "")
             .replace("@SIGNAL_RC@", "1" if strict else "0")
             .replace("@F@", fn)
             .replace("@M@", prefix))

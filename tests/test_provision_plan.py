@@ -31,7 +31,7 @@ ALL4 = {p: "1.17.8-1" for p in F.PACKAGES}
 DOCKER_NVIDIA = json.dumps({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}, indent=4)
 
 
-def facts(*a, **kw) -> F.HostFacts:
+def facts(*a, **kw) -> F.ProvisionFacts:
     return F.parse_facts(recorded(*a, **kw))
 
 
