@@ -10,8 +10,8 @@ from fleet.audit.checks import RETIRED_PAGES_LIMIT, evaluate
 from fleet.audit.expectations import Expectations
 from fleet.framing import Section
 from fleet.status import Status
+from tests.shared_fixtures import FIXTURES, captures
 
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"
 DATA = Path(__file__).parent / "data"
 
 
@@ -104,7 +104,7 @@ def test_na_is_never_a_failure():
     assert all(c.status in (Status.PASS, Status.SKIP) for c in checks)
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.xml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", captures(), ids=lambda p: p.name)
 def test_every_fixture_evaluates(path):
     facts = facts_for(path)
     checks = by_name(evaluate(facts, Expectations(gpu_count=len(facts.gpus))))

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from fleet.audit.facts.nvidia_smi import (NvidiaSmiParseError, classify_failure, parse_compute_apps, parse_xml)
+from tests.shared_fixtures import FIXTURES, captures
 
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"
 DATA = Path(__file__).parent / "data" / "nvidia-smi"
-REAL = sorted(FIXTURES.glob("*.xml"))
+REAL = captures()
 
 
 def test_fixtures_present():
