@@ -38,7 +38,8 @@ class HostAudit:
     checks: list[Check] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"status": self.status.value, "facts": self.facts.to_dict(), "checks": [c.to_dict() for c in self.checks]}
+        return {"status": self.status.value, "facts": self.facts.to_dict(),
+                "checks": [c.to_dict() for c in self.checks]}
 
 
 def analyse(output: str, expect: Expectations) -> HostAudit:

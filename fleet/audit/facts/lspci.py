@@ -1,4 +1,5 @@
-"""Fact ``lspci`` (``lspci -nn``): NVIDIA display-class devices (vendor 10de, class 03xx: VGA 0300, 3D 0302, other 0380)."""
+"""Fact ``lspci`` (``lspci -nn``): NVIDIA display-class devices (vendor 10de, class 03xx: VGA 0300,
+3D 0302, other 0380)."""
 
 from __future__ import annotations
 

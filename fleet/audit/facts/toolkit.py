@@ -1,4 +1,5 @@
-"""Facts ``nvidia-ctk`` (the container toolkit's ``nvidia-ctk --version``) and ``docker-runtimes`` (Docker's runtimes)."""
+"""Facts ``nvidia-ctk`` (the container toolkit's ``nvidia-ctk --version``) and ``docker-runtimes``
+(Docker's runtimes)."""
 
 from __future__ import annotations
 
