@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet.audit.facts import FACTS
-from fleet.audit.facts.host import host_facts
 from fleet.audit.checks import RETIRED_PAGES_LIMIT, evaluate
 from fleet.audit.expectations import Expectations
+from fleet.audit.facts import FACTS
+from fleet.audit.facts.host import host_facts
 from fleet.framing import Section
 from fleet.status import Status
 from tests.shared_fixtures import FIXTURES, captures
