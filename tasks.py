@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from invoke import task
 
-from fleet import audit_run, options as cli, push as push_lib
+from fleet import options as cli, push as push_lib
+from fleet.audit import run as audit_run
 from fleet.fanout import run_fleet
 from fleet.outcome import ExitCode, Recap, status_for
 from fleet.runs import launch

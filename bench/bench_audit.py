@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleet.audit_run import audit_hosts  # noqa: E402
+from fleet.audit.run import audit_hosts  # noqa: E402
 from fleet.inventory import parse_inventory  # noqa: E402
 from tests.sshd import NVSMI, SshdFarm  # noqa: E402
 

@@ -317,7 +317,7 @@ class _Builder:
                 if value not in ("ssh", "local", "paramiko", "smart"):
                     raise self.error(f"unsupported connection {value!r} (use ssh or local)", line, label)
             elif key.startswith("gpufleet_"):
-                from fleet.expectations import Expectations  # local import: optional module
+                from fleet.audit.expectations import Expectations  # local import: optional module
 
                 try:
                     Expectations.from_vars({key: value})

@@ -20,7 +20,7 @@ from fleet.shell import quote
 from fleet.status import Status
 from fleet.transport import CommandResult, HostError, Transport
 from provision import validate
-from provision.facts import FactsParseError, HostFacts, fact_script, parse_facts
+from provision.facts import FactsParseError, ProvisionFacts, fact_script, parse_facts
 from provision.settings import Settings
 from provision.steps import Command, Step, steps_for
 
@@ -130,7 +130,7 @@ class Provisioner:
 
     # ----------------------------------------------------------- phases
 
-    def gather(self) -> HostFacts:
+    def gather(self) -> ProvisionFacts:
         r = self._run(fact_script(self.settings.key_url))
         try:
             facts = parse_facts(r.stdout)
@@ -148,7 +148,7 @@ class Provisioner:
                              f"root or set ansible_become: true (sudo)")
         return facts
 
-    def apply(self, facts: HostFacts) -> bool:
+    def apply(self, facts: ProvisionFacts) -> bool:
         """Run (or, in check mode, list) every step.  False when a step failed."""
         failed_step = None
         for step in steps_for(facts, self.settings):
@@ -164,7 +164,7 @@ class Provisioner:
     def _record(self, result: StepResult) -> None:
         self.report["steps"].append(result.to_dict())
 
-    def _step(self, step: Step, facts: HostFacts) -> StepResult:
+    def _step(self, step: Step, facts: ProvisionFacts) -> StepResult:
         plan = step.plan(facts, self.settings)
         shown = [c.display for c in plan.commands]
         if plan.action == "fail":
@@ -187,7 +187,7 @@ class Provisioner:
                 return StepResult(step.name, FAILED, message, shown[: i + 1], _tail(r, 8))
         return StepResult(step.name, CHANGED, plan.message, shown)
 
-    def verify(self, facts: HostFacts) -> bool:
+    def verify(self, facts: ProvisionFacts) -> bool:
         r = self._run(validate.validate_script(facts, self.settings))
         try:
             checks = validate.analyse(r.stdout, facts, self.settings)

@@ -2,8 +2,8 @@
 
 :func:`fact_script` renders a POSIX sh script (dash-safe, read-only: it writes
 only inside a private temporary directory it removes) whose framed output
-:func:`parse_facts` turns into :class:`HostFacts`.  The framing is the audit's
-idea: every payload line is prefixed with ``|`` so no file content can forge a
+:func:`parse_facts` turns into :class:`ProvisionFacts`.  The framing is the audit's
+(:func:`fleet.framing.sh_prelude`, shared): every payload line is prefixed with ``|`` so no file content can forge a
 marker, and the payload round-trips byte for byte (a repository file's content
 is compared exactly).
 
@@ -18,8 +18,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from fleet import framing
-from fleet.facts.osrelease import parse_os_release
-from fleet.framing import FramingError, Section
+from fleet.audit.facts.osrelease import parse_os_release
+from fleet.framing import FramingError, Section, sh_prelude
 from fleet.shell import quote
 
 # NVIDIA's packages: the toolkit, the nvidia-ctk CLI, and the libnvidia-container pair.
@@ -40,26 +40,10 @@ TOOLS = ("apt-get", "dpkg-query", "dnf", "yum", "zypper", "rpm", "curl", "gpg", 
 
 FAMILIES = ("apt", "dnf", "yum", "zypper")
 
-_PRELUDE = r"""LC_ALL=C; export LC_ALL
-PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
-exec </dev/null
-umask 077
-_p_tmp=$(mktemp -d 2>/dev/null) || { echo "gpufleet: cannot create a temporary directory (mktemp -d)" >&2; exit 3; }
-trap 'rm -rf "$_p_tmp"' EXIT
-trap 'exit 1' INT TERM HUP
-_p_have() { command -v "$1" >/dev/null 2>&1; }
-_p_frame() { { cat "$1"; echo; } | sed 's/^/|/'; }
-# _p_run NAME COMMAND...: COMMAND's stdout, stderr and exit status, framed.
-_p_run() {
-    _p_name=$1; shift
-    "$@" >"$_p_tmp/out" 2>"$_p_tmp/err"
-    _p_rc=$?
-    printf '@@gpufleet-provision-begin %s@@\n' "$_p_name"
-    _p_frame "$_p_tmp/out"
-    printf '@@gpufleet-provision-stderr %s@@\n' "$_p_name"
-    _p_frame "$_p_tmp/err"
-    printf '@@gpufleet-provision-end %s rc=%s@@\n' "$_p_name" "$_p_rc"
-}
+PREFIX = "gpufleet-provision"
+HEADER = "@@gpufleet-provision 1@@"
+
+_PRELUDE = sh_prelude("_p", PREFIX, strict=True) + r"""
 _p_file() { if [ -e "$1" ]; then cat -- "$1"; else return 3; fi; }
 # Lines defining an nvidia runtime in containerd's configuration (config.toml or a conf.d drop-in).
 _p_containerd() {
@@ -90,7 +74,7 @@ _p_key() {
     fi
     base64 -w0 <"$_p_tmp/key.gpg"
 }
-echo '@@gpufleet-provision 1@@'
+echo '@HEADER@'
 _p_run id id -u
 _p_run os-release _p_os_release
 _p_run arch uname -m
@@ -120,6 +104,7 @@ exit 0
 def fact_script(key_url: str | None) -> str:
     """The gather script; ``key_url``: the signing key to fetch and compare (apt hosts), None to skip."""
     body = (_GATHER
+            .replace("@HEADER@", HEADER)
             .replace("@TOOLS@", " ".join(TOOLS))
             .replace("@CA@", " ".join(CA_BUNDLES))
             .replace("@PACKAGES@", " ".join(PACKAGES))
@@ -135,7 +120,7 @@ def fact_script(key_url: str | None) -> str:
 def framed_script(body: str, tag: str = "gpufleet-provision 1") -> str:
     """Any sequence of ``_p_run NAME CMD`` lines wrapped in the same prelude and framing."""
     return ("#!/bin/sh\n" + _PRELUDE + f"echo '@@{tag}@@'\n" + body.rstrip("\n")
-            + "\necho '@@gpufleet-provision-done@@'\nexit 0\n")
+            + f"\necho '@@{PREFIX}-done@@'\nexit 0\n")
 
 
 # ---------------------------------------------------------------- framing
@@ -145,15 +130,15 @@ class FactsParseError(FramingError):
     """The gather script's output is truncated or garbled."""
 
 
-def split_sections(output: str, header: str = "@@gpufleet-provision 1@@") -> dict[str, Section]:
-    return framing.split_sections(output, header, "gpufleet-provision", FactsParseError, "provision")
+def split_sections(output: str, header: str = HEADER) -> dict[str, Section]:
+    return framing.split_sections(output, header, PREFIX, FactsParseError, "provision")
 
 
 # ---------------------------------------------------------------- facts
 
 
 @dataclass
-class HostFacts:
+class ProvisionFacts:
     uid: int | None = None
     os: dict = field(default_factory=dict)
     arch: str | None = None
@@ -278,10 +263,10 @@ def _active(x: Section | None) -> bool | None:
     return False if word in ("inactive", "failed", "activating", "deactivating", "unknown", "reloading") else None
 
 
-def parse_facts(output: str) -> HostFacts:
-    """The gather script's output -> HostFacts.  Raises FactsParseError on broken framing only."""
+def parse_facts(output: str) -> ProvisionFacts:
+    """The gather script's output -> ProvisionFacts.  Raises FactsParseError on broken framing only."""
     s = split_sections(output)
-    f = HostFacts()
+    f = ProvisionFacts()
     if (x := s.get("id")) and x.rc == 0 and x.stdout.strip().isdigit():
         f.uid = int(x.stdout.strip())
     if (x := s.get("os-release")) and x.rc == 0:

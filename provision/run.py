@@ -52,7 +52,7 @@ def audit_toolkit(result: FleetResult, options: SshOptions, progress: Progress |
     if not reached:
         return {}
     try:
-        from fleet import audit_run  # the audit is optional for provisioning; imported when used
+        from fleet.audit import run as audit_run  # the audit is optional for provisioning; imported when used
     except ImportError as e:  # pragma: no cover - a partial install
         return {r.name: {"status": "skip", "message": f"audit unavailable: {e}", "checks": []} for r in reached}
     audited = audit_run.audit_hosts(reached, options, progress=progress)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from fleet.shell import cmd, join, quote
 from provision.facts import (APT_KEYRING, APT_LIST, DOCKER_CONFIG, PACKAGES, TOOLKIT, YUM_REPO, ZYPP_REPO,
-                             HostFacts)
+                             ProvisionFacts)
 from provision.settings import Settings, mask_credentials, redact_url
 
 REPO_ID = "nvidia-container-toolkit"  # the section / alias NVIDIA's own .repo file uses
@@ -72,7 +72,7 @@ class Step:
     name: str
     title: str
     families: tuple[str, ...]
-    plan: Callable[[HostFacts, Settings], Plan]
+    plan: Callable[[ProvisionFacts, Settings], Plan]
 
 
 # ---------------------------------------------------------------- command builders
@@ -214,7 +214,7 @@ def _https(*urls: str) -> bool:
 # ---------------------------------------------------------------- plans
 
 
-def plan_prerequisites(facts: HostFacts, settings: Settings) -> Plan:
+def plan_prerequisites(facts: ProvisionFacts, settings: Settings) -> Plan:
     need = []
     if "curl" not in facts.tools:
         need.append("curl")
@@ -230,7 +230,7 @@ def plan_prerequisites(facts: HostFacts, settings: Settings) -> Plan:
     ])
 
 
-def plan_repository(facts: HostFacts, settings: Settings) -> Plan:
+def plan_repository(facts: ProvisionFacts, settings: Settings) -> Plan:
     if facts.family == "apt":
         return _plan_apt_repository(facts, settings)
     path = ZYPP_REPO if facts.family == "zypper" else YUM_REPO
@@ -249,7 +249,7 @@ def plan_repository(facts: HostFacts, settings: Settings) -> Plan:
                 [write_file(path, want), refresh], undo)
 
 
-def _plan_apt_repository(facts: HostFacts, settings: Settings) -> Plan:
+def _plan_apt_repository(facts: ProvisionFacts, settings: Settings) -> Plan:
     key_url = redact_url(settings.key_url)
     if facts.key_error:
         return Plan("fail", f"cannot fetch the signing key from {key_url}: {facts.key_error}")
@@ -278,7 +278,7 @@ def _plan_apt_repository(facts: HostFacts, settings: Settings) -> Plan:
                 commands, undo)
 
 
-def plan_package(facts: HostFacts, settings: Settings) -> Plan:
+def plan_package(facts: ProvisionFacts, settings: Settings) -> Plan:
     installed = facts.packages.get(TOOLKIT)
     pin = settings.version
     if pin is None:
@@ -334,7 +334,7 @@ def _restart(service: str, active: bool | None) -> tuple[list[Command], str]:
     return [], f"{service} is not running: it loads the change when it starts"
 
 
-def plan_runtime_docker(facts: HostFacts, settings: Settings) -> Plan:
+def plan_runtime_docker(facts: ProvisionFacts, settings: Settings) -> Plan:
     if not facts.docker_present:
         return Plan("skip", "docker is not installed (install it, then run provision again to configure it)")
     present, error = docker_has_nvidia(facts.docker_config)
@@ -347,7 +347,7 @@ def plan_runtime_docker(facts: HostFacts, settings: Settings) -> Plan:
                 [Command(join(["nvidia-ctk", "runtime", "configure", "--runtime=docker"]))] + restart)
 
 
-def plan_runtime_containerd(facts: HostFacts, settings: Settings) -> Plan:
+def plan_runtime_containerd(facts: ProvisionFacts, settings: Settings) -> Plan:
     if not facts.containerd_present:
         return Plan("skip", "containerd is not installed")
     if facts.containerd_nvidia:
@@ -369,7 +369,7 @@ STEPS = (
 )
 
 
-def steps_for(facts: HostFacts, settings: Settings) -> list[Step]:
+def steps_for(facts: ProvisionFacts, settings: Settings) -> list[Step]:
     out = []
     for step in STEPS:
         if facts.family not in step.families:

@@ -9,17 +9,17 @@ when asked and Docker is present, a container smoke test
 
 from __future__ import annotations
 
-from fleet.facts.toolkit import parse_ctk_version, parse_docker_runtimes
+from fleet.audit.facts.toolkit import parse_ctk_version, parse_docker_runtimes
 from fleet.shell import join
 from fleet.status import Check, Status
-from provision.facts import DOCKER_CONFIG, HostFacts, Section, framed_script, split_sections
+from provision.facts import DOCKER_CONFIG, ProvisionFacts, Section, framed_script, split_sections
 from provision.settings import Settings
 from provision.steps import docker_has_nvidia, upstream
 
 HEADER = "gpufleet-provision-validate 1"
 
 
-def validate_script(facts: HostFacts, settings: Settings) -> str:
+def validate_script(facts: ProvisionFacts, settings: Settings) -> str:
     lines = ["_p_run ctk nvidia-ctk --version"]
     if "docker" in settings.runtimes and facts.docker_present:
         lines.append(f"_p_run docker-config _p_file {DOCKER_CONFIG}")
@@ -42,7 +42,7 @@ def _last(text: str, n: int = 3) -> str:
     return " / ".join(lines[-n:])[:400]
 
 
-def analyse(output: str, facts: HostFacts, settings: Settings) -> list[Check]:
+def analyse(output: str, facts: ProvisionFacts, settings: Settings) -> list[Check]:
     s = split_sections(output, f"@@{HEADER}@@")
     checks = [_ctk(s.get("ctk"), settings)]
     if "docker" in settings.runtimes:
@@ -68,7 +68,7 @@ def _ctk(x: Section | None, settings: Settings) -> Check:
     return Check("nvidia-ctk", Status.PASS, _first(x.stdout), observed=version)
 
 
-def _docker(s: dict, facts: HostFacts) -> Check:
+def _docker(s: dict, facts: ProvisionFacts) -> Check:
     name = "docker-runtime"
     if not facts.docker_present:
         return Check(name, Status.SKIP, "docker is not installed")
@@ -95,7 +95,7 @@ def _docker(s: dict, facts: HostFacts) -> Check:
     return Check(name, Status.FAIL, f"{DOCKER_CONFIG} has no nvidia runtime and docker did not answer ({why})")
 
 
-def _containerd(x: Section | None, facts: HostFacts) -> Check:
+def _containerd(x: Section | None, facts: ProvisionFacts) -> Check:
     name = "containerd-runtime"
     if not facts.containerd_present:
         return Check(name, Status.SKIP, "containerd is not installed")
@@ -105,7 +105,7 @@ def _containerd(x: Section | None, facts: HostFacts) -> Check:
     return Check(name, Status.FAIL, "containerd's configuration defines no nvidia runtime")
 
 
-def _smoke(x: Section | None, facts: HostFacts, settings: Settings) -> Check:
+def _smoke(x: Section | None, facts: ProvisionFacts, settings: Settings) -> Check:
     name = "smoke-test"
     if not settings.smoke_test:
         return Check(name, Status.SKIP, "not asked (--smoke-test)")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 
+from fleet import framing
+from fleet.framing import Section
 from fleet.inventory import Host
 from fleet.transport import CommandResult, SshOptions
+from provision import facts as F
 
 OS_RELEASE = {
     "debian12": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
@@ -39,17 +42,10 @@ OS_RELEASE = {
 RPM_TOOLS = ["rpm", "curl", "gpg", "base64", "systemctl"]
 
 
-def frame(sections: dict[str, tuple[str, str, int]], header: str = "@@gpufleet-provision 1@@") -> str:
-    """{name: (stdout, stderr, rc)} -> the script's framed output."""
-    out = ["Last login: noise a login shell prints", header]
-    for name, (stdout, stderr, rc) in sections.items():
-        out.append(f"@@gpufleet-provision-begin {name}@@")
-        out += ["|" + line for line in (stdout + "\n").split("\n")[:-1]] or ["|"]
-        out.append(f"@@gpufleet-provision-stderr {name}@@")
-        out += ["|" + line for line in (stderr + "\n").split("\n")[:-1]] or ["|"]
-        out.append(f"@@gpufleet-provision-end {name} rc={rc}@@")
-    out.append("@@gpufleet-provision-done@@")
-    return "\n".join(out) + "\n"
+def frame(sections: dict[str, tuple[str, str, int]], header: str = F.HEADER) -> str:
+    """{name: (stdout, stderr, rc)} -> the script's framed output, after a login shell's noise."""
+    return "Last login: noise a login shell prints\n" + framing.frame(
+        {name: Section(*value) for name, value in sections.items()}, header, F.PREFIX)
 
 
 def _file(content: str | None) -> tuple[str, str, int]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fleet.audit_run import audit_hosts, build_report
+from fleet.audit.run import audit_hosts, build_report
 from fleet.inventory import parse_inventory
 from tests.sshd import invoke_env, run_invoke
 

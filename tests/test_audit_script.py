@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from fleet.audit import AUDIT_SCRIPT, AuditParseError, analyse, split_sections
-from fleet.expectations import Expectations
+from fleet.audit.expectations import Expectations
 from fleet.status import Status
+from tests.shared_fixtures import FIXTURES, captures
 
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "nvidia-smi"
 DATA = Path(__file__).parent / "data"
 SHELLS = [s for s in ("sh", "dash") if shutil.which(s)]
 TOOLS = ("cat", "sed", "grep", "mktemp", "rm", "mkdir", "uname", "timeout", "sleep")
@@ -69,7 +69,7 @@ def host(tmp_path):
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("*.xml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("fixture", captures(), ids=lambda p: p.name)
 def test_replays_every_fixture(host, shell, fixture):
     host.nvidia_smi(fixture)
     host.replay("lspci", DATA / "lspci" / "workstation.txt")

@@ -31,7 +31,7 @@ ALL4 = {p: "1.17.8-1" for p in F.PACKAGES}
 DOCKER_NVIDIA = json.dumps({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}, indent=4)
 
 
-def facts(*a, **kw) -> F.HostFacts:
+def facts(*a, **kw) -> F.ProvisionFacts:
     return F.parse_facts(recorded(*a, **kw))
 
 
@@ -56,7 +56,7 @@ def shells(plan: S.Plan) -> list[str]:
     ("leap15", ["zypper", "rpm"], "zypper"),
 ])
 def test_family_from_os_release(os_name, tools, family):
-    from fleet.facts.osrelease import parse_os_release
+    from fleet.audit.facts.osrelease import parse_os_release
     assert F.detect_family(parse_os_release(OS_RELEASE[os_name]), set(tools)) == (family, None)
 
 
@@ -68,7 +68,7 @@ def test_unsupported_distribution_is_named(os_name):
 
 
 def test_family_needs_its_package_manager():
-    from fleet.facts.osrelease import parse_os_release
+    from fleet.audit.facts.osrelease import parse_os_release
     fam, err = F.detect_family(parse_os_release(OS_RELEASE["rocky9"]), {"rpm"})
     assert fam is None and "neither dnf nor yum" in err
     assert F.detect_family({}, set())[1].startswith("cannot tell the distribution")

@@ -1,0 +1,93 @@
+"""What an inventory says a host should look like (per-host variables, inherited from groups).
+
+Variables (all optional; a check whose variable is unset is skipped):
+
+- ``gpufleet_gpu_count``: int, the number of GPUs the host must show (on the PCI bus and to nvidia-smi).
+- ``gpufleet_gpu_model``: string matched case-insensitively against every GPU's nvidia-smi product name:
+  a glob if it holds ``*``, ``?`` or ``[`` (``"*A100*80GB"``), otherwise a substring (``"H100"``).
+- ``gpufleet_driver_min``: minimum driver version, e.g. ``"535.104"``.
+- ``gpufleet_driver_version``: pinned driver version.  Compared component-wise on the components given:
+  ``"535.104.05"`` matches only 535.104.05; ``"535"`` matches any 535.x.
+- ``gpufleet_cuda_min``: minimum CUDA version nvidia-smi reports (the driver's CUDA), e.g. ``"12.2"``.
+
+Versions are compared as tuples of ints.  Quote them in YAML: unquoted ``12.10`` is the float 12.1, so
+floats are refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from fleet.audit.facts.values import version_tuple
+
+VARIABLES = ("gpufleet_gpu_count", "gpufleet_gpu_model", "gpufleet_driver_min",
+             "gpufleet_driver_version", "gpufleet_cuda_min")
+
+
+def _version(vars: dict, name: str) -> str | None:
+    value = vars.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(f"{name}: expected a version string such as \"535.104\", got {value!r} "
+                         f"(quote it in YAML: an unquoted 12.10 reads as the number 12.1)")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a version string such as \"535.104\", got {value!r}")
+    try:
+        version_tuple(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected dotted integers such as \"535.104\", got {value!r}") from None
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Expectations:
+    gpu_count: int | None = None
+    gpu_model: str | None = None
+    driver_min: str | None = None
+    driver_version: str | None = None
+    cuda_min: str | None = None
+
+    @classmethod
+    def from_vars(cls, vars: dict) -> "Expectations":
+        """Read the ``gpufleet_*`` variables of one host; raise ValueError naming the bad variable."""
+        vars = vars or {}
+        count = vars.get("gpufleet_gpu_count")
+        if count is not None:
+            if isinstance(count, str) and count.strip().isdigit():
+                count = int(count)
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise ValueError(f"gpufleet_gpu_count: expected an integer, got {count!r}")
+            if count < 0:
+                raise ValueError(f"gpufleet_gpu_count: expected a non-negative integer, got {count!r}")
+        model = vars.get("gpufleet_gpu_model")
+        if model is not None:
+            if not isinstance(model, str) or not model.strip():
+                raise ValueError(f"gpufleet_gpu_model: expected a non-empty string (substring or glob), got {model!r}")
+            model = model.strip()
+        return cls(gpu_count=count, gpu_model=model,
+                   driver_min=_version(vars, "gpufleet_driver_min"),
+                   driver_version=_version(vars, "gpufleet_driver_version"),
+                   cuda_min=_version(vars, "gpufleet_cuda_min"))
+
+    def model_matches(self, name: str | None) -> bool:
+        if self.gpu_model is None:
+            return True
+        if not name:
+            return False
+        pattern, name = self.gpu_model.lower(), name.lower()
+        if any(c in pattern for c in "*?["):
+            return fnmatch.fnmatchcase(name, pattern)
+        return pattern in name
+
+
+def version_at_least(observed: str, minimum: str) -> bool:
+    return version_tuple(observed) >= version_tuple(minimum)
+
+
+def version_matches_pin(observed: str, pinned: str) -> bool:
+    pin = version_tuple(pinned)
+    return version_tuple(observed)[: len(pin)] == pin

@@ -1,0 +1,102 @@
+"""Audit a fleet: one SSH round trip per host, pure analysis, one report.
+
+The gathering script and the analysis live in :mod:`fleet.audit` (pure); this
+module only runs the script through the fan-out and assembles the report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Iterable
+
+from fleet import shell, table
+from fleet.audit import AUDIT_SCRIPT, analyse
+from fleet.audit.expectations import Expectations
+from fleet.fanout import FleetResult, run_fleet
+from fleet.inventory import Host
+from fleet.outcome import HostState, Recap, TaskFailed, status_for
+from fleet.progress import Progress
+from fleet.transport import SshOptions, Transport
+
+SCHEMA = "gpufleet.audit/1"
+
+
+def audit_task(host: Host):
+    """The per-host work: run the gather script once, analyse its output."""
+    expect = Expectations.from_vars(host.vars)
+
+    def task(t: Transport) -> dict:
+        r = t.run(shell.script(AUDIT_SCRIPT))
+        if r.exit_code != 0:
+            raise TaskFailed(f"audit script exited {r.exit_code}: {r.tail(5)}")
+        return analyse(r.stdout, expect).to_dict()
+
+    return task
+
+
+def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress | bool | None = None) -> FleetResult:
+    hosts = list(hosts)
+    tasks = {h.name: audit_task(h) for h in hosts}
+    return run_fleet(hosts, lambda t: tasks[t.host.name](t), options, desc="audit", progress=progress)
+
+
+def host_entry(state: HostState, value: dict | None, message: str) -> dict:
+    """A host's entry: the audit's verdict when the host was audited, else the status its state maps to."""
+    if state is HostState.OK and value is not None:
+        return {"state": state.value, **value}
+    return {
+        "status": status_for(state),
+        "state": state.value,
+        "message": message,
+        "facts": {},
+        "checks": [],
+    }
+
+
+def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
+    hosts = {name: host_entry(r.state, r.value, r.message) for name, r in result.results.items()}
+    for name, r in result.results.items():
+        hosts[name]["address"] = r.host.address
+        hosts[name]["duration_s"] = round(r.duration_s, 3)
+    recap = Recap({name: h["status"] for name, h in hosts.items()})
+    return {
+        "schema": SCHEMA,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "inventory": inventory_path,
+        "pattern": pattern,
+        "interrupted": result.interrupted,
+        "counts": recap.to_dict(),
+        "exit_code": int(recap.exit_code),
+        "hosts": hosts,
+    }
+
+
+def render_table(report: dict) -> str:
+    rows = []
+    for name, h in report["hosts"].items():
+        facts = h.get("facts") or {}
+        gpus = facts.get("gpus")
+        n_smi = len(gpus) if isinstance(gpus, list) else None
+        n_pci = facts.get("lspci_gpu_count")
+        gpu_col = "-" if n_smi is None and n_pci is None else f"{n_smi if n_smi is not None else '?'}/{n_pci if n_pci is not None else '?'}"
+        model = _models(gpus)
+        problems = [
+            f"{c['name']}: {c['message']}" for c in h.get("checks", []) if c.get("status") in ("fail", "error")
+        ] or [f"{c['name']}" for c in h.get("checks", []) if c.get("status") == "warn"]
+        if not h.get("checks") and h.get("message"):
+            problems = [h["message"]]
+        rows.append([name, h["status"], gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"), "; ".join(problems)])
+    out = table.render(["HOST", "STATUS", "GPUS smi/pci", "MODEL", "DRIVER", "CUDA", "PROBLEMS"], rows, max_width=100)
+    recap = Recap({name: h["status"] for name, h in report["hosts"].items()})
+    return f"{out}\n\n{recap.line()}" + ("\ninterrupted (Ctrl-C): hosts that had not finished are marked so"
+                                        if report.get("interrupted") else "")
+
+
+def _models(gpus) -> str:
+    if not isinstance(gpus, list) or not gpus:
+        return "-"
+    names: dict[str, int] = {}
+    for g in gpus:
+        n = str(g.get("name") or "?")
+        names[n] = names.get(n, 0) + 1
+    return ", ".join(f"{c}x {n}" for n, c in names.items())

@@ -1,0 +1,37 @@
+"""The README's audit check table names exactly the checks the code can produce."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fleet.audit.analysis import ANALYSIS_CHECK_NAMES
+from fleet.audit.checks import CHECK_NAMES
+from fleet.audit.facts.kernel import CRITICAL_XIDS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def table_rows() -> dict[str, list[str]]:
+    """{check name: the row's cells} from the table whose header starts with ``| check |``."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| check |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name in re.findall(r"`([^`]+)`", cells[0]):
+            assert name not in rows, f"{name} listed twice in the README"
+            rows[name] = cells
+    return rows
+
+
+def test_readme_table_lists_every_check_name():
+    assert set(table_rows()) == set(CHECK_NAMES) | set(ANALYSIS_CHECK_NAMES)
+
+
+def test_readme_lists_the_critical_xids():
+    fails = table_rows()["xid"][1]
+    listed = [int(x) for x in re.search(r"\(([\d, ]+)\)", fails).group(1).split(",")]
+    assert listed == sorted(CRITICAL_XIDS)
