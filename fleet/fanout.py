@@ -92,6 +92,8 @@ def _run_one(host: Host, task: Task, options: SshOptions, live: _Live, progress:
         live.add(transport)
         value = task(transport)
         state, message = HostState.OK, ""
+        if live.interrupted.is_set():  # it returned because the interrupt stopped its work: not a result
+            state, message = HostState.INTERRUPTED, "stopped"
     except HostError as e:  # carries the partial result it interrupted
         value, state, message = e.partial, HostState(e.state), str(e)
     except Exception as e:  # noqa: BLE001 - one host's bug must not lose the others
@@ -104,7 +106,7 @@ def _run_one(host: Host, task: Task, options: SshOptions, live: _Live, progress:
             except Exception:  # noqa: BLE001 - closing a broken connection is not news
                 pass
     if live.interrupted.is_set() and state is not HostState.OK:
-        state, message = HostState.INTERRUPTED, "interrupted (Ctrl-C): " + (message or "stopped")
+        state, message = HostState.INTERRUPTED, f"interrupted (Ctrl-C) before it finished: {message}"
     progress.done(host.name, state.value, message)
     return HostResult(host, state, value, message, time.monotonic() - start)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +106,42 @@ def test_torchrun_line_is_quoted_records_its_group_and_is_guarded():
 def test_stop_command_is_quoted():
     line = stop_command("d ir/runs/R1/h")
     assert line.startswith("f='d ir/runs/R1/h/pid';")
-    assert 'kill -TERM -- "-$p"' in line and 'kill -KILL -- "-$p"' in line
+    assert "kill -TERM $tree" in line and "kill -KILL $alive" in line
+
+
+def test_stop_command_ends_a_process_tree_whose_children_left_the_session(tmp_path):
+    """What torchrun does: ranks in sessions of their own.  The stop finds them all through /proc."""
+    import subprocess
+    import time
+
+    tree = ("import os, subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+            "time.sleep(300)\n")
+    run_dir = tmp_path / "runs" / "R" / "h"
+    line = run_command_line(["python3", "-c", tree], {}, str(tmp_path), "runs/R/h", 0)
+    proc = subprocess.Popen(["/bin/sh", "-c", line], start_new_session=True)
+    deadline = time.monotonic() + 10
+    children = []
+    while time.monotonic() < deadline and len(children) < 2:
+        children = [int(c) for c in (Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())] \
+            if Path(f"/proc/{proc.pid}").exists() else []
+        time.sleep(0.1)
+    assert len(children) == 2 and (run_dir / "pid").read_text().strip() == str(proc.pid)
+    r = subprocess.run(["/bin/sh", "-c", stop_command(str(run_dir))], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    proc.wait(5)
+    time.sleep(0.2)
+    assert [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in _state(c)] == []
+    assert not (run_dir / "pid").exists()
+    assert subprocess.run(["/bin/sh", "-c", stop_command(str(run_dir))], timeout=30).returncode == 0  # idempotent
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_multinode_rendezvous_flags():

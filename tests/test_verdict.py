@@ -394,7 +394,7 @@ def test_render_table():
                       "MAD", "0", "fleet"]]
     assert "loss did not fall" in text and "ssh: connect timed out" in text
     assert "reference" in text and f"{240.0 / 218.4:.2f}" in text
-    assert lines[-1].startswith("9 host(s)") and lines[-1].endswith("exit code 1")
+    assert lines[-1].startswith("9 hosts") and lines[-1].endswith("exit code 1")
     for header in ("bf16 TF/s", "fp16 TF/s", "tf32 TF/s", "fp32 TF/s", "D2D GB/s", "H2D GB/s", "AR busbw",
                    "DDP img/s"):
         assert header in text
@@ -423,5 +423,5 @@ def test_render_markdown():
     assert "pass/slow" in row and "(0.70; ref 0.77)" in row
     strag = [line for line in md.split("## Stragglers")[1].splitlines() if line.startswith("| gpu-node-slow")]
     assert len(strag) == 1 and "| matmul/bf16/tflops |" in strag[0] and "| fleet |" in strag[0]
-    assert f"### {A100} (8 host(s))" in md
+    assert f"### {A100} (8 hosts)" in md
     assert "loss did not fall" in md

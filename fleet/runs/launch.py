@@ -107,16 +107,46 @@ def run_command_line(argv: list[str], env: dict, directory: str, run_dir: str, t
     )
 
 
+# Pure sh over /proc (no ps, no awk): the run's process and every descendant, found before any is signalled,
+# since torchrun starts each rank in a session of its own and a rank whose parent dies is re-parented to init.
+_STOP = r"""
+case "$p" in ""|*[!0-9]*) exit 0;; esac
+[ -d "/proc/$p" ] || { rm -f "$f"; exit 0; }
+pairs=""
+for d in /proc/[0-9]*; do
+    read -r l < "$d/stat" 2>/dev/null || continue
+    rest=${l##*) }; set -- $rest
+    pairs="$pairs ${d#/proc/}:$2"
+done
+tree=" $p "; grew=1
+while [ "$grew" = 1 ]; do
+    grew=0
+    for pair in $pairs; do
+        c=${pair%%:*}; pp=${pair##*:}
+        case "$tree" in *" $pp "*) case "$tree" in *" $c "*) ;; *) tree="$tree$c "; grew=1;; esac;; esac
+    done
+done
+kill -TERM $tree 2>/dev/null
+i=0
+while [ "$i" -lt 50 ]; do
+    alive=""
+    for q in $tree; do
+        read -r l < "/proc/$q/stat" 2>/dev/null || continue
+        rest=${l##*) }; set -- $rest; [ "$1" = Z ] || alive="$alive $q"  # a zombie has ended
+    done
+    [ -z "$alive" ] && break
+    sleep 0.1; i=$((i+1))
+done
+[ -n "$alive" ] && kill -KILL $alive 2>/dev/null
+rm -f "$f"
+exit 0
+"""
+
+
 def stop_command(run_dir: str) -> str:
-    """Stop a run started by :func:`run_command_line`: TERM its process group, KILL what is left after 5 s."""
+    """Stop a run started by :func:`run_command_line`: TERM it and every descendant, KILL what is left after 5 s."""
     pidfile = quote(run_dir + "/pid")
-    return (
-        f'f={pidfile}; [ -f "$f" ] || exit 0; p=$(cat "$f"); '
-        'case "$p" in ""|*[!0-9]*) exit 0;; esac; '
-        'kill -TERM -- "-$p" 2>/dev/null || { rm -f "$f"; exit 0; }; '
-        'i=0; while kill -0 -- "-$p" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
-        'kill -KILL -- "-$p" 2>/dev/null; rm -f "$f"; exit 0'
-    )
+    return f'f={pidfile}; [ -f "$f" ] || exit 0; read -r p < "$f"\n{_STOP}'
 
 
 def _env_name_ok(name: str) -> bool:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from fleet.outcome import plural
 from fleet.table import render
 
 SHORT_NAMES = {
     "memory/d2d/gbps": "D2D GB/s",
     "memory/h2d/gbps": "H2D GB/s",
     "memory/d2h/gbps": "D2H GB/s",
-    "allreduce/busbw_gbps": "AR busbw",
+    "allreduce/busbw_gbps": "AR busbw GB/s",
     "ddp/resnet50/images_per_s": "DDP img/s",
 }
 
@@ -59,19 +60,26 @@ def status_label(entry: Mapping) -> str:
     return entry["status"] + ("/slow" if entry.get("straggler") else "")
 
 
-def _figure_cell(entry: Mapping, key: str) -> str:
+def _figure_cell(summary: Mapping, entry: Mapping, key: str) -> str:
+    """``value (ratio to the fleet median)``; the ratio only where there is a fleet to compare with."""
     m = entry.get("metrics", {}).get(key)
     if not m:
         return "-"
+    group = summary.get("fleet", {}).get(entry.get("gpu_model"), {}).get("metrics", {}).get(key, {})
+    if group.get("n", 0) < 2:
+        return fmt_value(m["value"])
     return f"{fmt_value(m['value'])} ({fmt_ratio(m.get('fleet_ratio'))})"
 
 
 def _counts_line(summary: Mapping) -> str:
     c = summary["counts"]
-    parts = [f"{c['hosts']} host(s)"] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
-                                                                         "unreachable") if c.get(s)]
-    parts.append(f"{c.get('stragglers', 0)} straggler(s) on {c.get('straggler_hosts', 0)} host(s)")
-    return ", ".join(parts) + f"; exit code {summary['exit_code']}"
+    parts = [plural(c["hosts"], "host")] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
+                                                                             "unreachable") if c.get(s)]
+    parts.append(f"{plural(c.get('stragglers', 0), 'straggler')} on {plural(c.get('straggler_hosts', 0), 'host')}")
+    line = ", ".join(parts) + f"; exit code {summary['exit_code']}"
+    if summary.get("interrupted"):
+        line = "interrupted (Ctrl-C): hosts that had not finished are marked interrupted\n" + line
+    return line
 
 
 def _chunk_columns(fixed_headers, fixed_rows, headers, rows, max_width):
@@ -104,7 +112,7 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
     fixed_headers = ["HOST", "STATUS", "MODEL"]
     fixed_rows = [[name, status_label(e), short_model(e.get("gpu_model"))] for name, e in hosts.items()]
     fig_headers = [short_name(k) for k in keys]
-    fig_rows = [[_figure_cell(e, k) for k in keys] for e in hosts.values()]
+    fig_rows = [[_figure_cell(summary, e, k) for k in keys] for e in hosts.values()]
     out = [f"run {summary['run_id']}: figures as value (ratio to the fleet median for the same GPU model)",
            _chunk_columns(fixed_headers, fixed_rows, fig_headers, fig_rows, max_width)]
 
@@ -122,7 +130,7 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
 
     problems = []
     for name, e in hosts.items():
-        if e["status"] in ("unreachable", "error") and e.get("message"):
+        if e["state"] != "ok" and e.get("message"):
             problems.append(f"  {name}: {e['state']}: {e['message']}")
         for c in e.get("failing_checks", []):
             problems.append(f"  {name}: {c['name']} {c['status']}: {c['message']}")
@@ -180,16 +188,16 @@ def render_markdown(summary: Mapping) -> str:
             if not m:
                 cells.append("-")
                 continue
-            cell = f"{fmt_value(m['value'])} ({fmt_ratio(m.get('fleet_ratio'))}"
+            ratios = [fmt_ratio(m.get("fleet_ratio"))] if "(" in _figure_cell(summary, e, k) else []
             if m.get("reference_ratio") is not None:
-                cell += f"; ref {fmt_ratio(m['reference_ratio'])}"
-            cells.append(cell + ")")
+                ratios.append(f"ref {fmt_ratio(m['reference_ratio'])}")
+            cells.append(fmt_value(m["value"]) + (f" ({'; '.join(ratios)})" if ratios else ""))
         rows.append([name, status_label(e), e.get("gpu_model") or "-"] + cells)
     out += [_md_table(["Host", "Status", "Model"] + [short_name(k) for k in keys], rows), ""]
 
     problems = []
     for name, e in hosts.items():
-        if e["status"] in ("unreachable", "error") and e.get("message"):
+        if e["state"] != "ok" and e.get("message"):
             problems.append([name, e["state"], "-", e["message"]])
         for c in e.get("failing_checks", []):
             problems.append([name, c["status"], c["name"], c["message"]])
@@ -208,7 +216,7 @@ def render_markdown(summary: Mapping) -> str:
 
     out += ["## Fleet statistics", ""]
     for model, f in summary.get("fleet", {}).items():
-        out += [f"### {model} ({len(f['hosts'])} host(s))", ""]
+        out += [f"### {model} ({plural(len(f['hosts']), 'host')})", ""]
         out.append(_md_table(
             ["Metric", "n", "Median", "Min", "Max", "MAD", "Better"],
             [[k, s["n"], fmt_value(s["median"]), fmt_value(s["min"]), fmt_value(s["max"]), fmt_value(s["mad"]),

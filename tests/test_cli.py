@@ -1,0 +1,160 @@
+"""The `gpufleet` command as an operator meets it: usage errors, defaults from anywhere, Ctrl-C and timeouts.
+
+Runs the real console program (``python -m fleet.cli``, what the ``gpufleet``
+script calls) as a subprocess, against real sshd test hosts where a host is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sshd import REPO, invoke_env
+
+
+def gpufleet(args: list[str], env: dict | None = None, cwd: str | Path = "/", timeout: float = 300,
+             ) -> subprocess.CompletedProcess:
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.run([sys.executable, "-m", "fleet.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+USAGE_ERRORS = [
+    (["verify", "--bogus"], "gpufleet: No idea what '--bogus' is! (see gpufleet --help)"),
+    (["verfiy"], "gpufleet: No idea what 'verfiy' is! (see gpufleet --help)"),
+    (["report"], "gpufleet: 'report' did not receive required positional arguments: 'run_dir' (see gpufleet --help)"),
+    (["verify", "--timeout", "abc"], "gpufleet: --timeout must be a positive number, got 'abc'"),
+    (["audit", "--forks", "abc"], "gpufleet: --forks must be a positive whole number, got 'abc'"),
+    (["verify", "--out", "/etc/passwd"], "gpufleet: --out /etc/passwd: exists and is not a directory"),
+    (["verify", "--profile", "huge"], "gpufleet: --profile must be one of quick, full, got 'huge'"),
+    (["verify", "--nproc", "zero"], "gpufleet: --nproc must be a positive whole number, got 'zero'"),
+    (["verify", "--hosts", "gpu-nodes", "--checks", "compute,typo"],
+     "gpufleet: --checks: unknown stage(s) typo; choose from all, collectives, ddp, compute, memory, inference, "
+     "pipeline"),
+    (["audit", "--hosts", "nosuch"],
+     f"gpufleet: pattern term 'nosuch' matches no host or group (inventory {REPO / 'inventory' / 'hosts.yaml'})"),
+    (["audit", "--inventory", "/nonexistent/hosts.yaml"],
+     "gpufleet: inventory error: /nonexistent/hosts.yaml: cannot read inventory: No such file or directory "
+     "(inventory from --inventory)"),
+]
+
+
+@pytest.mark.parametrize("args,line", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
+def test_every_usage_error_exits_2_with_one_line(args, line, tmp_path):
+    start = time.monotonic()
+    r = gpufleet(args, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == line and "Traceback" not in r.stderr
+    assert r.stdout == ""
+    assert time.monotonic() - start < 30  # no host was contacted
+
+
+def test_help_and_list_work_from_anywhere(tmp_path):
+    r = gpufleet(["--list"], cwd=tmp_path)
+    assert r.returncode == 0 and {"audit", "verify", "report", "push", "provision"} <= set(r.stdout.split())
+    r = gpufleet(["verify", "--help"], cwd=tmp_path)
+    assert r.returncode == 0 and "--checks" in r.stdout and "--hosts" in r.stdout and "-h" not in r.stdout.split()
+
+
+@pytest.mark.slow
+def test_the_documented_command_passes_on_the_default_inventory_from_another_directory(tmp_path):
+    out = tmp_path / "reports"
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out)], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run_dir,) = out.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["hosts"]["localhost"]["status"] == "pass" and summary["exit_code"] == 0
+
+
+# --------------------------------------------------------------------------- Ctrl-C and timeouts
+
+
+def _processes_under(directory: Path) -> list[str]:
+    """Processes on this machine whose working directory is inside ``directory`` (a test host's remote dir)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and (cwd == str(directory) or cwd.startswith(str(directory) + "/")):
+            found.append(f"{entry} {cmd.strip()}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def hanging_hosts(farm):
+    """Two hosts whose verify hangs in the collectives stage (a rank sleeps), as a stuck GPU job would."""
+    names = ("hang-a", "hang-b")
+    for name in names:
+        farm.add_host(name, fixture=None, gpus=0, extra_vars={
+            "ansible_python_interpreter": sys.executable,
+            "gpufleet_remote_dir": str(farm.root / name / "cache"),
+            "gpufleet_verify_env": {"GPUFLEET_VERIFY_FAULT": "rank-hang"}})
+    return names
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_on_every_host_and_keeps_the_run(farm, hanging_hosts, tmp_path):
+    inv = farm.write_inventory(tmp_path / "hosts.yaml", names=list(hanging_hosts))
+    env = invoke_env(farm, tmp_path / "home")
+    env["PYTHONPATH"] = str(REPO)
+    out = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "verify", "--hosts", "all", "--inventory", str(inv),
+                             "--out", str(out), "--nproc", "2", "--checks", "collectives", "--timeout", "240"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    caches = {n: farm.root / n / "cache" for n in hanging_hosts}
+    start = time.monotonic()
+    # 8 s in, and not before torchrun runs on both hosts (each host's run records its pid when it starts)
+    while time.monotonic() - start < 120 and not all(any(c.glob("verify-*/runs/*/*/pid")) for c in caches.values()):
+        time.sleep(0.2)
+    assert all(any(c.glob("verify-*/runs/*/*/pid")) for c in caches.values()), "verify never started"
+    time.sleep(max(0.0, 8 - (time.monotonic() - start)) + 2)
+    assert all(_processes_under(c) for c in caches.values())  # ranks are running (and hanging) on both
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10, "the command took too long to stop"
+    assert proc.returncode == 130, stdout + stderr
+    for name, cache in caches.items():
+        assert _processes_under(cache) == [], name
+    (run_dir,) = out.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert {h["host"]: h["state"] for h in run["hosts"]} == {"hang-a": "interrupted", "hang-b": "interrupted"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["exit_code"] == 130 and summary["interrupted"] is True
+    assert "interrupted" in stdout
+    # `report` on it says so too
+    r = gpufleet(["report", str(run_dir)], env=env)
+    assert r.returncode == 130 and "interrupted" in r.stdout
+
+
+@pytest.mark.slow
+def test_a_host_cut_off_at_its_timeout_has_nothing_left_running(farm, hanging_hosts, tmp_path):
+    inv = farm.write_inventory(tmp_path / "hosts.yaml", names=["hang-a"])
+    env = invoke_env(farm, tmp_path / "home")
+    env["PYTHONPATH"] = str(REPO)
+    out = tmp_path / "reports"
+    r = gpufleet(["verify", "--hosts", "hang-a", "--inventory", str(inv), "--out", str(out), "--nproc", "2",
+                  "--checks", "collectives", "--timeout", "10"], env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    (run_dir,) = out.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["hosts"]["hang-a"]["state"] == "timed_out" and summary["hosts"]["hang-a"]["status"] == "error"
+    deadline = time.monotonic() + 20  # the node-side guard's KILL comes 15 s after its TERM at the latest
+    while time.monotonic() < deadline and _processes_under(farm.root / "hang-a" / "cache"):
+        time.sleep(0.5)
+    assert _processes_under(farm.root / "hang-a" / "cache") == []
