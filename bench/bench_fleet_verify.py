@@ -46,10 +46,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         direct = timed(lambda: subprocess.run(
-            [sys.executable, "-m", "verify", "--profile", args.profile, "--out", str(tmp / "direct.json"), "--quiet", *stage],
+            [sys.executable, "-m", "verify", "--profile", args.profile, "--out", str(tmp / "direct.json"),
+             "--quiet", *stage],
             cwd=REPO, check=False, capture_output=True))
-        inv_cmd = [sys.executable, "-m", "invoke", "verify", "--hosts", "local", "--nproc", "1", "--profile", args.profile,
-                   "--out", str(tmp / "reports"), "--checks", args.checks]
+        inv_cmd = [sys.executable, "-m", "invoke", "verify", "--hosts", "local", "--nproc", "1",
+                   "--profile", args.profile, "--out", str(tmp / "reports"), "--checks", args.checks]
         subprocess.run(inv_cmd, cwd=REPO, capture_output=True)  # first run pushes; measure the steady state
         tool = timed(lambda: subprocess.run(inv_cmd, cwd=REPO, capture_output=True))
 
@@ -57,7 +58,8 @@ def main() -> int:
         try:
             for i in range(args.hosts):
                 farm.add_host(f"n{i}", fixture=None, gpus=0, extra_vars={
-                    "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(tmp / "farm" / f"n{i}" / "cache")})
+                    "ansible_python_interpreter": sys.executable,
+                    "gpufleet_remote_dir": str(tmp / "farm" / f"n{i}" / "cache")})
             inv = parse_inventory(farm.inventory(), "bench.yaml")
             opts = farm.options(command_timeout=600)
             s = lambda: VerifySettings(profile=args.profile, nproc="1", timeout=600, extra_args=tuple(stage))  # noqa: E731
@@ -68,7 +70,8 @@ def main() -> int:
             farm.stop()
     print(f"stages: {args.checks}, profile {args.profile}")
     print(f"python -m verify directly:        {direct:6.2f} s")
-    print(f"invoke verify --hosts local:      {tool:6.2f} s   overhead ratio {tool / direct:.2f}x (+{tool - direct:.2f} s)")
+    print(f"invoke verify --hosts local:      {tool:6.2f} s   "
+          f"overhead ratio {tool / direct:.2f}x (+{tool - direct:.2f} s)")
     print(f"verify over SSH, 1 host:          {one:6.2f} s")
     print(f"verify over SSH, {args.hosts} hosts:         {many:6.2f} s   ratio {many / one:.2f}x "
           f"(all {args.hosts} share this machine's cores)")

@@ -45,8 +45,8 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=0.3)
     args = p.parse_args()
     cpu = torch.device("cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"best of {args.rounds} rounds, >= {args.min_time}s each")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, best of {args.rounds} rounds, >= {args.min_time}s each")
     print(f"{'size':>6} {'dtype':>5} {'verify TFLOP/s':>15} {'direct TFLOP/s':>15} {'ratio':>7}")
     for n in args.sizes:
         for dt in args.dtypes:

@@ -289,7 +289,8 @@ class _Builder:
 
         children = body.get("children") or {}
         if not isinstance(children, dict):
-            raise self.error("children must be a mapping of groups", _line_of(body, "children") or line, f"{name}.children")
+            raise self.error("children must be a mapping of groups", _line_of(body, "children") or line,
+                             f"{name}.children")
         for cname, cbody in children.items():
             self.group(str(cname), cbody, (*parents, name), _line_of(children, cname))
             for h in self.members.get(str(cname), []):

@@ -187,9 +187,11 @@ def test_container_toolkit():
 # ---------------------------------------------------------------- Expectations
 
 def test_expectations_from_vars():
-    e = Expectations.from_vars({"gpufleet_gpu_count": 8, "gpufleet_gpu_model": "H100*", "gpufleet_driver_min": "535.104",
-                                "gpufleet_driver_version": 535, "gpufleet_cuda_min": "12.2", "ansible_host": "x"})
-    assert (e.gpu_count, e.gpu_model, e.driver_min, e.driver_version, e.cuda_min) == (8, "H100*", "535.104", "535", "12.2")
+    e = Expectations.from_vars({"gpufleet_gpu_count": 8, "gpufleet_gpu_model": "H100*",
+                                "gpufleet_driver_min": "535.104", "gpufleet_driver_version": 535,
+                                "gpufleet_cuda_min": "12.2", "ansible_host": "x"})
+    assert (e.gpu_count, e.gpu_model, e.driver_min, e.driver_version, e.cuda_min) == (
+        8, "H100*", "535.104", "535", "12.2")
     assert Expectations.from_vars({}) == Expectations()
     assert Expectations.from_vars({"gpufleet_gpu_count": "4"}).gpu_count == 4
 

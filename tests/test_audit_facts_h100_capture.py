@@ -32,6 +32,7 @@ def test_h100_capture_is_healthy_against_a_matching_policy_and_fails_a_wrong_one
     for name in ("gpu-count:lspci", "gpu-count:expected", "gpu-model", "driver-version", "cuda-version",
                  "ecc:gpu0", "pcie:gpu0", "clocks:gpu0", "persistence:gpu0"):
         assert status[name] == "pass", (name, status)
-    bad = Expectations.from_vars({"gpufleet_gpu_count": 8, "gpufleet_gpu_model": "A100", "gpufleet_driver_version": "575"})
+    bad = Expectations.from_vars({"gpufleet_gpu_count": 8, "gpufleet_gpu_model": "A100",
+                                  "gpufleet_driver_version": "575"})
     status = {c.name: c.status.value for c in evaluate(facts, bad)}
     assert status["gpu-count:expected"] == status["gpu-model"] == status["driver-version"] == "fail"

@@ -62,7 +62,8 @@ def test_journal_readability():
 def test_toolkit_and_docker():
     assert parse_ctk_version("NVIDIA Container Toolkit CLI version 1.14.3\ncommit: 53b24618a5\n") == "1.14.3"
     assert parse_ctk_version("nonsense") is None
-    runtimes = '{"io.containerd.runc.v2":{"path":"runc"},"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}'
+    runtimes = ('{"io.containerd.runc.v2":{"path":"runc"},"nvidia":{"path":"nvidia-container-runtime"},'
+                '"runc":{"path":"runc"}}')
     assert parse_docker_runtimes(runtimes + "\n") == ["io.containerd.runc.v2", "nvidia", "runc"]
     assert parse_docker_runtimes("") == []
     with pytest.raises(ValueError):

@@ -103,7 +103,8 @@ def test_gpu_guard_skips_a_busy_gpu_unless_forced(tmp_path):
         busy = run_verify(GPU_ARGS + ["--checks", "compute"], str(tmp_path / "busy"), out="r.json")
         guard = busy.check("guard:gpu0")
         assert guard["status"] == "skip" and f"pid {holder.pid}" in guard["message"]
-        assert not [c for c in busy.report["checks"] if c["name"].startswith("compute/") and c["name"].endswith(":gpu0")]
+        assert not [c for c in busy.report["checks"]
+                    if c["name"].startswith("compute/") and c["name"].endswith(":gpu0")]
         (tmp_path / "forced").mkdir()
         forced = run_verify(GPU_ARGS + ["--checks", "compute", "--force"], str(tmp_path / "forced"), out="r.json")
         assert forced.check("guard:gpu0")["status"] == "pass" and "--force" in forced.check("guard:gpu0")["message"]

@@ -59,7 +59,8 @@ def _nvidia_smi(facts: HostFacts, expect: Expectations) -> Check:
                      observed=len(facts.gpus), expected="an XML report",
                      details={"schema": facts.nvidia_smi_schema} if facts.nvidia_smi_schema else {})
     if err.kind == "not-installed" and _no_gpu_host(facts, expect):
-        return Check("nvidia-smi", Status.SKIP, "no NVIDIA GPU on the PCI bus and none expected; nvidia-smi not installed",
+        return Check("nvidia-smi", Status.SKIP,
+                     "no NVIDIA GPU on the PCI bus and none expected; nvidia-smi not installed",
                      observed=err.kind)
     status = Status.FAIL if err.kind in _SMI_FAIL_KINDS else Status.ERROR
     return Check("nvidia-smi", status, err.message, observed=err.kind, expected="an XML report",
@@ -79,8 +80,9 @@ def _lspci_count(facts: HostFacts) -> Check:
                      observed=smi, expected=lspci)
     if lspci > smi:
         return Check(name, Status.FAIL,
-                     f"lspci shows {lspci} NVIDIA GPU(s) but nvidia-smi only {smi}: a GPU has fallen off the bus or failed "
-                     f"to initialise; look for XID 79 in dmesg, then reset/reseat the GPU or drain and RMA the node",
+                     f"lspci shows {lspci} NVIDIA GPU(s) but nvidia-smi only {smi}: a GPU has fallen off the bus "
+                     f"or failed to initialise; look for XID 79 in dmesg, then reset/reseat the GPU or drain and "
+                     f"RMA the node",
                      observed=smi, expected=lspci, details={"lspci_slots": slots})
     return Check(name, Status.WARN,
                  f"nvidia-smi reports {smi} GPU(s) but lspci shows only {lspci}: lspci may lack access to the PCI tree "
@@ -197,7 +199,8 @@ def is_idle(gpu: GpuFacts) -> bool:
 
 def _pcie(gpu: GpuFacts) -> Check:
     name, details, p = f"pcie:gpu{gpu.index}", _gpu_details(gpu), gpu.pcie
-    wc, wm, gc, gm = p.get("link_width_current"), p.get("link_width_max"), p.get("link_gen_current"), p.get("link_gen_max")
+    wc, wm, gc, gm = (p.get("link_width_current"), p.get("link_width_max"),
+                      p.get("link_gen_current"), p.get("link_gen_max"))
     observed = {"gen": gc, "width": wc}
     expected = {"gen": gm, "width": wm}
     if None in (wc, wm) and None in (gc, gm):
@@ -211,7 +214,8 @@ def _pcie(gpu: GpuFacts) -> Check:
         if is_idle(gpu):
             return Check(name, Status.PASS,
                          f"GPU {gpu.index} PCIe gen {gc} of {gm} while idle ({gpu.performance_state or 'util 0%'}): "
-                         f"normal power saving", observed=observed, expected=expected, details={**details, "idle": True})
+                         f"normal power saving", observed=observed, expected=expected,
+                         details={**details, "idle": True})
         return Check(name, Status.FAIL,
                      f"GPU {gpu.index} PCIe link runs at gen {gc}, below its maximum gen {gm}, while busy: check the "
                      f"slot, riser and BIOS PCIe settings", observed=observed, expected=expected,
@@ -228,9 +232,11 @@ def _clocks(gpu: GpuFacts) -> Check:
     active = sorted(r for r, on in reasons.items() if on)
     bad = [r for r in active if r in WARN_CLOCK_REASONS]
     if bad:
-        return Check(name, Status.WARN, f"GPU {gpu.index} clocks held down: " + "; ".join(WARN_CLOCK_REASONS[r] for r in bad),
+        return Check(name, Status.WARN,
+                     f"GPU {gpu.index} clocks held down: " + "; ".join(WARN_CLOCK_REASONS[r] for r in bad),
                      observed=active, expected="no HW slowdown", details=details)
-    return Check(name, Status.PASS, f"GPU {gpu.index} clock reasons normal" + (f" ({', '.join(active)})" if active else ""),
+    return Check(name, Status.PASS,
+                 f"GPU {gpu.index} clock reasons normal" + (f" ({', '.join(active)})" if active else ""),
                  observed=active, expected="no HW slowdown", details=details)
 
 
@@ -242,8 +248,8 @@ def _persistence(gpu: GpuFacts) -> Check:
         return Check(name, Status.PASS, f"GPU {gpu.index} persistence mode on", observed=mode, expected="Enabled",
                      details=details)
     return Check(name, Status.WARN,
-                 f"GPU {gpu.index} persistence mode is {mode}: enable nvidia-persistenced (or `nvidia-smi -pm 1`) so the "
-                 f"driver stays initialised between jobs", observed=mode, expected="Enabled", details=details)
+                 f"GPU {gpu.index} persistence mode is {mode}: enable nvidia-persistenced (or `nvidia-smi -pm 1`) "
+                 f"so the driver stays initialised between jobs", observed=mode, expected="Enabled", details=details)
 
 
 def _xid(facts: HostFacts) -> Check:
@@ -274,8 +280,9 @@ def _toolkit(facts: HostFacts, expect: Expectations) -> Check:
         if _no_gpu_host(facts, expect):
             return Check("container-toolkit", Status.SKIP, "no NVIDIA GPU on this host", details=details)
         return Check("container-toolkit", Status.WARN,
-                     f"nvidia-container-toolkit not found ({facts.toolkit_error or 'no version'}): containers cannot use "
-                     f"the GPUs; install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`",
+                     f"nvidia-container-toolkit not found ({facts.toolkit_error or 'no version'}): "
+                     f"containers cannot use the GPUs; install nvidia-container-toolkit and run "
+                     f"`nvidia-ctk runtime configure --runtime=docker`",
                      observed=None, expected="nvidia-ctk installed", details=details)
     note = ""
     if runtimes is not None and "nvidia" not in runtimes:

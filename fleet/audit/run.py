@@ -78,14 +78,16 @@ def render_table(report: dict) -> str:
         gpus = facts.get("gpus")
         n_smi = len(gpus) if isinstance(gpus, list) else None
         n_pci = facts.get("lspci_gpu_count")
-        gpu_col = "-" if n_smi is None and n_pci is None else f"{n_smi if n_smi is not None else '?'}/{n_pci if n_pci is not None else '?'}"
+        gpu_col = ("-" if n_smi is None and n_pci is None
+                   else f"{n_smi if n_smi is not None else '?'}/{n_pci if n_pci is not None else '?'}")
         model = _models(gpus)
         problems = [
             f"{c['name']}: {c['message']}" for c in h.get("checks", []) if c.get("status") in ("fail", "error")
         ] or [f"{c['name']}" for c in h.get("checks", []) if c.get("status") == "warn"]
         if not h.get("checks") and h.get("message"):
             problems = [h["message"]]
-        rows.append([name, h["status"], gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"), "; ".join(problems)])
+        rows.append([name, h["status"], gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"),
+                     "; ".join(problems)])
     out = table.render(["HOST", "STATUS", "GPUS smi/pci", "MODEL", "DRIVER", "CUDA", "PROBLEMS"], rows, max_width=100)
     recap = Recap({name: h["status"] for name, h in report["hosts"].items()})
     return f"{out}\n\n{recap.line()}" + ("\ninterrupted (Ctrl-C): hosts that had not finished are marked so"

@@ -25,7 +25,9 @@ class NvidiaSmiParseError(ValueError):
 class NvidiaSmiFailure:
     """Why nvidia-smi gave no usable output.  ``kind`` is a stable identifier."""
 
-    kind: str  # not-installed | driver-library-mismatch | driver-not-loaded | no-devices | timeout | failed | garbage | unsafe-xml
+    # kind: not-installed | driver-library-mismatch | driver-not-loaded | no-devices | timeout | failed |
+    #       garbage | unsafe-xml
+    kind: str
     message: str
     rc: int | None = None
     excerpt: str = ""
@@ -50,7 +52,8 @@ class GpuFacts:
     pcie: dict = field(default_factory=dict)  # link_gen_current/max, link_width_current/max (ints or None)
     ecc: dict = field(default_factory=dict)  # volatile_/aggregate_ correctable/uncorrectable (ints or None)
     retired_pages: dict = field(default_factory=dict)  # single_bit, double_bit (ints or None), pending (bool or None)
-    remapped_rows: dict = field(default_factory=dict)  # correctable, uncorrectable (ints), pending, failure (bools); {} if N/A
+    # remapped_rows: correctable, uncorrectable (ints), pending, failure (bools); {} if N/A
+    remapped_rows: dict = field(default_factory=dict)
     clock_event_reasons: dict = field(default_factory=dict)  # short name -> True (active) / False
     processes: list = field(default_factory=list)  # [{pid, type, process_name, used_memory_mib}]
 
@@ -79,7 +82,8 @@ _KNOWN_FAILURES = [
      "nvidia-smi cannot talk to the NVIDIA driver: the kernel module is not loaded or not installed; "
      "check `lsmod | grep nvidia` and dmesg, reinstall or load the driver"),
     ("no devices were found", "no-devices",
-     "nvidia-smi found no GPU: the driver sees no device (GPU fallen off the bus, disabled, or passed through elsewhere)"),
+     "nvidia-smi found no GPU: the driver sees no device "
+     "(GPU fallen off the bus, disabled, or passed through elsewhere)"),
 ]
 
 
@@ -93,18 +97,23 @@ def classify_failure(rc: int | None, stdout: str, stderr: str) -> NvidiaSmiFailu
     text = f"{stdout}\n{stderr}"
     low = text.lower()
     if rc == 127 or re.search(r"nvidia-smi: (command )?not found|no such file or directory", low):
-        return NvidiaSmiFailure("not-installed", "nvidia-smi is not installed (or not on PATH): install the NVIDIA driver utilities",
+        return NvidiaSmiFailure("not-installed",
+                                "nvidia-smi is not installed (or not on PATH): install the NVIDIA driver utilities",
                                 rc, _excerpt(stderr))
     for needle, kind, message in _KNOWN_FAILURES:
         if needle in low:
             return NvidiaSmiFailure(kind, message, rc, _excerpt(text))
     if rc in (124, 137):
-        return NvidiaSmiFailure("timeout", f"nvidia-smi did not finish in time (exit {rc}): the driver may be hung; check dmesg for XIDs",
+        return NvidiaSmiFailure("timeout",
+                                f"nvidia-smi did not finish in time (exit {rc}): the driver may be hung; "
+                                f"check dmesg for XIDs",
                                 rc, _excerpt(text))
     if "<nvidia_smi_log" not in stdout:
         if rc:
-            return NvidiaSmiFailure("failed", f"nvidia-smi failed with exit status {rc}: {_excerpt(text, 120)}", rc, _excerpt(text))
-        return NvidiaSmiFailure("garbage", f"nvidia-smi printed something that is not its XML report: {_excerpt(stdout, 80)!r}",
+            return NvidiaSmiFailure("failed", f"nvidia-smi failed with exit status {rc}: {_excerpt(text, 120)}",
+                                    rc, _excerpt(text))
+        return NvidiaSmiFailure("garbage",
+                                f"nvidia-smi printed something that is not its XML report: {_excerpt(stdout, 80)!r}",
                                 rc, _excerpt(text))
     return None
 
@@ -114,7 +123,8 @@ def classify_failure(rc: int | None, stdout: str, stderr: str) -> NvidiaSmiFailu
 def safe_fromstring(text: str) -> ET.Element:
     """Parse XML, refusing entity declarations (billion laughs, external entities)."""
     if re.search(r"<!ENTITY", text, re.IGNORECASE):
-        raise NvidiaSmiParseError("refusing XML that declares entities (<!ENTITY ...>): possible entity-expansion bomb or external entity")
+        raise NvidiaSmiParseError("refusing XML that declares entities (<!ENTITY ...>): "
+                                  "possible entity-expansion bomb or external entity")
     try:
         return ET.fromstring(text)
     except ET.ParseError as exc:
@@ -206,7 +216,8 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
     remapped = {}
     if remap is not None and len(remap):
         remapped = {"correctable": _i(remap, "remapped_row_corr"), "uncorrectable": _i(remap, "remapped_row_unc"),
-                    "pending": _yes(_t(remap, "remapped_row_pending")), "failure": _yes(_t(remap, "remapped_row_failure"))}
+                    "pending": _yes(_t(remap, "remapped_row_pending")),
+                    "failure": _yes(_t(remap, "remapped_row_failure"))}
     return GpuFacts(
         index=index,
         name=_t(gpu, "product_name"),
@@ -219,7 +230,8 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
         mig_mode=_t(gpu, "mig_mode/current_mig"),
         mig_devices=len(gpu.findall("mig_devices/mig_device")),
         ecc_mode=_t(gpu, "ecc_mode/current_ecc"),
-        pcie={"link_gen_current": _i(link, "pcie_gen/current_link_gen"), "link_gen_max": _i(link, "pcie_gen/max_link_gen"),
+        pcie={"link_gen_current": _i(link, "pcie_gen/current_link_gen"),
+              "link_gen_max": _i(link, "pcie_gen/max_link_gen"),
               "link_width_current": _i(link, "link_widths/current_link_width"),
               "link_width_max": _i(link, "link_widths/max_link_width")},
         ecc={"volatile_correctable": vol_c, "volatile_uncorrectable": vol_u,
