@@ -23,7 +23,7 @@ from fabric import Config, Connection
 
 from fleet.inventory import Host
 from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable
-from fleet.shell import become as become_command
+from fleet.shell import become as become_command, quote
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -224,14 +224,14 @@ class SshTransport:
         except _UnknownKey:
             raise HostKeyRejected(
                 f"unknown host key for {name}: verify its fingerprint, then add it with "
-                f"`ssh-keyscan -p {self.conn.port} {self.conn.host} >> ~/.ssh/known_hosts` "
+                f"`ssh-keyscan -p {self.conn.port} {quote(self.conn.host)} >> ~/.ssh/known_hosts` "
                 f"or re-run with --accept-new-host-keys to trust it on first use"
             ) from None
         except paramiko.BadHostKeyException as e:
             raise HostKeyRejected(
                 f"HOST KEY CHANGED for {name}: got {_fingerprint(e.key)}, known_hosts has "
                 f"{_fingerprint(e.expected_key)}. This may be an attack or a reinstalled host; "
-                f"if expected, remove the old key with `ssh-keygen -R '{name}'`"
+                f"if expected, remove the old key with `ssh-keygen -R {quote(name)}`"
             ) from None
         except paramiko.AuthenticationException as e:
             raise AuthFailed(f"authentication failed for {self._label()}: {e}") from None

@@ -158,3 +158,17 @@ def test_a_host_cut_off_at_its_timeout_has_nothing_left_running(farm, hanging_ho
     while time.monotonic() < deadline and _processes_under(farm.root / "hang-a" / "cache"):
         time.sleep(0.5)
     assert _processes_under(farm.root / "hang-a" / "cache") == []
+
+
+def test_unknown_host_key_shows_the_whole_remedy_and_says_what_it_is(farm, tmp_path):
+    farm.add_host("newcomer", fixture="rtx-3090-v12.xml", known=False)
+    inv = farm.write_inventory(tmp_path / "hosts.yaml", names=["newcomer"])
+    env = invoke_env(farm, tmp_path / "home")
+    r = gpufleet(["audit", "--inventory", str(inv)], env=env, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1
+    row = next(line for line in r.stdout.splitlines() if line.startswith("newcomer "))
+    assert "unreachable (host_key_rejected)" in row
+    host = farm.hosts["newcomer"]
+    assert (f"  newcomer: host_key_rejected: unknown host key for [{host.address}]:{host.port}: verify its "
+            f"fingerprint, then add it with `ssh-keyscan -p {host.port} {host.address} >> ~/.ssh/known_hosts` or "
+            f"re-run with --accept-new-host-keys to trust it on first use") in r.stdout.splitlines()

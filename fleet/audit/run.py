@@ -71,8 +71,14 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict
     }
 
 
+def status_label(h: dict) -> str:
+    """The STATUS column: the verdict, or for a host whose work did not end ``ok``, what happened to it."""
+    return h["status"] if h["state"] == "ok" else f"{h['status']} ({h['state']})"
+
+
 def render_table(report: dict) -> str:
-    rows = []
+    """One line per host, then every unreached or broken host's whole message (a remedy is never cut off)."""
+    rows, notes = [], []
     for name, h in report["hosts"].items():
         facts = h.get("facts") or {}
         gpus = facts.get("gpus")
@@ -84,11 +90,14 @@ def render_table(report: dict) -> str:
         problems = [
             f"{c['name']}: {c['message']}" for c in h.get("checks", []) if c.get("status") in ("fail", "error")
         ] or [f"{c['name']}" for c in h.get("checks", []) if c.get("status") == "warn"]
-        if not h.get("checks") and h.get("message"):
-            problems = [h["message"]]
-        rows.append([name, h["status"], gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"),
+        if h["state"] != "ok" and h.get("message"):
+            problems = ["see below"]
+            notes.append(f"  {name}: {h['state']}: {h['message']}")
+        rows.append([name, status_label(h), gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"),
                      "; ".join(problems)])
     out = table.render(["HOST", "STATUS", "GPUS smi/pci", "MODEL", "DRIVER", "CUDA", "PROBLEMS"], rows, max_width=100)
+    if notes:
+        out += "\n\nnot audited:\n" + "\n".join(notes)
     recap = Recap({name: h["status"] for name, h in report["hosts"].items()})
     return f"{out}\n\n{recap.line()}" + ("\ninterrupted (Ctrl-C): hosts that had not finished are marked so"
                                         if report.get("interrupted") else "")

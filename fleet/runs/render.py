@@ -57,6 +57,9 @@ def short_model(model: Optional[str], width: int = 18) -> str:
 
 
 def status_label(entry: Mapping) -> str:
+    """``pass``, ``pass/slow`` (a straggler), or for a host whose run did not end ``ok``: ``error (timed_out)``."""
+    if entry["state"] != "ok":
+        return f"{entry['status']} ({entry['state']})"
     return entry["status"] + ("/slow" if entry.get("straggler") else "")
 
 
