@@ -149,10 +149,13 @@ class Provisioner:
         return facts
 
     def apply(self, facts: ProvisionFacts) -> bool:
-        """Run (or, in check mode, list) every step.  False when a step failed."""
+        """Run (or, in check mode, list) every step.  False when a step failed.
+
+        A real run stops at a failed step (the rest would build on it); a dry run goes on and shows the
+        whole plan, with the step that would fail marked and why."""
         failed_step = None
         for step in steps_for(facts, self.settings):
-            if failed_step:
+            if failed_step and not self.check:
                 self._record(StepResult(step.name, SKIPPED, f"not run: the {failed_step} step failed"))
                 continue
             result = self._step(step, facts)
@@ -168,7 +171,7 @@ class Provisioner:
         plan = step.plan(facts, self.settings)
         shown = [c.display for c in plan.commands]
         if plan.action == "fail":
-            return StepResult(step.name, FAILED, plan.message)
+            return StepResult(step.name, FAILED, ("would fail: " if self.check else "") + plan.message)
         if plan.action == "skip":
             return StepResult(step.name, SKIPPED, plan.message)
         if not plan.commands:

@@ -421,6 +421,21 @@ def test_check_mode_runs_only_the_read_only_fact_script():
     assert any("apt-get install" in c for c in report["steps"][2]["commands"])
 
 
+def test_check_mode_shows_the_whole_plan_when_a_step_would_fail():
+    t = FakeTransport(recorded("debian12", APT_TOOLS, key_error="curl: (22) The requested URL returned error: 404",
+                               docker_config="{}", docker_active="active"))
+    with pytest.raises(TaskFailed) as e:
+        Provisioner(t, MIRROR, check=True).run()
+    report = e.value.partial
+    assert len(t.ran) == 1  # still only the read-only fact script
+    assert [(s["name"], s["status"]) for s in report["steps"]] == [
+        ("prerequisites", "ok"), ("repository", "failed"), ("package", "changed"), ("runtime-docker", "changed")]
+    assert report["steps"][1]["message"].startswith(
+        "would fail: cannot fetch the signing key from https://mirror.example/libnvidia-container/gpgkey")
+    assert any("apt-get install" in c for c in report["steps"][2]["commands"])
+    assert str(e.value).startswith("repository: would fail: cannot fetch the signing key")
+
+
 def test_failed_command_undoes_the_step_and_skips_the_rest():
     error = "Error: Failed to download metadata for repo 'nvidia-container-toolkit': Cannot download repomd.xml"
     t = FakeTransport(recorded("rocky9", ["dnf"] + RPM_TOOLS, docker_dir=True),

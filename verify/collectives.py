@@ -140,7 +140,9 @@ def correctness_check(world, sizes) -> dict:
 def bandwidth(world, sizes, min_time) -> tuple:
     if world.world_size < 2:
         return {}, make_check("collectives/allreduce_busbw", SKIP, "world of one rank: all_reduce moves nothing "
-                              "between ranks (busbw = algbw x 2(n-1)/n = 0); run under torchrun for a figure")
+                              "between ranks (busbw = algbw x 2(n-1)/n = 0); for a figure run two or more ranks "
+                              "(gpufleet verify --nproc 2 on a host with one GPU or none, or torchrun "
+                              "--nproc_per_node=2)")
     metrics, per_size = {}, {}
     n = world.world_size
     for nbytes in sizes:
