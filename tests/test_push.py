@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -142,3 +143,103 @@ def test_wheelhouse_is_installed_with_verify_for_air_gapped_nodes(farm, tmp_path
     assert Wheelhouse.from_dir(house).digest != wh.digest
     with pytest.raises(ValueError, match="no \\*.whl"):
         Wheelhouse.from_dir(tmp_path)
+
+
+def _verify_copy(directory: Path, tag: str) -> Path:
+    """verify/'s source with one comment added: a different build of the same code."""
+    import shutil
+
+    src = directory / tag / "verify"
+    shutil.copytree(verify_source(), src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(src / "__init__.py", "a") as f:
+        f.write(f"# build {tag}\n")
+    return src
+
+
+def test_nodes_sharing_one_home_install_at_once(farm, tmp_path):
+    """Four nodes, one NFS-like remote directory, pushing at the same moment, round after round."""
+    import subprocess
+
+    shared = tmp_path / "shared-home-cache"
+    names = [f"push-shared{i}" for i in range(4)]
+    for n in names:
+        farm.add_host(n, fixture=None, gpus=0, extra_vars={
+            "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(shared)})
+    inv = parse_inventory(farm.inventory(names), "shared.yaml")
+    art_a, art_b = build_wheel(_verify_copy(tmp_path, "a")), build_wheel(_verify_copy(tmp_path, "b"))
+    assert art_a.digest != art_b.digest
+    opts = farm.options(command_timeout=180, forks=4)
+    for rnd, art in enumerate([art_a, art_a, art_b]):
+        r = run_fleet(inv.select("all"), lambda t: push(t, art), opts)
+        assert {n: r[n].state for n in names} == {n: HostState.OK for n in names}, [r[n].message for n in names]
+        assert all(r[n].value.torch_ok for n in names)
+        assert [r[n].value.probe["torch"] for n in names] == [r[names[0]].value.probe["torch"]] * 4
+        uploads = [r[n].value.uploaded for n in names]
+        if rnd == 1:
+            assert uploads == [False] * 4  # installed by the round before
+        else:  # exactly one build was moved into place; the other nodes used it (lost the race or came after)
+            assert sum(r[n].value.uploaded and not r[n].value.raced for n in names) == 1
+        directory = r[names[0]].value.directory
+        assert {r[n].value.directory for n in names} == {directory}
+        # only complete installs are left: no staging directory, no half-built one
+        expected = {install_dir(inv.hosts[names[0]], a).rsplit("/", 1)[1] for a in [art_a, art_b][:1 + (rnd == 2)]}
+        assert sorted(p.name for p in shared.iterdir()) == sorted(expected)
+        assert all((shared / e / ".installed").is_file() for e in expected)
+        # the venv built at the staging path works at its final path
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        out = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sys, verify; print(sys.prefix); "
+                              "print(verify.__file__); print(open(verify.__file__).read().splitlines()[-1])"],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+        site = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, timeout=60, env=env).stdout.strip()
+        assert out.stdout.splitlines() == [f"{directory}/venv", f"{site}/verify/__init__.py",
+                                           f"# build {'b' if rnd == 2 else 'a'}"], out.stderr
+
+
+def test_an_incomplete_install_left_by_an_older_gpufleet_is_replaced(farm, tmp_path):
+    farm.add_host("push-stale", fixture=None, gpus=0, extra_vars={
+        "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(tmp_path / "cache")})
+    inv = parse_inventory(farm.inventory(["push-stale"]), "stale.yaml")
+    art = build_wheel()
+    stale = tmp_path / "cache" / install_dir(inv.hosts["push-stale"], art).rsplit("/", 1)[1]
+    (stale / "venv").mkdir(parents=True)
+    (stale / art.filename).write_bytes(b"half an upload")
+    r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-stale"]
+    assert r.state is HostState.OK, r.message
+    assert r.value.uploaded is True and r.value.raced is False and r.value.torch_ok
+    assert (stale / art.filename).read_bytes() == art.data
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [stale.name]
+
+
+def test_prune_runs_keeps_the_newest(farm, tmp_path):
+    from fleet.push import parse_pruned, prune_runs_command
+    from fleet.transport import connect
+
+    farm.add_host("push-prune", fixture=None, gpus=0)
+    inv = parse_inventory(farm.inventory(["push-prune"]), "prune.yaml")
+    d = tmp_path / "verify-x"
+    runs = [f"2026112{i}T180602Z" for i in range(7)] + ["20261129T000000Z it's"]
+    for name in runs:
+        (d / "runs" / name).mkdir(parents=True)
+        (d / "runs" / name / "report.json").write_text("{}")
+    (d / "runs" / "not-a-run.txt").write_text("kept: not a folder")
+    t = connect(inv.hosts["push-prune"], farm.options())
+    try:
+        r = t.run(prune_runs_command(str(d), keep=5))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[:3], r.stderr
+        assert sorted(p.name for p in (d / "runs").iterdir()) == sorted(runs[3:] + ["not-a-run.txt"])
+        r = t.run(prune_runs_command(str(d)))  # default: keep 5, already so
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == []
+        r = t.run(prune_runs_command(str(d) + "/", keep=1))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[3:7]
+        assert sorted(p.name for p in (d / "runs").iterdir()) == sorted(runs[7:] + ["not-a-run.txt"])
+        r = t.run(prune_runs_command(str(tmp_path / "nowhere"), keep=0))
+        assert r.exit_code == 0 and r.stdout == ""
+        r = t.run(prune_runs_command(str(d), keep=0))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[7:]
+        assert sorted(p.name for p in (d / "runs").iterdir()) == ["not-a-run.txt"]
+    finally:
+        t.close()
+    for bad in (-1, 2.5, True, "5"):
+        with pytest.raises(ValueError, match="keep must be"):
+            prune_runs_command(str(d), keep=bad)
