@@ -179,7 +179,9 @@ class SshdFarm:
         known: bool = True,
         authorized: bool = True,
         extra_vars: dict | None = None,
+        sftp: bool = True,
     ) -> TestHost:
+        """A test host.  ``sftp=False``: an sshd without the ``sftp`` subsystem (hardened configurations)."""
         address = self._address()
         port = free_port(address)
         hroot = self.root / name
@@ -203,8 +205,8 @@ class SshdFarm:
             "PermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp internal-sftp\n"
-            f"SetEnv PATH={path} GPUFLEET_TEST_HOST={name}\n"
+            + ("Subsystem sftp internal-sftp\n" if sftp else "")
+            + f"SetEnv PATH={path} GPUFLEET_TEST_HOST={name}\n"
             "LogLevel ERROR\nMaxStartups 100\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)
