@@ -2,9 +2,10 @@
 
 The controller builds a deterministic pure-Python wheel of ``verify/`` (same
 source, same bytes, same hash).  On each node it lives in
-``<remote_dir>/verify-<hash>/`` beside a virtual environment made with
-``--system-site-packages`` from the node's Python (``ansible_python_interpreter``
-when set), so the node's own torch is used.  A second push of unchanged code
+``<remote_dir>/verify-<hash>/`` beside a virtual environment made from the node's
+Python (``ansible_python_interpreter`` when set) that sees, after verify itself,
+every site directory that Python sees, in its order (so the node's own torch is
+used, also when that Python is itself a venv or a conda env).  A second push of unchanged code
 finds the ``.installed`` marker and uploads nothing.
 
 The remote directory may be shared by many nodes (an NFS home on an HPC
@@ -130,8 +131,11 @@ def node_python(host: Host) -> str:
     return sys.executable if host.is_local else "python3"
 
 
+LAYOUT = "2"  # how an install is built; a new layout is a new install directory
+
+
 def install_dir(host: Host, artifact: Artifact, wheelhouse: Wheelhouse | None = None) -> str:
-    py = hashlib.sha256(node_python(host).encode()).hexdigest()[:8]
+    py = hashlib.sha256(f"{node_python(host)}\0{LAYOUT}".encode()).hexdigest()[:8]
     wh = f"-wh{wheelhouse.digest}" if wheelhouse else ""
     return f"{remote_dir(host)}/verify-{artifact.digest}-{py}{wh}"
 
@@ -223,8 +227,10 @@ _WHEELHOUSE_INSTALL = (
     '--target "$site" "$s"/wheelhouse/*.whl\n'
 )
 
-# Every site directory the node's Python sees, each processed as a site directory (so the
-# ``.pth`` files in it work too: editable installs, import hooks), after verify's own.
+# Every site directory the node's Python sees, in its order, each processed as a site directory
+# (so the ``.pth`` files in it work too: editable installs, import hooks), after verify's own.
+# Not ``--system-site-packages``: when the node's Python is a venv, that would put its base
+# Python's packages (another torch, say) before the venv's own.
 _NODE_SITE = (
     "import site, sys\n"
     "dirs = [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]\n"
@@ -267,7 +273,7 @@ def install_script(python: str, directory: str, staging: str, wheel: str, deep: 
         "set -e\n"
         f"d={quote(directory)}; s={quote(staging)}; py={quote(python)}; whl={quote(wheel)}\n"
         "trap 'rm -rf \"$s\"' EXIT\n"  # a failed build leaves nothing; after the move $s is gone
-        '"$py" -m venv --system-site-packages --without-pip "$s/venv"\n'
+        '"$py" -m venv --without-pip "$s/venv"\n'
         'site=$("$s/venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')\n'
         '"$s/venv/bin/python" -m zipfile -e "$s/$whl" "$site"\n'
         # the node's interpreter may itself be a venv or conda env: see everything it sees

@@ -79,14 +79,23 @@ def test_node_without_torch_or_python_is_a_clear_failure(farm, pushed_hosts):
 
 
 def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
-    """ansible_python_interpreter may be a venv's (or conda env's) Python: verify must see what it sees."""
+    """ansible_python_interpreter may be a venv's (or conda env's) Python: verify must see what it sees,
+    in its order, .pth files included (editable installs), and not its base Python's packages instead."""
     import subprocess
 
     outer = tmp_path / "outer-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(outer)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(outer)], check=True)
     site = subprocess.run([str(outer / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
+    # the node venv's torch: this test's own packages, wherever they are (the system's or a virtualenv's),
+    # seen by the node venv through a .pth of its own, as a venv sees what is installed in it
+    mine = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    Path(site, "zz-controller-packages.pth").write_text(f"import site; list(map(site.addsitedir, {mine!r}))\n")
     Path(site, "gpufleet_outer_marker.py").write_text("WHERE = 'outer venv'\n")
+    editable = tmp_path / "editable-src"
+    (editable / "gpufleet_editable_marker").mkdir(parents=True)
+    (editable / "gpufleet_editable_marker" / "__init__.py").write_text("WHERE = 'editable'\n")
+    Path(site, "__editable__.gpufleet_editable_marker-1.0.pth").write_text(f"{editable}\n")
     farm.add_host("push-venv", fixture=None, gpus=0, extra_vars={
         "ansible_python_interpreter": str(outer / "bin" / "python"),
         "gpufleet_remote_dir": str(farm.root / "push-venv" / "cache")})
@@ -94,11 +103,14 @@ def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
     art = build_wheel()
     r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-venv"]
     assert r.state is HostState.OK, r.message
-    python = farm.root / "push-venv" / "cache" / Path(r.value.python).relative_to(
-        str(farm.root / "push-venv" / "cache"))
-    out = subprocess.run([str(python), "-c", "import gpufleet_outer_marker, verify; print(gpufleet_outer_marker.WHERE)"],
-                         capture_output=True, text=True)
-    assert out.stdout.strip() == "outer venv", out.stderr
+    import torch
+
+    assert r.value.probe["torch"] == torch.__version__
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import gpufleet_outer_marker, gpufleet_editable_marker, torch, verify, sys; "
+            "print(gpufleet_outer_marker.WHERE, gpufleet_editable_marker.WHERE, torch.__file__, sys.prefix)")
+    out = subprocess.run([r.value.python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert out.stdout.split() == ["outer", "venv", "editable", torch.__file__, r.value.directory + "/venv"], out.stderr
 
 
 def _demo_wheel(directory: Path, value: int) -> Path:
