@@ -31,8 +31,8 @@ from fleet.shell import become as become_command
 from fleet.shell import quote
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
-EOF_GRACE_S = 2.0  # after a command's exit status, how long its output's EOF may take
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+EOF_GRACE_S = 2.0  # after a command's exit status, how long its output's EOF may take
 
 
 @dataclass
