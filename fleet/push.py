@@ -240,10 +240,18 @@ _NODE_SITE = (
 # Move the staged build into place: rename(2) of a directory is atomic on one filesystem (NFS
 # included), and fails when the target exists and is not empty.  A complete target means another
 # node won: its install is the same content, so ours is discarded.  An incomplete one (left by an
-# older gpufleet that installed in place) is set aside first.
+# older gpufleet that installed in place) is set aside first.  Staging directories of pushes that
+# died (a controller killed mid-upload) are removed once they are a day old.
+STALE_STAGING_S = 86400
 _COMMIT = r"""
-import errno, os, shutil, sys
-staging, target = sys.argv[1], sys.argv[2]
+import errno, glob, os, shutil, sys, time
+staging, target, stale_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+for old in glob.glob(glob.escape(target) + ".tmp.*"):
+    try:
+        if old != staging and time.time() - os.lstat(old).st_mtime > stale_after:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        pass
 for attempt in range(3):
     try:
         os.rename(staging, target)
@@ -281,7 +289,7 @@ def install_script(python: str, directory: str, staging: str, wheel: str, deep: 
         + (_WHEELHOUSE_INSTALL if wheelhouse else "")
         + '"$s/venv/bin/python" -c "import verify"\n'
         'touch "$s/.installed"\n'
-        f'"$py" -c {quote(_COMMIT)} "$s" "$d"\n'
+        f'"$py" -c {quote(_COMMIT)} "$s" "$d" {STALE_STAGING_S}\n'
         '[ -f "$d/.installed" ]\n'
         'echo "@@gpufleet-installed"\n'
         f'"$d/venv/bin/python" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -216,11 +217,16 @@ def test_an_incomplete_install_left_by_an_older_gpufleet_is_replaced(farm, tmp_p
     stale = tmp_path / "cache" / install_dir(inv.hosts["push-stale"], art).rsplit("/", 1)[1]
     (stale / "venv").mkdir(parents=True)
     (stale / art.filename).write_bytes(b"half an upload")
+    # staging directories of pushes that died: a day old is abandoned, an hour old may still be in use
+    for name, age_s in (("tmp.dead01", 86400 + 60), ("tmp.alive1", 3600)):
+        d = tmp_path / "cache" / f"{stale.name}.{name}"
+        (d / "venv").mkdir(parents=True)
+        os.utime(d, (time.time() - age_s, time.time() - age_s))
     r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-stale"]
     assert r.state is HostState.OK, r.message
     assert r.value.uploaded is True and r.value.raced is False and r.value.torch_ok
     assert (stale / art.filename).read_bytes() == art.data
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [stale.name]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [stale.name, f"{stale.name}.tmp.alive1"]
 
 
 def test_prune_runs_keeps_the_newest(farm, tmp_path):
