@@ -17,9 +17,11 @@ our user key are built here too.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ NVSMI = FIXTURES / "nvidia-smi"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
                                 "/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/sftp-server")
-                    if os.path.exists(p)), "internal-sftp")
+                    if os.path.exists(p)), None)  # a program: every session goes through the host's ForceCommand
 
 MISMATCH = "Failed to initialize NVML: Driver/library version mismatch"
 NO_DRIVER = (
@@ -74,6 +76,8 @@ def link_base_tools(bin_dir: Path, tools: tuple = BASE_TOOLS) -> None:
     """Symlink each of ``tools``, as found on this machine's system PATH, into ``bin_dir``."""
     for tool in tools:
         found = shutil.which(tool, path=SYSTEM_PATH)
+        if tool == "python3" and not found:  # a machine whose only Python is this one (pyenv, a venv's base)
+            found = sys._base_executable
         if not found:
             raise RuntimeError(f"test hosts need {tool!r}, not found in {SYSTEM_PATH}")
         os.symlink(found, bin_dir / tool)
@@ -92,6 +96,7 @@ def fake_dmesg(text: str = "", rc: int = 0) -> str:
 
 
 def fake_journalctl(text: str = "", rc: int = 0) -> str:
+    """A ``journalctl`` printing ``text``; ``rc=1``: a journal this user may not read."""
     if rc:
         return f"#!/bin/sh\necho 'No journal files were opened due to insufficient permissions.' >&2\nexit {rc}\n"
     return f"#!/bin/sh\ncat <<'EOF'\n{text}\nEOF\n"
@@ -244,6 +249,8 @@ class SshdFarm:
         without them the host has no ``dmesg``, ``journalctl``, ``nvidia-ctk`` or ``docker``.
         ``sftp=False``: an sshd without the ``sftp`` subsystem (hardened configurations).
         """
+        if sftp and SFTP_SERVER is None:
+            raise RuntimeError("no sftp-server program found (openssh-sftp-server): test hosts need one")
         address = self._address()
         port = free_port(address)
         hroot = self.root / name
@@ -266,7 +273,7 @@ class SshdFarm:
         session = hroot / "session"
         session.write_text(
             "#!/bin/sh\n"
-            f"PATH={path}; export PATH\n"
+            f"PATH={shlex.quote(path)}; export PATH\n"
             '[ -n "$SSH_ORIGINAL_COMMAND" ] || exec /bin/sh\n'
             'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
         )
