@@ -397,7 +397,7 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: boo
             raise TaskFailed(f"no staging directory beside {directory} on the node: {r.tail(5)}")
         try:
             _upload(t, staging, artifact, wheelhouse)
-        except TaskFailed:
+        except (TaskFailed, OSError):  # the node is still there: leave nothing behind
             t.run(cmd("rm -rf %s", staging))
             raise
         r = t.run(script(install_script(base_py, directory, staging, artifact.filename, deep, wheelhouse is not None)))
