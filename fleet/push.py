@@ -2,10 +2,18 @@
 
 The controller builds a deterministic pure-Python wheel of ``verify/`` (same
 source, same bytes, same hash).  On each node it lives in
-``<remote_dir>/verify-<hash>/`` beside a virtual environment made with
-``--system-site-packages`` from the node's Python (``ansible_python_interpreter``
-when set), so the node's own torch is used.  A second push of unchanged code
+``<remote_dir>/verify-<hash>/`` beside a virtual environment made from the node's
+Python (``ansible_python_interpreter`` when set) that sees, after verify itself,
+every site directory that Python sees, in its order (so the node's own torch is
+used, also when that Python is itself a venv or a conda env).  A second push of unchanged code
 finds the ``.installed`` marker and uploads nothing.
+
+The remote directory may be shared by many nodes (an NFS home on an HPC
+cluster), so an install is built in a private staging directory beside its
+target (same filesystem) and moved into place with one ``rename``: the target
+only ever appears complete, with its ``.installed`` marker.  A node that loses
+the race (the target appeared meanwhile) discards its build and uses the
+winner's, which is the same content.
 """
 
 from __future__ import annotations
@@ -123,8 +131,11 @@ def node_python(host: Host) -> str:
     return sys.executable if host.is_local else "python3"
 
 
+LAYOUT = "2"  # how an install is built; a new layout is a new install directory
+
+
 def install_dir(host: Host, artifact: Artifact, wheelhouse: Wheelhouse | None = None) -> str:
-    py = hashlib.sha256(node_python(host).encode()).hexdigest()[:8]
+    py = hashlib.sha256(f"{node_python(host)}\0{LAYOUT}".encode()).hexdigest()[:8]
     wh = f"-wh{wheelhouse.digest}" if wheelhouse else ""
     return f"{remote_dir(host)}/verify-{artifact.digest}-{py}{wh}"
 
@@ -192,13 +203,19 @@ def state_script(python: str, directory: str, deep: bool = False) -> str:
 
     ``deep`` imports torch and torchvision for real and asks CUDA for its GPUs
     (seconds); otherwise they are found and versioned without importing, and
-    the GPUs are those the driver exposes.
+    the GPUs are those the driver exposes.  When the artifact is not installed,
+    a private staging directory is made beside ``directory`` for the upload
+    (``@@gpufleet-staging PATH``).
     """
+    parent = directory.rsplit("/", 1)[0] if "/" in directory else "."
     return (
         f"d={quote(directory)}; py={quote(python)}\n"
-        'mkdir -p "$d" || exit 3\n'
-        'if [ -f "$d/.installed" ] && [ -x "$d/venv/bin/python" ]; then echo "@@gpufleet-installed"; py="$d/venv/bin/python"; fi\n'
+        f"mkdir -p {quote(parent)} || exit 3\n"
+        'installed=""\n'
+        'if [ -f "$d/.installed" ] && [ -x "$d/venv/bin/python" ]; then '
+        'echo "@@gpufleet-installed"; installed=1; py="$d/venv/bin/python"; fi\n'
         'command -v "$py" >/dev/null 2>&1 || [ -x "$py" ] || { echo "@@gpufleet-nopython $py"; exit 0; }\n'
+        'if [ -z "$installed" ]; then s=$(mktemp -d "$d.tmp.XXXXXX") || exit 3; echo "@@gpufleet-staging $s"; fi\n'
         f'"$py" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
     )
 
@@ -207,27 +224,105 @@ _WHEELHOUSE_INSTALL = (
     '"$py" -m pip --version >/dev/null 2>&1 || '
     '{ echo "the wheelhouse needs pip on the node: $py -m pip is not available" >&2; exit 4; }\n'
     '"$py" -m pip install -q --no-index --no-deps --no-warn-script-location --disable-pip-version-check '
-    '--target "$site" "$d"/wheelhouse/*.whl\n'
+    '--target "$site" "$s"/wheelhouse/*.whl\n'
 )
 
+# Every site directory the node's Python sees, in its order, each processed as a site directory
+# (so the ``.pth`` files in it work too: editable installs, import hooks), after verify's own.
+# Not ``--system-site-packages``: when the node's Python is a venv, that would put its base
+# Python's packages (another torch, say) before the venv's own.
+_NODE_SITE = (
+    "import site, sys\n"
+    "dirs = [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]\n"
+    "print('import site; list(map(site.addsitedir, %r))' % (dirs,))\n"
+)
 
-def install_script(python: str, directory: str, wheel: str, deep: bool = False, wheelhouse: bool = False) -> str:
+# Move the staged build into place: rename(2) of a directory is atomic on one filesystem (NFS
+# included), and fails when the target exists and is not empty.  A complete target means another
+# node won: its install is the same content, so ours is discarded.  An incomplete one (left by an
+# older gpufleet that installed in place) is set aside first.  Staging directories of pushes that
+# died (a controller killed mid-upload) are removed once they are a day old.
+STALE_STAGING_S = 86400
+_COMMIT = r"""
+import errno, glob, os, shutil, sys, time
+staging, target, stale_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+for old in glob.glob(glob.escape(target) + ".tmp.*"):
+    try:
+        if old != staging and time.time() - os.lstat(old).st_mtime > stale_after:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        pass
+for attempt in range(3):
+    try:
+        os.rename(staging, target)
+        print("@@gpufleet-committed")
+        sys.exit(0)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if os.path.isfile(os.path.join(target, ".installed")):
+        shutil.rmtree(staging, ignore_errors=True)
+        print("@@gpufleet-lost-race")
+        sys.exit(0)
+    aside = "%s.stale%d" % (staging, attempt)
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        continue
+    shutil.rmtree(aside, ignore_errors=True)
+sys.exit("could not move %s into place at %s" % (staging, target))
+"""
+
+
+def install_script(python: str, directory: str, staging: str, wheel: str, deep: bool = False,
+                   wheelhouse: bool = False) -> str:
+    """Build verify's environment in ``staging`` (the wheel is there), then move it to ``directory``."""
     return (
         "set -e\n"
-        f"d={quote(directory)}; py={quote(python)}; whl={quote(wheel)}\n"
-        'rm -rf "$d/venv" "$d/.installed"\n'
-        '"$py" -m venv --system-site-packages --without-pip "$d/venv"\n'
-        'site=$("$d/venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')\n'
-        '"$d/venv/bin/python" -m zipfile -e "$d/$whl" "$site"\n'
+        f"d={quote(directory)}; s={quote(staging)}; py={quote(python)}; whl={quote(wheel)}\n"
+        "trap 'rm -rf \"$s\"' EXIT\n"  # a failed build leaves nothing; after the move $s is gone
+        '"$py" -m venv --without-pip "$s/venv"\n'
+        'site=$("$s/venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')\n'
+        '"$s/venv/bin/python" -m zipfile -e "$s/$whl" "$site"\n'
         # the node's interpreter may itself be a venv or conda env: see everything it sees
-        '"$py" -c \'import sys; print("\\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))\' '
-        '> "$site/gpufleet-node-site.pth"\n'
+        f'"$py" -c {quote(_NODE_SITE)} > "$site/gpufleet-node-site.pth"\n'
         + (_WHEELHOUSE_INSTALL if wheelhouse else "")
-        + '"$d/venv/bin/python" -c "import verify"\n'
-        'touch "$d/.installed"\n'
+        + '"$s/venv/bin/python" -c "import verify"\n'
+        'touch "$s/.installed"\n'
+        f'"$py" -c {quote(_COMMIT)} "$s" "$d" {STALE_STAGING_S}\n'
+        '[ -f "$d/.installed" ]\n'
         'echo "@@gpufleet-installed"\n'
         f'"$d/venv/bin/python" - {"deep" if deep else "fast"} <<\'GPUFLEET_PROBE\'\n{_PROBE}\nGPUFLEET_PROBE\n'
     )
+
+
+def prune_runs_command(directory: str, keep: int = 5) -> str:
+    """A node-side command removing all but the newest ``keep`` run folders under ``directory/runs``.
+
+    Run folders are named by their run id, a UTC timestamp (``20261122T180602Z``), so name
+    order is time order.  Each removed folder is printed as ``@@gpufleet-pruned NAME``
+    (see :func:`parse_pruned`); a missing ``runs`` folder is not an error.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ValueError(f"keep must be a whole number >= 0, not {keep!r}")
+    return script(
+        "LC_ALL=C; export LC_ALL\n"
+        f"r={quote(directory.rstrip('/') + '/runs')}; keep={keep}\n"
+        '[ -d "$r" ] || exit 0\n'
+        'set -- "$r"/*/\n'
+        '[ -d "$1" ] || exit 0\n'  # no folder: the pattern stayed as it was
+        "n=$(($# - keep))\n"
+        'while [ "$n" -gt 0 ]; do\n'
+        '    f=${1%/}; rm -rf -- "$f" || exit 1\n'
+        '    echo "@@gpufleet-pruned ${f##*/}"; shift; n=$((n - 1))\n'
+        "done\n"
+    )
+
+
+def parse_pruned(stdout: str) -> list[str]:
+    """The run folders :func:`prune_runs_command` removed, oldest first."""
+    marker = "@@gpufleet-pruned "
+    return [line[len(marker):] for line in stdout.splitlines() if line.startswith(marker)]
 
 
 @dataclass
@@ -236,6 +331,7 @@ class PushResult:
     python: str  # the interpreter verify runs with (the venv's)
     uploaded: bool
     probe: dict = field(default_factory=dict)
+    raced: bool = False  # another node installed the same build into the shared directory first
 
     @property
     def torch_ok(self) -> bool:
@@ -244,6 +340,8 @@ class PushResult:
     def summary(self) -> str:
         p = self.probe
         action = "uploaded and installed" if self.uploaded else "already installed, nothing uploaded"
+        if self.raced:
+            action = "uploaded; another node installed it first, using its install"
         libs = f"torch {p.get('torch') or 'MISSING'}, torchvision {p.get('torchvision') or 'MISSING'}"
         gpus = f", {p.get('gpu_count', 0)} {'CUDA GPU(s)' if p.get('deep') else 'GPU(s) exposed by the driver'}"
         return f"{action}; python {p.get('python_version', '?')}, {libs}{gpus}"
@@ -259,12 +357,32 @@ def parse_probe(stdout: str) -> tuple[bool, dict]:
     raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
 
 
+def parse_staging(stdout: str) -> str | None:
+    """The private staging directory the state script made, if it made one."""
+    for line in stdout.splitlines():
+        if line.startswith("@@gpufleet-staging "):
+            return line.split(" ", 1)[1]
+    return None
+
+
+def _upload(t: Transport, staging: str, artifact: Artifact, wheelhouse: Wheelhouse | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        t.put(artifact.write(tmp), f"{staging}/{artifact.filename}")
+    if wheelhouse:
+        r = t.run(cmd("mkdir -p %s", f"{staging}/wheelhouse"))
+        if not r.ok:
+            raise TaskFailed(f"cannot make {staging}/wheelhouse on the node: {r.tail(3)}")
+        for w in wheelhouse.wheels:
+            t.put(w, f"{staging}/wheelhouse/{w.name}")
+
+
 def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: bool = False,
          wheelhouse: Wheelhouse | None = None) -> PushResult:
     """Install ``artifact`` on the host behind ``t`` unless it is already there.
 
     ``deep`` imports torch on the node to probe it (``invoke push``); ``verify``
     uses the fast probe, since verify itself then checks the stack in depth.
+    Safe when many nodes install into one shared directory at once (see the module doc).
     """
     host = t.host
     directory, base_py = install_dir(host, artifact, wheelhouse), node_python(host)
@@ -272,20 +390,22 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: boo
     if not r.ok:
         raise TaskFailed(f"cannot prepare {directory} on the node: {r.tail(5)}")
     installed, probe = parse_probe(r.stdout)
-    uploaded = False
+    uploaded = raced = False
     if not installed:
-        with tempfile.TemporaryDirectory() as tmp:
-            t.put(artifact.write(tmp), f"{directory}/{artifact.filename}")
-        if wheelhouse:
-            t.run(cmd("mkdir -p %s", f"{directory}/wheelhouse"))
-            for w in wheelhouse.wheels:
-                t.put(w, f"{directory}/wheelhouse/{w.name}")
-        r = t.run(script(install_script(base_py, directory, artifact.filename, deep, wheelhouse is not None)))
+        staging = parse_staging(r.stdout)
+        if not staging:
+            raise TaskFailed(f"no staging directory beside {directory} on the node: {r.tail(5)}")
+        try:
+            _upload(t, staging, artifact, wheelhouse)
+        except (TaskFailed, OSError):  # the node is still there: leave nothing behind
+            t.run(cmd("rm -rf %s", staging))
+            raise
+        r = t.run(script(install_script(base_py, directory, staging, artifact.filename, deep, wheelhouse is not None)))
         if not r.ok:
             raise TaskFailed(f"installing verify into {directory}/venv failed: {r.tail(8)}")
-        uploaded = True
+        uploaded, raced = True, "@@gpufleet-lost-race" in r.stdout
         installed, probe = parse_probe(r.stdout)
-    result = PushResult(directory, f"{directory}/venv/bin/python", uploaded, probe)
+    result = PushResult(directory, f"{directory}/venv/bin/python", uploaded, probe, raced)
     if require_torch and not result.torch_ok:
         missing = [m for m in ("torch", "torchvision") if not probe.get(m)]
         why = "; ".join(str(probe.get(f"{m}_error")) for m in missing)

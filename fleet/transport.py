@@ -3,10 +3,15 @@
 Both transports offer the same small surface -- ``run``, ``put``, ``get`` and
 ``close`` -- and raise :class:`HostError` subclasses that carry the host state
 the fan-out records (unreachable, auth failed, host key rejected, timed out).
+
+Files travel over SFTP; a server without the ``sftp`` subsystem (hardened
+configurations) gets them streamed over an exec channel instead (``cat``, as
+Ansible's piped transfer does), remembered per connection.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -27,6 +32,7 @@ from fleet.shell import become as become_command, quote
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+EOF_GRACE_S = 2.0  # after a command's exit status, how long its output's EOF may take
 
 
 @dataclass
@@ -136,23 +142,32 @@ def _exec(transport: paramiko.Transport, command: str, stdin: str | None, timeou
     passed first (the channel is closed, which ends the remote command's session),
     ``-1`` when the server closed the channel without an exit status.
     """
+    code, out, err = _exec_bytes(transport, command, stdin.encode() if stdin else None, timeout, chunk)
+    return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _exec_bytes(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float,
+                chunk: int = 65536) -> tuple[int | None, bytes, bytes]:
+    """:func:`_exec` with stdin and output as bytes, exactly as sent and received."""
     if transport is None or not transport.is_active():
         raise EOFError("SSH transport is not active")
+    deadline = time.monotonic() + timeout
     chan = transport.open_session(timeout=min(timeout, 30))
     try:
-        chan.settimeout(0.2)
         chan.exec_command(command)
         if stdin:
+            chan.settimeout(max(0.2, deadline - time.monotonic()))  # a full window waits, up to the deadline
             try:
-                chan.sendall(stdin.encode())
+                chan.sendall(stdin)
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # the command finished without reading its input
         try:
             chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException):
             pass
+        chan.settimeout(0.2)
         out, err = bytearray(), bytearray()
-        deadline = time.monotonic() + timeout
+        exited_at = None
         while True:
             progressed = False
             while chan.recv_ready():
@@ -162,11 +177,15 @@ def _exec(transport: paramiko.Transport, command: str, stdin: str | None, timeou
                 err += chan.recv_stderr(chunk)
                 progressed = True
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+                # sshd may send the exit status before the last of the output: wait for its EOF,
+                # briefly (a background child holding stdout open never sends one)
+                exited_at = exited_at or time.monotonic()
+                if chan.eof_received or time.monotonic() - exited_at > EOF_GRACE_S:
+                    break
             if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
             if time.monotonic() > deadline:
-                return None, out.decode(errors="replace"), err.decode(errors="replace")
+                return None, bytes(out), bytes(err)
             if not progressed:
                 try:
                     data = chan.recv(chunk)  # waits up to the channel timeout
@@ -179,9 +198,31 @@ def _exec(transport: paramiko.Transport, command: str, stdin: str | None, timeou
         code = chan.recv_exit_status() if chan.exit_status_ready() else -1
         if not transport.is_active() and code == -1:
             raise EOFError("connection closed")
-        return code, out.decode(errors="replace"), err.decode(errors="replace")
+        return code, bytes(out), bytes(err)
     finally:
         chan.close()
+
+
+# Piped transfers, for servers without SFTP.  Exit statuses the callers map to Python errors.
+_NO_SUCH_FILE, _NOT_READABLE, _SHORT_WRITE = 44, 45, 46
+
+
+def piped_put_command(remote: str, size: int) -> str:
+    """Write stdin to ``remote`` through a temporary file beside it, checked for ``size`` bytes, then renamed."""
+    return (
+        f"p={quote(remote)}; t=\"$p.gpufleet-part.$$\"; "
+        'cat > "$t" || { rm -f -- "$t"; exit 1; }; '
+        f'n=$(wc -c < "$t"); [ $n -eq {int(size)} ] || {{ rm -f -- "$t"; exit {_SHORT_WRITE}; }}; '
+        'mv -f -- "$t" "$p" || { rm -f -- "$t"; exit 1; }'
+    )
+
+
+def piped_get_command(remote: str) -> str:
+    """``remote``'s bytes on stdout; a missing or unreadable file is told by the exit status."""
+    return (
+        f"p={quote(remote)}; "
+        f'[ -e "$p" ] || exit {_NO_SUCH_FILE}; [ -r "$p" ] || exit {_NOT_READABLE}; exec cat -- "$p"'
+    )
 
 
 # --------------------------------------------------------------------------- SSH
@@ -191,6 +232,7 @@ class SshTransport:
     def __init__(self, host: Host, options: SshOptions):
         self.host = host
         self.options = options
+        self._sftp_absent = False  # the server has no sftp subsystem: files go over exec channels
         cfg = Config(runtime_ssh_path=options.ssh_config) if options.ssh_config else Config()
         cfg.timeouts.connect = int(max(1, options.connect_timeout))
         ct = options.connect_timeout
@@ -265,8 +307,49 @@ class SshTransport:
             raise Unreachable(f"connection to {self._label()} lost while the command ran")
         return CommandResult(command, code, out, err)
 
+    def _sftp_available(self) -> bool:
+        """Open the connection's SFTP session once; False when the server has no ``sftp`` subsystem.
+
+        A server without it rejects the subsystem request (paramiko: ``SSHException("Channel
+        closed.")``) or closes the channel at once (``EOFError``) while the connection itself
+        stays up; a lost connection is :class:`Unreachable`.
+        """
+        if self._sftp_absent:
+            return False
+        try:
+            self.conn.sftp()
+            return True
+        except (socket.timeout, TimeoutError) as e:
+            raise Unreachable(f"SFTP to {self._label()} timed out: {e or type(e).__name__}") from None
+        except (EOFError, paramiko.SSHException) as e:
+            t = self.conn.client.get_transport()
+            if t is None or not t.is_active() or isinstance(e, paramiko.ChannelException):
+                raise Unreachable(f"SFTP to {self._label()} failed: {e or type(e).__name__}") from None
+            self._sftp_absent = True
+            return False
+
+    def _exec_bytes(self, command: str, stdin: bytes | None, what: str) -> tuple[int, bytes, bytes]:
+        timeout = self.options.command_timeout
+        try:
+            code, out, err = _exec_bytes(self.conn.client.get_transport(), command, stdin, timeout)
+        except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException, OSError) as e:
+            raise Unreachable(f"{what} {self._label()} failed: {e or type(e).__name__}") from None
+        if code is None:
+            raise TimedOut(f"{what} {self._label()} did not finish within {timeout:g}s")
+        if code == -1:
+            raise Unreachable(f"connection to {self._label()} lost during the {what.split()[0]}")
+        return code, out, err
+
     def put(self, local: str | os.PathLike, remote: str) -> None:
         self.open()
+        if not self._sftp_available():
+            data = Path(local).read_bytes()
+            code, _, err = self._exec_bytes(piped_put_command(remote, len(data)), data, "upload to")
+            if code == _SHORT_WRITE:
+                raise Unreachable(f"upload to {self._label()}:{remote} was cut short")
+            if code != 0:
+                raise OSError(f"upload to {self._label()}:{remote} failed: {err.decode(errors='replace').strip()}")
+            return
         try:
             self.conn.put(str(local), remote)
         except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException) as e:
@@ -274,6 +357,16 @@ class SshTransport:
 
     def get(self, remote: str, local: str | os.PathLike) -> None:
         self.open()
+        if not self._sftp_available():
+            code, out, err = self._exec_bytes(piped_get_command(remote), None, "download from")
+            if code == _NO_SUCH_FILE:
+                raise FileNotFoundError(errno.ENOENT, "No such file", remote)
+            if code == _NOT_READABLE:
+                raise PermissionError(errno.EACCES, "Permission denied", remote)
+            if code != 0:
+                raise OSError(f"download of {self._label()}:{remote} failed: {err.decode(errors='replace').strip()}")
+            Path(local).write_bytes(out)
+            return
         try:
             self.conn.get(remote, str(local))
         except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException) as e:

@@ -1,8 +1,15 @@
 """Real OpenSSH test hosts on loopback, started by the test suite itself.
 
 Each :class:`TestHost` is its own ``sshd`` on a 127.0.0.x address with its own
-generated host key and a PATH whose ``nvidia-smi`` and ``lspci`` replay real
-captured output.  Only the GPU is emulated; SSH, the shell and the files are real.
+generated host key and a hermetic PATH: one bin directory holding links to
+exactly the basic tools the node-side scripts use (:data:`BASE_TOOLS`), a fake
+``nvidia-smi`` and ``lspci`` that replay real captured output, and only the
+stubs a test asks for (``dmesg``, ``journalctl``, ``nvidia-ctk``, ``docker``...),
+so nothing this machine happens to have installed reaches a host's results.
+(The audit script itself appends ``/usr/local/sbin:/usr/sbin:/sbin`` to its
+PATH, as a real node needs; none of the tools it probes lives there on a test
+machine, see :func:`leaking_sbin_tools`.)
+Only the GPU is emulated; SSH, the shell and the files are real.
 Hosts that are down, hang in the handshake, present an unknown key or refuse
 our user key are built here too.
 """
@@ -10,9 +17,11 @@ our user key are built here too.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 NVSMI = FIXTURES / "nvidia-smi"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
+                                "/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/sftp-server")
+                    if os.path.exists(p)), None)  # a program: every session goes through the host's ForceCommand
 
 MISMATCH = "Failed to initialize NVML: Driver/library version mismatch"
 NO_DRIVER = (
@@ -49,6 +61,55 @@ def wait_listening(address: str, port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {address}:{port} after {timeout}s")
+
+
+# What a test host's PATH holds besides its stubs: the tools the audit script, the push and
+# verify command lines and the stubs themselves run (found by running them under this PATH).
+BASE_TOOLS = ("sh", "cat", "sed", "grep", "mktemp", "rm", "mkdir", "mv", "touch", "wc", "timeout", "uname",
+              "sleep", "python3")
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Tools the audit probes for: a test host has them only as stubs, when a test asks.
+PROBED_TOOLS = ("nvidia-smi", "lspci", "nvidia-ctk", "docker", "dmesg", "journalctl")
+
+
+def link_base_tools(bin_dir: Path, tools: tuple = BASE_TOOLS) -> None:
+    """Symlink each of ``tools``, as found on this machine's system PATH, into ``bin_dir``."""
+    for tool in tools:
+        found = shutil.which(tool, path=SYSTEM_PATH)
+        if tool == "python3" and not found:  # a machine whose only Python is this one (pyenv, a venv's base)
+            found = sys._base_executable
+        if not found:
+            raise RuntimeError(f"test hosts need {tool!r}, not found in {SYSTEM_PATH}")
+        os.symlink(found, bin_dir / tool)
+
+
+def leaking_sbin_tools() -> list[str]:
+    """Probed tools in the sbin directories the audit script adds to its PATH (should be none)."""
+    return sorted(t for t in PROBED_TOOLS for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if os.path.exists(f"{d}/{t}"))
+
+
+def fake_dmesg(text: str = "", rc: int = 0) -> str:
+    """A ``dmesg`` printing ``text`` (a readable, clean kernel log by default); ``rc=1``: restricted."""
+    if rc:
+        return f"#!/bin/sh\necho 'dmesg: read kernel buffer failed: Operation not permitted' >&2\nexit {rc}\n"
+    return f"#!/bin/sh\ncat <<'EOF'\n{text}\nEOF\n"
+
+
+def fake_journalctl(text: str = "", rc: int = 0) -> str:
+    """A ``journalctl`` printing ``text``; ``rc=1``: a journal this user may not read."""
+    if rc:
+        return f"#!/bin/sh\necho 'No journal files were opened due to insufficient permissions.' >&2\nexit {rc}\n"
+    return f"#!/bin/sh\ncat <<'EOF'\n{text}\nEOF\n"
+
+
+def fake_nvidia_ctk(version: str = "1.17.8") -> str:
+    return (f"#!/bin/sh\necho 'NVIDIA Container Toolkit CLI version {version}'\n"
+            "echo 'commit: 0000000000000000000000000000000000000000'\n")
+
+
+def fake_docker(runtimes: str = '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}') -> str:
+    """A ``docker`` whose ``docker info --format '{{json .Runtimes}}'`` prints ``runtimes``."""
+    return f"#!/bin/sh\ncase \"$1\" in\n  info) printf '%s\\n' '{runtimes}' ;;\n  *) exit 1 ;;\nesac\n"
 
 
 def keygen(path: Path) -> None:
@@ -179,7 +240,17 @@ class SshdFarm:
         known: bool = True,
         authorized: bool = True,
         extra_vars: dict | None = None,
+        sftp: bool = True,
+        stubs: dict[str, str] | None = None,
     ) -> TestHost:
+        """A test host.
+
+        ``stubs``: extra commands on its PATH, name -> script (``fake_dmesg()``, ``fake_nvidia_ctk()``...);
+        without them the host has no ``dmesg``, ``journalctl``, ``nvidia-ctk`` or ``docker``.
+        ``sftp=False``: an sshd without the ``sftp`` subsystem (hardened configurations).
+        """
+        if sftp and SFTP_SERVER is None:
+            raise RuntimeError("no sftp-server program found (openssh-sftp-server): test hosts need one")
         address = self._address()
         port = free_port(address)
         hroot = self.root / name
@@ -188,12 +259,25 @@ class SshdFarm:
         if fixture or nvidia_smi_mode != "ok":
             host.set_tool("nvidia-smi", fake_nvidia_smi(fixture, nvidia_smi_mode))
         host.set_tool("lspci", fake_lspci(gpus))
+        link_base_tools(host.bin)
+        for tool, body in (stubs or {}).items():
+            host.set_tool(tool, body)
         hostkey = hroot / "ssh_host_ed25519_key"
         keygen(hostkey)
         auth = hroot / "authorized_keys"
         auth.write_text(Path(f"{self.client_key}.pub").read_text() if authorized else "")
         auth.chmod(0o600)
-        path = f"{host.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        path = str(host.bin)
+        # The login shell may rewrite PATH in its rc files (Debian's bash reads ~/.bashrc under sshd:
+        # pyenv shims, ~/.cargo/bin...), so every session, sftp included, goes through this.
+        session = hroot / "session"
+        session.write_text(
+            "#!/bin/sh\n"
+            f"PATH={shlex.quote(path)}; export PATH\n"
+            '[ -n "$SSH_ORIGINAL_COMMAND" ] || exec /bin/sh\n'
+            'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+        )
+        session.chmod(0o755)
         config = hroot / "sshd_config"
         config.write_text(
             f"ListenAddress {address}:{port}\n"
@@ -203,8 +287,9 @@ class SshdFarm:
             "PermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp internal-sftp\n"
-            f"SetEnv PATH={path} GPUFLEET_TEST_HOST={name}\n"
+            + (f"Subsystem sftp {SFTP_SERVER}\n" if sftp else "")
+            + f"ForceCommand {session}\n"
+            f"SetEnv PATH={SYSTEM_PATH} GPUFLEET_TEST_HOST={name}\n"  # for the login shell's rc files
             "LogLevel ERROR\nMaxStartups 100\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)

@@ -37,7 +37,10 @@ def checks(report, host):
 
 def test_healthy_host_passes_with_facts(report):
     h = report["hosts"]["rtx3090"]
-    assert h["status"] in ("pass", "warn"), h["checks"]
+    # hermetic test host: no nvidia-ctk (warns), no dmesg or journal (XIDs unknown), nothing else off
+    assert h["status"] == "warn", h["checks"]
+    assert {c["name"]: c["status"] for c in h["checks"] if c["status"] != "pass"} == {
+        "cuda-version": "skip", "ecc:gpu0": "skip", "xid": "skip", "container-toolkit": "warn"}
     f = h["facts"]
     assert f["driver_version"] == "525.147.05" and f["cuda_version"] == "12.0"
     assert f["lspci_gpu_count"] == 1
@@ -62,8 +65,8 @@ def test_broken_nvidia_smi_is_named(report):
     m = checks(report, "mismatch")["nvidia-smi"]
     assert report["hosts"]["mismatch"]["status"] == "fail"
     assert "mismatch" in m["message"].lower()
-    assert report["hosts"]["garbage"]["status"] in ("error", "fail")
-    assert checks(report, "garbage")["nvidia-smi"]["status"] in ("error", "fail")
+    assert report["hosts"]["garbage"]["status"] == "error"
+    assert checks(report, "garbage")["nvidia-smi"]["status"] == "error"
 
 
 def test_unreachable_and_hung_hosts_are_recorded_and_others_kept(report):
@@ -83,7 +86,7 @@ def test_invoke_audit_table_json_and_exit_codes(farm, fleet_hosts, tmp_path):
     r = run_invoke(["audit", "--hosts", "all", "--inventory", str(inv), "--json", str(out), "--connect-timeout", "3"], env)
     assert r.returncode == 1, r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
-    assert "pass" in lines["rtx3090"] or "warn" in lines["rtx3090"]
+    assert lines["rtx3090"].split()[1] == "warn"
     assert " fail " in lines["t4-missing"] and "gpu-count:expected" in lines["t4-missing"]
     assert "unreachable" in lines["down"]
     data = json.loads(out.read_text())

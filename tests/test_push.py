@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -78,14 +80,23 @@ def test_node_without_torch_or_python_is_a_clear_failure(farm, pushed_hosts):
 
 
 def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
-    """ansible_python_interpreter may be a venv's (or conda env's) Python: verify must see what it sees."""
+    """ansible_python_interpreter may be a venv's (or conda env's) Python: verify must see what it sees,
+    in its order, .pth files included (editable installs), and not its base Python's packages instead."""
     import subprocess
 
     outer = tmp_path / "outer-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(outer)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(outer)], check=True)
     site = subprocess.run([str(outer / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
+    # the node venv's torch: this test's own packages, wherever they are (the system's or a virtualenv's),
+    # seen by the node venv through a .pth of its own, as a venv sees what is installed in it
+    mine = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    Path(site, "zz-controller-packages.pth").write_text(f"import site; list(map(site.addsitedir, {mine!r}))\n")
     Path(site, "gpufleet_outer_marker.py").write_text("WHERE = 'outer venv'\n")
+    editable = tmp_path / "editable-src"
+    (editable / "gpufleet_editable_marker").mkdir(parents=True)
+    (editable / "gpufleet_editable_marker" / "__init__.py").write_text("WHERE = 'editable'\n")
+    Path(site, "__editable__.gpufleet_editable_marker-1.0.pth").write_text(f"{editable}\n")
     farm.add_host("push-venv", fixture=None, gpus=0, extra_vars={
         "ansible_python_interpreter": str(outer / "bin" / "python"),
         "gpufleet_remote_dir": str(farm.root / "push-venv" / "cache")})
@@ -93,11 +104,14 @@ def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
     art = build_wheel()
     r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-venv"]
     assert r.state is HostState.OK, r.message
-    python = farm.root / "push-venv" / "cache" / Path(r.value.python).relative_to(
-        str(farm.root / "push-venv" / "cache"))
-    out = subprocess.run([str(python), "-c", "import gpufleet_outer_marker, verify; print(gpufleet_outer_marker.WHERE)"],
-                         capture_output=True, text=True)
-    assert out.stdout.strip() == "outer venv", out.stderr
+    import torch
+
+    assert r.value.probe["torch"] == torch.__version__
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import gpufleet_outer_marker, gpufleet_editable_marker, torch, verify, sys; "
+            "print(gpufleet_outer_marker.WHERE, gpufleet_editable_marker.WHERE, torch.__file__, sys.prefix)")
+    out = subprocess.run([r.value.python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert out.stdout.split() == ["outer", "venv", "editable", torch.__file__, r.value.directory + "/venv"], out.stderr
 
 
 def _demo_wheel(directory: Path, value: int) -> Path:
@@ -142,3 +156,108 @@ def test_wheelhouse_is_installed_with_verify_for_air_gapped_nodes(farm, tmp_path
     assert Wheelhouse.from_dir(house).digest != wh.digest
     with pytest.raises(ValueError, match="no \\*.whl"):
         Wheelhouse.from_dir(tmp_path)
+
+
+def _verify_copy(directory: Path, tag: str) -> Path:
+    """verify/'s source with one comment added: a different build of the same code."""
+    import shutil
+
+    src = directory / tag / "verify"
+    shutil.copytree(verify_source(), src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(src / "__init__.py", "a") as f:
+        f.write(f"# build {tag}\n")
+    return src
+
+
+def test_nodes_sharing_one_home_install_at_once(farm, tmp_path):
+    """Four nodes, one NFS-like remote directory, pushing at the same moment, round after round."""
+    import subprocess
+
+    shared = tmp_path / "shared-home-cache"
+    names = [f"push-shared{i}" for i in range(4)]
+    for n in names:
+        farm.add_host(n, fixture=None, gpus=0, extra_vars={
+            "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(shared)})
+    inv = parse_inventory(farm.inventory(names), "shared.yaml")
+    art_a, art_b = build_wheel(_verify_copy(tmp_path, "a")), build_wheel(_verify_copy(tmp_path, "b"))
+    assert art_a.digest != art_b.digest
+    opts = farm.options(command_timeout=180, forks=4)
+    for rnd, art in enumerate([art_a, art_a, art_b]):
+        r = run_fleet(inv.select("all"), lambda t: push(t, art), opts)
+        assert {n: r[n].state for n in names} == {n: HostState.OK for n in names}, [r[n].message for n in names]
+        assert all(r[n].value.torch_ok for n in names)
+        assert [r[n].value.probe["torch"] for n in names] == [r[names[0]].value.probe["torch"]] * 4
+        uploads = [r[n].value.uploaded for n in names]
+        if rnd == 1:
+            assert uploads == [False] * 4  # installed by the round before
+        else:  # exactly one build was moved into place; the other nodes used it (lost the race or came after)
+            assert sum(r[n].value.uploaded and not r[n].value.raced for n in names) == 1
+        directory = r[names[0]].value.directory
+        assert {r[n].value.directory for n in names} == {directory}
+        # only complete installs are left: no staging directory, no half-built one
+        expected = {install_dir(inv.hosts[names[0]], a).rsplit("/", 1)[1] for a in [art_a, art_b][:1 + (rnd == 2)]}
+        assert sorted(p.name for p in shared.iterdir()) == sorted(expected)
+        assert all((shared / e / ".installed").is_file() for e in expected)
+        # the venv built at the staging path works at its final path
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        out = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sys, verify; print(sys.prefix); "
+                              "print(verify.__file__); print(open(verify.__file__).read().splitlines()[-1])"],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+        site = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, timeout=60, env=env).stdout.strip()
+        assert out.stdout.splitlines() == [f"{directory}/venv", f"{site}/verify/__init__.py",
+                                           f"# build {'b' if rnd == 2 else 'a'}"], out.stderr
+
+
+def test_an_incomplete_install_left_by_an_older_gpufleet_is_replaced(farm, tmp_path):
+    farm.add_host("push-stale", fixture=None, gpus=0, extra_vars={
+        "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(tmp_path / "cache")})
+    inv = parse_inventory(farm.inventory(["push-stale"]), "stale.yaml")
+    art = build_wheel()
+    stale = tmp_path / "cache" / install_dir(inv.hosts["push-stale"], art).rsplit("/", 1)[1]
+    (stale / "venv").mkdir(parents=True)
+    (stale / art.filename).write_bytes(b"half an upload")
+    # staging directories of pushes that died: a day old is abandoned, an hour old may still be in use
+    for name, age_s in (("tmp.dead01", 86400 + 60), ("tmp.alive1", 3600)):
+        d = tmp_path / "cache" / f"{stale.name}.{name}"
+        (d / "venv").mkdir(parents=True)
+        os.utime(d, (time.time() - age_s, time.time() - age_s))
+    r = run_fleet(inv.select("all"), lambda t: push(t, art), farm.options(command_timeout=120))["push-stale"]
+    assert r.state is HostState.OK, r.message
+    assert r.value.uploaded is True and r.value.raced is False and r.value.torch_ok
+    assert (stale / art.filename).read_bytes() == art.data
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [stale.name, f"{stale.name}.tmp.alive1"]
+
+
+def test_prune_runs_keeps_the_newest(farm, tmp_path):
+    from fleet.push import parse_pruned, prune_runs_command
+    from fleet.transport import connect
+
+    farm.add_host("push-prune", fixture=None, gpus=0)
+    inv = parse_inventory(farm.inventory(["push-prune"]), "prune.yaml")
+    d = tmp_path / "verify-x"
+    runs = [f"2026112{i}T180602Z" for i in range(7)] + ["20261129T000000Z it's"]
+    for name in runs:
+        (d / "runs" / name).mkdir(parents=True)
+        (d / "runs" / name / "report.json").write_text("{}")
+    (d / "runs" / "not-a-run.txt").write_text("kept: not a folder")
+    t = connect(inv.hosts["push-prune"], farm.options())
+    try:
+        r = t.run(prune_runs_command(str(d), keep=5))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[:3], r.stderr
+        assert sorted(p.name for p in (d / "runs").iterdir()) == sorted(runs[3:] + ["not-a-run.txt"])
+        r = t.run(prune_runs_command(str(d)))  # default: keep 5, already so
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == []
+        r = t.run(prune_runs_command(str(d) + "/", keep=1))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[3:7]
+        assert sorted(p.name for p in (d / "runs").iterdir()) == sorted(runs[7:] + ["not-a-run.txt"])
+        r = t.run(prune_runs_command(str(tmp_path / "nowhere"), keep=0))
+        assert r.exit_code == 0 and r.stdout == ""
+        r = t.run(prune_runs_command(str(d), keep=0))
+        assert r.exit_code == 0 and parse_pruned(r.stdout) == runs[7:]
+        assert sorted(p.name for p in (d / "runs").iterdir()) == ["not-a-run.txt"]
+    finally:
+        t.close()
+    for bad in (-1, 2.5, True, "5"):
+        with pytest.raises(ValueError, match="keep must be"):
+            prune_runs_command(str(d), keep=bad)
