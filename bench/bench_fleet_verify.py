@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fleet.inventory import parse_inventory  # noqa: E402
-from fleet.verify_run import VerifySettings, verify_fleet  # noqa: E402
+from fleet.runs.launch import VerifySettings, verify_fleet  # noqa: E402
 from tests.sshd import SshdFarm  # noqa: E402
 
 
@@ -62,7 +62,10 @@ def main() -> int:
                     "gpufleet_remote_dir": str(tmp / "farm" / f"n{i}" / "cache")})
             inv = parse_inventory(farm.inventory(), "bench.yaml")
             opts = farm.options(command_timeout=600)
-            s = lambda: VerifySettings(profile=args.profile, nproc="1", timeout=600, extra_args=tuple(stage))  # noqa: E731
+            checks = () if args.checks == "all" else tuple(args.checks.split(","))
+
+            def s():
+                return VerifySettings(profile=args.profile, nproc="1", timeout=600, checks=checks)
             verify_fleet(inv.select("all"), s(), opts, out_base=str(tmp / "warm"), progress=False)  # push everywhere
             one = timed(lambda: verify_fleet(inv.select("n0"), s(), opts, out_base=str(tmp / "r1"), progress=False))
             many = timed(lambda: verify_fleet(inv.select("all"), s(), opts, out_base=str(tmp / "rn"), progress=False))

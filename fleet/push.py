@@ -231,10 +231,13 @@ _WHEELHOUSE_INSTALL = (
 # (so the ``.pth`` files in it work too: editable installs, import hooks), after verify's own.
 # Not ``--system-site-packages``: when the node's Python is a venv, that would put its base
 # Python's packages (another torch, say) before the venv's own.
+# It also names them in $GPUFLEET_NODE_SITE (os.pathsep-separated), so verify's env/torch check knows
+# that a torch found there is the node's own, seen on purpose (verify.env.NODE_SITE_VAR).
 _NODE_SITE = (
-    "import site, sys\n"
+    "import os, site, sys\n"
     "dirs = [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]\n"
-    "print('import site; list(map(site.addsitedir, %r))' % (dirs,))\n"
+    "print('import os, site; os.environ[%r] = %r; list(map(site.addsitedir, %r))'"
+    " % ('GPUFLEET_NODE_SITE', os.pathsep.join(dirs), dirs))\n"
 )
 
 # Move the staged build into place: rename(2) of a directory is atomic on one filesystem (NFS

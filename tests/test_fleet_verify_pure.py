@@ -98,6 +98,7 @@ def test_torchrun_line_is_quoted_records_its_group_and_is_guarded():
     line = run_command_line(argv, {"NCCL_DEBUG": "INFO", "X": "a b; rm -rf /"}, "dir with space", here, 600)
     words = shlex.split(line)
     assert words[:6] == ["cd", "dir with space", "&&", "mkdir", "-p", "runs/R1/gpu_1_a"]
+    assert "r=./runs; keep=5" in line  # older run folders pruned, this one kept
     assert "X=a b; rm -rf /;" in words  # one quoted word, never split by the shell
     assert "exec" in words and "timeout" in words and "600" in words
     assert "runs/R1/gpu_1_a/pid" in words

@@ -95,13 +95,13 @@ def test_push_and_verify_work_without_sftp(farm, hosts, tmp_path):
     r = run_fleet(hosts.select("nosftp"), lambda t: push(t, art), farm.options(command_timeout=120))["nosftp"]
     assert r.state is HostState.OK, r.message
     assert r.value.uploaded is True and r.value.torch_ok
-    from fleet.verify_run import VerifySettings, verify_fleet
+    from fleet.runs.launch import VerifySettings, verify_fleet
 
-    settings = VerifySettings(profile="quick", nproc="1", timeout=240, extra_args=("--checks", "compute"))
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     run_dir, summary = verify_fleet(hosts.select("nosftp"), settings, farm.options(command_timeout=240),
                                     out_base=str(tmp_path / "runs"), pattern="nosftp", progress=False)
     assert summary["hosts"]["nosftp"]["state"] == "ok", summary["hosts"]["nosftp"]
     fetched = (run_dir / "hosts" / "nosftp.json").read_bytes()
-    on_node = Path(r.value.directory, "runs", run_dir.name, "report.json").read_bytes()
+    on_node = Path(r.value.directory, "runs", run_dir.name, "nosftp", "report.json").read_bytes()
     assert fetched == on_node  # the node's bytes, unchanged
     assert json.loads(fetched)["schema"] == "gpufleet.verify/1"

@@ -213,6 +213,12 @@ def test_torch_location_check_warns_outside_active_env():
     # a venv made with --system-site-packages (gpufleet's push) sees the base torch on purpose
     seen = venv.torch_location_check(dict(env, system_site_packages=True))
     assert seen["status"] == "pass" and "--system-site-packages" in seen["message"]
+    # gpufleet's push: the node Python's site directories, named by the environment's .pth
+    node = venv.torch_location_check(dict(env, node_site_dirs=["/srv/x", "/usr/lib/python3/site-packages"]))
+    assert node == {"name": "env/torch", "status": "pass", "message": "torch 2.x from /usr/lib/python3/site-packages"
+                    "/torch (the node Python's, seen by gpufleet's environment /opt/venv)"}
+    assert venv.torch_location_check(dict(env, node_site_dirs=["/usr/lib/python3/site"]))["status"] == "warn"
+    assert venv.python_env({"GPUFLEET_NODE_SITE": "/a:/b"})["node_site_dirs"] == ["/a", "/b"]
 
 
 def test_system_site_packages_read_from_pyvenv_cfg(tmp_path):

@@ -42,6 +42,11 @@ def distribution(path: str = "/etc/os-release") -> Optional[str]:
         return None
 
 
+# Set by the .pth of the environment gpufleet's push makes on a node: the node Python's site directories,
+# which that environment sees on purpose (fleet/push.py).
+NODE_SITE_VAR = "GPUFLEET_NODE_SITE"
+
+
 def python_env(environ=None, prefix: str = sys.prefix, base_prefix: str = sys.base_prefix) -> dict:
     """Virtualenv / conda facts: where Python lives and which environment is active."""
     env = os.environ if environ is None else environ
@@ -53,6 +58,7 @@ def python_env(environ=None, prefix: str = sys.prefix, base_prefix: str = sys.ba
         "conda_env": env.get("CONDA_DEFAULT_ENV"),
         "conda_prefix": env.get("CONDA_PREFIX"),
         "system_site_packages": system_site_packages(prefix) if prefix != base_prefix else None,
+        "node_site_dirs": [d for d in env.get(NODE_SITE_VAR, "").split(os.pathsep) if d],
     }
 
 
@@ -174,6 +180,10 @@ def torch_location_check(env: dict) -> dict:
     active = env.get("virtualenv") or env.get("conda_prefix")
     where = f"torch {env['torch_version']} from {env['torch_path']}"
     if active and not os.path.realpath(env["torch_path"]).startswith(os.path.realpath(active)):
+        real = os.path.realpath(env["torch_path"])
+        if any(real.startswith(os.path.realpath(d) + os.sep) for d in env.get("node_site_dirs") or ()):
+            return make_check("env/torch", PASS, f"{where} (the node Python's, seen by gpufleet's environment "
+                                                 f"{active})")
         if env.get("system_site_packages"):
             # gpufleet's own push: a venv that deliberately sees the node's torch
             return make_check("env/torch", PASS, f"{where} (the base interpreter's, seen by the environment "

@@ -27,7 +27,7 @@ from fleet.fanout import run_fleet
 from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TaskFailed, Unreachable
 from fleet.progress import Progress, Stage
-from fleet.push import Artifact, Wheelhouse, build_wheel, install_dir, push
+from fleet.push import Artifact, Wheelhouse, build_wheel, install_dir, prune_runs_command, push
 from fleet.runs.record import HostRun, Member
 from fleet.runs.run_dir import make_run_dir, safe_name, write_run, write_summary
 from fleet.runs.verdict import judge
@@ -37,6 +37,7 @@ from fleet.transport import SshOptions, Transport
 VERIFY_ENV_VAR = "gpufleet_verify_env"  # inventory: extra environment for verify (NCCL_*, OMP_NUM_THREADS...)
 DEFAULT_RDZV_PORT = 29400
 STOP_TIMEOUT_S = 15.0  # how long stopping a node's run may take
+KEEP_NODE_RUNS = 5  # run folders kept on a node (its reports and pid files); older ones are removed
 
 
 @dataclass
@@ -89,20 +90,24 @@ def node_run_dir(run_id: str, host: str) -> str:
     return f"runs/{run_id}/{safe_name(host)}"
 
 
-def run_command_line(argv: list[str], env: dict, directory: str, run_dir: str, timeout: float) -> str:
+def run_command_line(argv: list[str], env: dict, directory: str, run_dir: str, timeout: float,
+                     keep_runs: int = KEEP_NODE_RUNS) -> str:
     """The node-side shell line.
 
     It records its process group in ``<run_dir>/pid`` and ``exec``s the run, so
     the group (torchrun and every rank) is the shell's own and
     :func:`stop_command` can end all of it.  The node-side ``timeout`` (when
     the node has it) is the second guard behind the controller's; it signals
-    the whole group too.  ``run_dir`` is relative to ``directory``.
+    the whole group too.  ``run_dir`` is relative to ``directory``.  Before it
+    starts, the node's older run folders are pruned to the newest ``keep_runs``
+    (this one included).
     """
     exports = "".join(f"export {k}={quote(v)}; " for k, v in sorted(env.items()) if _env_name_ok(k))
     command = " ".join(quote(a) for a in argv)
     guard = f"timeout -k 15 {int(timeout)} " if timeout else ""
     return (
-        f"cd {quote(directory)} && mkdir -p {quote(run_dir)} && echo $$ > {quote(run_dir + '/pid')} && {exports}"
+        f"cd {quote(directory)} && mkdir -p {quote(run_dir)} && {{ {prune_runs_command('.', keep_runs)} >/dev/null; }} "
+        f"&& echo $$ > {quote(run_dir + '/pid')} && {exports}"
         f"if command -v timeout >/dev/null 2>&1; then exec {guard}{command} 2>&1; else exec {command} 2>&1; fi"
     )
 
