@@ -67,7 +67,8 @@ def build_wheel(source: Path | None = None, version: str = __version__) -> Artif
     """A deterministic wheel of ``verify/`` (sorted entries, fixed timestamps)."""
     source = source or verify_source()
     files = sorted(
-        p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+        p for p in source.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
     )
     entries: list[tuple[str, bytes]] = [(f"verify/{p.relative_to(source).as_posix()}", p.read_bytes()) for p in files]
     dist_info = f"{DIST}-{version}.dist-info"
@@ -76,7 +77,8 @@ def build_wheel(source: Path | None = None, version: str = __version__) -> Artif
         "Summary: gpufleet node-side verification suite\n"
         "Requires-Dist: torch\nRequires-Dist: torchvision\nRequires-Dist: pillow\nRequires-Dist: tqdm\n"
     ).encode()))
-    entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: gpufleet\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    entries.append((f"{dist_info}/WHEEL",
+                    b"Wheel-Version: 1.0\nGenerator: gpufleet\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
     record = "".join(
         f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
         for name, data in entries
@@ -354,7 +356,8 @@ def parse_probe(stdout: str) -> tuple[bool, dict]:
     installed = "@@gpufleet-installed" in stdout
     for line in stdout.splitlines():
         if line.startswith("@@gpufleet-nopython"):
-            raise TaskFailed(f"no Python interpreter {line.split(' ', 1)[1]!r} on the node (set ansible_python_interpreter)")
+            raise TaskFailed(f"no Python interpreter {line.split(' ', 1)[1]!r} on the node "
+                             "(set ansible_python_interpreter)")
         if line.startswith("@@gpufleet-probe "):
             return installed, json.loads(line.split(" ", 1)[1])
     raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
@@ -429,6 +432,7 @@ def render_table(result) -> str:
         v = r.value if isinstance(r.value, PushResult) else None
         p = v.probe if v else {}
         action = ("uploaded" if v.uploaded else "cached") if v else "-"
-        rows.append([r.host.name, r.state.value, action, p.get("python_version"), p.get("torch") or ("MISSING" if v else None),
+        rows.append([r.host.name, r.state.value, action, p.get("python_version"),
+                     p.get("torch") or ("MISSING" if v else None),
                      p.get("torchvision") or ("MISSING" if v else None), p.get("gpu_count"), r.message])
     return table.render(["HOST", "STATE", "PUSH", "PYTHON", "TORCH", "TORCHVISION", "CUDA GPUS", "MESSAGE"], rows, 100)

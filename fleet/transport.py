@@ -27,7 +27,7 @@ import paramiko
 from fabric import Config, Connection
 
 from fleet.inventory import Host
-from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable
+from fleet.outcome import AuthFailed, HostKeyRejected, TimedOut, Unreachable
 from fleet.shell import become as become_command, quote
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -69,7 +69,8 @@ class CommandResult:
 class Transport(Protocol):
     host: Host
 
-    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult: ...
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
+            sudo: bool = False) -> CommandResult: ...
 
     def put(self, local: str | os.PathLike, remote: str) -> None: ...
 
@@ -293,7 +294,8 @@ class SshTransport:
         except EOFError:
             raise Unreachable(f"{self._label()} closed the connection during the handshake") from None
 
-    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
+            sudo: bool = False) -> CommandResult:
         self.open()
         timeout = self.options.command_timeout if timeout is None else timeout
         command, stdin = _with_become(command, stdin, sudo and self.conn.user != "root", self.options.sudo_password)
@@ -386,7 +388,8 @@ class LocalTransport:
         self.host = host
         self.options = options
 
-    def run(self, command: str, timeout: float | None = None, stdin: str | None = None, sudo: bool = False) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
+            sudo: bool = False) -> CommandResult:
         timeout = self.options.command_timeout if timeout is None else timeout
         command, stdin = _with_become(command, stdin, sudo and os.geteuid() != 0, self.options.sudo_password)
         proc = subprocess.Popen(

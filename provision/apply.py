@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fleet.outcome import TaskFailed
+from fleet.outcome import HostError, TaskFailed
 from fleet.shell import quote
 from fleet.status import Status
-from fleet.transport import CommandResult, HostError, Transport
+from fleet.transport import CommandResult, Transport
 from provision import validate
 from provision.facts import FactsParseError, ProvisionFacts, fact_script, parse_facts
 from provision.settings import Settings

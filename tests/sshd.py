@@ -85,7 +85,8 @@ def link_base_tools(bin_dir: Path, tools: tuple = BASE_TOOLS) -> None:
 
 def leaking_sbin_tools() -> list[str]:
     """Probed tools in the sbin directories the audit script adds to its PATH (should be none)."""
-    return sorted(t for t in PROBED_TOOLS for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if os.path.exists(f"{d}/{t}"))
+    return sorted(t for t in PROBED_TOOLS for d in ("/usr/local/sbin", "/usr/sbin", "/sbin")
+                  if os.path.exists(f"{d}/{t}"))
 
 
 def fake_dmesg(text: str = "", rc: int = 0) -> str:
@@ -325,7 +326,8 @@ class SshdFarm:
         self._hangs.append(hang)
         return host
 
-    def inventory(self, names: list[str] | None = None, group: str = "gpu-nodes", group_vars: dict | None = None) -> str:
+    def inventory(self, names: list[str] | None = None, group: str = "gpu-nodes",
+                  group_vars: dict | None = None) -> str:
         names = list(self.hosts) if names is None else names
         doc = {"all": {"children": {group: {"hosts": {n: dict(self.hosts[n].vars) for n in names}}}}}
         if group_vars:

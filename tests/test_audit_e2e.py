@@ -17,7 +17,8 @@ def fleet_hosts(farm):
                   extra_vars={"gpufleet_gpu_count": 1, "gpufleet_gpu_model": "3090", "gpufleet_driver_min": "525.60"})
     farm.add_host("t4-missing", fixture="tesla-t4.xml", gpus=1, extra_vars={"gpufleet_gpu_count": 2})
     farm.add_host("fell-off-bus", fixture="rtx-3060-v12.xml", gpus=2)
-    farm.add_host("old-driver", fixture="rtx-3060-v12.xml", gpus=1, extra_vars={"gpufleet_driver_version": "535.104.05"})
+    farm.add_host("old-driver", fixture="rtx-3060-v12.xml", gpus=1,
+                  extra_vars={"gpufleet_driver_version": "535.104.05"})
     farm.add_host("mismatch", fixture=None, nvidia_smi_mode="mismatch", gpus=1)
     farm.add_host("garbage", fixture=None, nvidia_smi_mode="garbage", gpus=1)
     farm.add_host("hang", fixture=None, nvidia_smi_mode="hang", gpus=1)
@@ -83,7 +84,8 @@ def test_invoke_audit_table_json_and_exit_codes(farm, fleet_hosts, tmp_path):
     inv.write_text(farm.inventory(["rtx3090", "t4-missing", "down"]))
     env = invoke_env(farm, tmp_path / "home")
     out = tmp_path / "audit.json"
-    r = run_invoke(["audit", "--hosts", "all", "--inventory", str(inv), "--json", str(out), "--connect-timeout", "3"], env)
+    r = run_invoke(["audit", "--hosts", "all", "--inventory", str(inv), "--json", str(out),
+                    "--connect-timeout", "3"], env)
     assert r.returncode == 1, r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert lines["rtx3090"].split()[1] == "warn"

@@ -45,11 +45,13 @@ def _vars(farm, name, **extra):
 def verify_hosts(farm):
     for name in ("v-a", "v-b", "v-c"):
         farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
-    farm.add_host("v-fail", fixture=None, gpus=0, extra_vars=_vars(farm, "v-fail", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "matmul-corrupt"}))
+    farm.add_host("v-fail", fixture=None, gpus=0,
+                  extra_vars=_vars(farm, "v-fail", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "matmul-corrupt"}))
     site = farm.root / "corrupter"
     site.mkdir()
     (site / "sitecustomize.py").write_text(CORRUPTER)
-    farm.add_host("v-corrupt", fixture=None, gpus=0, extra_vars=_vars(farm, "v-corrupt", gpufleet_verify_env={"PYTHONPATH": str(site)}))
+    farm.add_host("v-corrupt", fixture=None, gpus=0,
+                  extra_vars=_vars(farm, "v-corrupt", gpufleet_verify_env={"PYTHONPATH": str(site)}))
     farm.add_host("v-crash", fixture=None, gpus=0, extra_vars=_vars(farm, "v-crash"))
     farm.add_down_host("v-down")
     return parse_inventory(farm.inventory(["v-a", "v-b", "v-c", "v-fail", "v-corrupt", "v-crash", "v-down"]), "v.yaml")
@@ -141,7 +143,8 @@ def test_planted_slow_host_is_a_straggler(farm, tmp_path):
     names = ["s-1", "s-2", "s-3", "s-4", "s-slow"]
     for name in names[:-1]:
         farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
-    farm.add_host("s-slow", fixture=None, gpus=0, extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "compute-slow"}))
+    farm.add_host("s-slow", fixture=None, gpus=0,
+                  extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "compute-slow"}))
     inv = parse_inventory(farm.inventory(names), "s.yaml")
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     # one host at a time, so that the healthy hosts' figures are not blurred by each other

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from fleet.audit_run import audit_hosts, build_report
+from fleet.audit.run import audit_hosts, build_report
 from fleet.inventory import parse_inventory
 from fleet.transport import connect
 from tests.sshd import (BASE_TOOLS, fake_dmesg, fake_docker, fake_journalctl, fake_nvidia_ctk, leaking_sbin_tools)

@@ -86,7 +86,8 @@ def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
 
     outer = tmp_path / "outer-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(outer)], check=True)
-    site = subprocess.run([str(outer / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    site = subprocess.run([str(outer / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     # the node venv's torch: this test's own packages, wherever they are (the system's or a virtualenv's),
     # seen by the node venv through a .pth of its own, as a venv sees what is installed in it
@@ -110,7 +111,8 @@ def test_node_python_inside_a_venv_is_seen_through(farm, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = ("import gpufleet_outer_marker, gpufleet_editable_marker, torch, verify, sys; "
             "print(gpufleet_outer_marker.WHERE, gpufleet_editable_marker.WHERE, torch.__file__, sys.prefix)")
-    out = subprocess.run([r.value.python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    out = subprocess.run([r.value.python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=120)
     assert out.stdout.split() == ["outer", "venv", "editable", torch.__file__, r.value.directory + "/venv"], out.stderr
 
 
@@ -120,9 +122,12 @@ def _demo_wheel(directory: Path, value: int) -> Path:
     import hashlib
 
     files = {"gpufleet_demo_dep/__init__.py": f"VALUE = {value}\n".encode(),
-             "gpufleet_demo_dep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: gpufleet-demo-dep\nVersion: 1.0\n",
-             "gpufleet_demo_dep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+             "gpufleet_demo_dep-1.0.dist-info/METADATA":
+                 b"Metadata-Version: 2.1\nName: gpufleet-demo-dep\nVersion: 1.0\n",
+             "gpufleet_demo_dep-1.0.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
+                     f"{len(d)}\n"
                      for n, d in files.items()) + "gpufleet_demo_dep-1.0.dist-info/RECORD,,\n"
     files["gpufleet_demo_dep-1.0.dist-info/RECORD"] = record.encode()
     path = directory / "gpufleet_demo_dep-1.0-py3-none-any.whl"
@@ -183,7 +188,7 @@ def test_nodes_sharing_one_home_install_at_once(farm, tmp_path):
     assert art_a.digest != art_b.digest
     opts = farm.options(command_timeout=180, forks=4)
     for rnd, art in enumerate([art_a, art_a, art_b]):
-        r = run_fleet(inv.select("all"), lambda t: push(t, art), opts)
+        r = run_fleet(inv.select("all"), lambda t, art=art: push(t, art), opts)
         assert {n: r[n].state for n in names} == {n: HostState.OK for n in names}, [r[n].message for n in names]
         assert all(r[n].value.torch_ok for n in names)
         assert [r[n].value.probe["torch"] for n in names] == [r[names[0]].value.probe["torch"]] * 4
@@ -203,7 +208,8 @@ def test_nodes_sharing_one_home_install_at_once(farm, tmp_path):
         out = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sys, verify; print(sys.prefix); "
                               "print(verify.__file__); print(open(verify.__file__).read().splitlines()[-1])"],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
-        site = subprocess.run([f"{directory}/venv/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        site = subprocess.run([f"{directory}/venv/bin/python", "-c",
+                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, timeout=60, env=env).stdout.strip()
         assert out.stdout.splitlines() == [f"{directory}/venv", f"{site}/verify/__init__.py",
                                            f"# build {'b' if rnd == 2 else 'a'}"], out.stderr

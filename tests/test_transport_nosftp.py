@@ -72,7 +72,8 @@ def test_missing_remote_file_is_file_not_found(transport, farm, tmp_path):
     assert e.value.filename == str(farm.root / "nosftp" / "no-such-report.json")
     assert not (tmp_path / "r.json").exists()
     (tmp_path / "f").write_bytes(b"x")
-    with pytest.raises(OSError, match=r"^upload to .*/no-such-dir/f failed: .*(Directory nonexistent|No such file or directory)$"):
+    with pytest.raises(OSError, match=r"^upload to .*/no-such-dir/f failed: "
+                                      r".*(Directory nonexistent|No such file or directory)$"):
         transport.put(tmp_path / "f", str(farm.root / "nosftp" / "no-such-dir" / "f"))
 
 
