@@ -1,4 +1,4 @@
-"""The fleet verdict: data in, verdict out (fleet/verdict.py, fleet/summary_render.py)."""
+"""The fleet verdict: data in, verdict out (fleet/runs/verdict.py, fleet/runs/render.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 - :mod:`fleet.audit.analysis`      :func:`analyse`: framed output -> facts -> checks -> :class:`HostAudit`
 - :mod:`fleet.audit.checks`        pure checks (``CHECK_NAMES``), against :mod:`fleet.audit.expectations`
 
-Running the script on hosts is :mod:`fleet.audit_run`'s job.
+Running the script on hosts is :mod:`fleet.audit.run`'s job.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Render a ``gpufleet.summary/1`` document: the terminal table and summary.md.
 
 Both take only the summary dict (so ``invoke report RUN_DIR`` can re-render
-from ``summary.json`` or from a fresh :func:`fleet.verdict.summarize`).
+from ``summary.json`` or from a fresh :func:`fleet.runs.verdict.judge`).
 """
 
 from __future__ import annotations
