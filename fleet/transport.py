@@ -135,21 +135,14 @@ def _with_become(command: str, stdin: str | None, sudo: bool, password: str | No
     return line, (password + "\n") if password else None
 
 
-def _exec(transport: paramiko.Transport, command: str, stdin: str | None, timeout: float,
-          chunk: int = 65536) -> tuple[int | None, str, str]:
-    """Run one command on an open SSH transport.
+def _exec_bytes(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float,
+                chunk: int = 65536) -> tuple[int | None, bytes, bytes]:
+    """Run one command on an open SSH transport, stdin and output as bytes, exactly as sent and received.
 
     Returns ``(exit status, stdout, stderr)``; exit status ``None`` when ``timeout``
     passed first (the channel is closed, which ends the remote command's session),
     ``-1`` when the server closed the channel without an exit status.
     """
-    code, out, err = _exec_bytes(transport, command, stdin.encode() if stdin else None, timeout, chunk)
-    return code, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def _exec_bytes(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float,
-                chunk: int = 65536) -> tuple[int | None, bytes, bytes]:
-    """:func:`_exec` with stdin and output as bytes, exactly as sent and received."""
     if transport is None or not transport.is_active():
         raise EOFError("SSH transport is not active")
     deadline = time.monotonic() + timeout
@@ -299,15 +292,8 @@ class SshTransport:
         self.open()
         timeout = self.options.command_timeout if timeout is None else timeout
         command, stdin = _with_become(command, stdin, sudo and self.conn.user != "root", self.options.sudo_password)
-        try:
-            code, out, err = _exec(self.conn.client.get_transport(), command, stdin, timeout)
-        except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException, OSError) as e:
-            raise Unreachable(f"connection to {self._label()} lost: {e or type(e).__name__}") from None
-        if code is None:
-            raise TimedOut(f"command did not finish within {timeout:g}s")
-        if code == -1:
-            raise Unreachable(f"connection to {self._label()} lost while the command ran")
-        return CommandResult(command, code, out, err)
+        code, out, err = self._exec_bytes(command, stdin.encode() if stdin else None, "command", timeout)
+        return CommandResult(command, code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def _sftp_available(self) -> bool:
         """Open the connection's SFTP session once; False when the server has no ``sftp`` subsystem.
@@ -330,23 +316,27 @@ class SshTransport:
             self._sftp_absent = True
             return False
 
-    def _exec_bytes(self, command: str, stdin: bytes | None, what: str) -> tuple[int, bytes, bytes]:
-        timeout = self.options.command_timeout
+    def _exec_bytes(self, command: str, stdin: bytes | None, what: str,
+                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``command`` (the ``what``: command, upload, download): a lost connection is
+        :class:`Unreachable`, one past ``timeout`` :class:`TimedOut` (its channel is closed)."""
+        timeout = self.options.command_timeout if timeout is None else timeout
         try:
             code, out, err = _exec_bytes(self.conn.client.get_transport(), command, stdin, timeout)
         except (socket.timeout, TimeoutError, EOFError, paramiko.SSHException, OSError) as e:
-            raise Unreachable(f"{what} {self._label()} failed: {e or type(e).__name__}") from None
+            raise Unreachable(f"connection to {self._label()} lost during the {what}: "
+                              f"{e or type(e).__name__}") from None
         if code is None:
-            raise TimedOut(f"{what} {self._label()} did not finish within {timeout:g}s")
+            raise TimedOut(f"{what} did not finish within {timeout:g}s")
         if code == -1:
-            raise Unreachable(f"connection to {self._label()} lost during the {what.split()[0]}")
+            raise Unreachable(f"connection to {self._label()} lost during the {what}")
         return code, out, err
 
     def put(self, local: str | os.PathLike, remote: str) -> None:
         self.open()
         if not self._sftp_available():
             data = Path(local).read_bytes()
-            code, _, err = self._exec_bytes(piped_put_command(remote, len(data)), data, "upload to")
+            code, _, err = self._exec_bytes(piped_put_command(remote, len(data)), data, "upload")
             if code == _SHORT_WRITE:
                 raise Unreachable(f"upload to {self._label()}:{remote} was cut short")
             if code != 0:
@@ -360,7 +350,7 @@ class SshTransport:
     def get(self, remote: str, local: str | os.PathLike) -> None:
         self.open()
         if not self._sftp_available():
-            code, out, err = self._exec_bytes(piped_get_command(remote), None, "download from")
+            code, out, err = self._exec_bytes(piped_get_command(remote), None, "download")
             if code == _NO_SUCH_FILE:
                 raise FileNotFoundError(errno.ENOENT, "No such file", remote)
             if code == _NOT_READABLE:

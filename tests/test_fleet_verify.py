@@ -197,3 +197,25 @@ def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
     assert summary["hosts"][member]["status"] == "pass" and summary["hosts"][member]["state"] == "ok"
     assert all(h["state"] == "ok" for h in summary["hosts"].values())
     assert summary["exit_code"] == 0
+
+
+def test_four_hosts_sharing_one_empty_home_all_pass_run_after_run(farm, tmp_path):
+    """One NFS home seen by every node: installs race into one directory, and each host's report is its own."""
+    shared = tmp_path / "nfs-home" / "gpufleet"
+    names = [f"nfs-{i}" for i in range(4)]
+    for name in names:
+        farm.add_host(name, fixture=None, gpus=0, extra_vars={"ansible_python_interpreter": sys.executable,
+                                                               "gpufleet_remote_dir": str(shared)})
+    inv = parse_inventory(farm.inventory(names), "nfs.yaml")
+    settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
+    for round_ in range(3):
+        run_dir, summary = verify_fleet(inv.select("all"), VerifySettings(**{**settings.__dict__, "run_id": ""}),
+                                        farm.options(command_timeout=240, forks=4),
+                                        out_base=str(tmp_path / f"round{round_}"), progress=False)
+        assert {n: (h["state"], h["status"]) for n, h in summary["hosts"].items()} == \
+            {n: ("ok", "pass") for n in names}, (round_, summary["hosts"])
+        (install,) = [p for p in shared.iterdir() if p.name.startswith("verify-") and ".tmp." not in p.name]
+        for n in names:  # what each host's verdict was made from is that host's own report
+            assert (run_dir / "hosts" / f"{n}.json").read_bytes() == \
+                (install / "runs" / run_dir.name / n / "report.json").read_bytes()
+        assert len({(run_dir / "hosts" / f"{n}.json").read_bytes() for n in names}) == 4
