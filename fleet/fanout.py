@@ -6,10 +6,10 @@ aborts the others or loses their results.
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -66,6 +66,7 @@ class _Live:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.transports: dict[str, Transport] = {}
+        self.begun: set[str] = set()  # hosts whose work has started (a result will come, or the grace ends)
         self.interrupted = threading.Event()
 
     def add(self, t: Transport) -> None:
@@ -154,34 +155,53 @@ def run_fleet(
     if not isinstance(progress, Progress):
         progress = Progress.auto(desc, [h.name for h in hosts], progress)
     live = _Live()
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    for h in hosts:
+        todo.put(h)
+
+    def worker() -> None:
+        while not live.interrupted.is_set():
+            try:
+                host = todo.get_nowait()
+            except queue.Empty:
+                return
+            with live.lock:
+                if live.interrupted.is_set():
+                    return
+                live.begun.add(host.name)
+            results.put(_run_one(host, task, options, live, progress))
+
+    # Daemon threads, at most ``forks``: after Ctrl-C a host stuck past the grace period is abandoned
+    # (recorded ``interrupted``) and can never hold the process open.
+    for _ in range(max(1, min(options.forks, len(hosts)))):
+        threading.Thread(target=worker, name=f"gpufleet-{desc}", daemon=True).start()
     done: dict[str, HostResult] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, min(options.forks, len(hosts) or 1)))
-    futures = {pool.submit(_run_one, h, task, options, live, progress): h for h in hosts}
-    pending = set(futures)
     try:
-        while pending:
-            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                r = fut.result()
+        while len(done) < len(hosts):
+            try:
+                r = results.get(timeout=1.0)
                 done[r.host.name] = r
+            except queue.Empty:
+                pass
             progress.tick()
     except KeyboardInterrupt:
-        live.interrupted.set()
+        with live.lock:
+            live.interrupted.set()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
-            for fut in pending:
-                fut.cancel()
             _stop_all(live, stop)
-            finished, pending = wait(pending, timeout=STOP_GRACE_S)
-            for fut in finished:
-                if not fut.cancelled():
-                    r = fut.result()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline and live.begun - set(done):
+                try:
+                    r = results.get(timeout=0.2)
                     done[r.host.name] = r
+                except queue.Empty:
+                    pass
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
         progress.close()
     for h in hosts:
         if h.name not in done:

@@ -146,3 +146,43 @@ def test_a_host_that_cannot_even_be_set_up_is_an_error_and_the_others_are_kept(f
     r = run_command(inv.select("all"), "echo fine", farm.options(ssh_config=str(tmp_path / "missing-ssh-config")))
     assert r["ok1"].state is HostState.ERROR and "missing-ssh-config" in r["ok1"].message
     assert r["me"].state is HostState.OK and r["me"].value.stdout == "fine\n"
+
+
+def test_ctrl_c_stops_live_hosts_abandons_a_stuck_one_and_starts_no_new_one(monkeypatch):
+    """SIGINT into run_fleet: stop() reaches every host at work, the finished keep their result, a host that
+    ignores its stop is abandoned after the grace period, hosts not yet started are never started."""
+    import os
+    import signal
+
+    import fleet.fanout as fanout
+    from fleet.transport import SshOptions
+
+    monkeypatch.setattr(fanout, "STOP_GRACE_S", 1.0)
+    inv = parse_inventory("all:\n  hosts:\n" + "".join(f"    h{i}: {{ansible_connection: local}}\n" for i in range(5)),
+                          "local.yaml")
+    released = {f"h{i}": threading.Event() for i in range(5)}
+    started, stopped = [], []
+
+    def task(t):
+        started.append(t.host.name)
+        if t.host.name == "h0":
+            return "quick"
+        if t.host.name == "h1":
+            threading.Event().wait(30)  # ignores its stop
+        released[t.host.name].wait(30)
+        return "stopped work"
+
+    def stop(t):
+        stopped.append(t.host.name)
+        released[t.host.name].set()
+
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    begin = time.monotonic()
+    r = run_fleet(inv.select("all"), task, SshOptions(forks=3), progress=False, stop=stop)
+    assert time.monotonic() - begin < 5
+    assert r.interrupted is True
+    assert r["h0"].state is HostState.OK and r["h0"].value == "quick"
+    assert sorted(stopped) == ["h1", "h2", "h3"]   # the three at work when Ctrl-C came (forks=3, h0 done)
+    assert r["h2"].state is HostState.INTERRUPTED and r["h2"].value == "stopped work"  # its partial result kept
+    assert r["h1"].state is HostState.INTERRUPTED and r["h1"].message == "interrupted (Ctrl-C) before it finished"
+    assert r["h4"].state is HostState.INTERRUPTED and "h4" not in started
