@@ -117,6 +117,13 @@ class Interrupted(HostError):
     state = HostState.INTERRUPTED
 
 
+class Unusable(HostError):
+    """An inventory entry gpufleet cannot honour (an ssh option it cannot reproduce, a connection
+    type it does not speak...): the host is never contacted, and the message says why."""
+
+    state = HostState.ERROR
+
+
 @dataclass
 class Recap:
     """The run's stats: how many hosts ended in each status, and what that means for the exit code.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,8 +27,9 @@ from typing import Protocol
 import paramiko
 from fabric import Config, Connection
 
+from fleet import sshargs
 from fleet.inventory import Host
-from fleet.outcome import AuthFailed, HostKeyRejected, TimedOut, Unreachable
+from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
 from fleet.shell import become as become_command, quote
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -77,6 +79,81 @@ class Transport(Protocol):
     def get(self, remote: str, local: str | os.PathLike) -> None: ...
 
     def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- the host's connection variables
+# Read through the Host's own properties where the inventory model has them (ansible_ssh_host,
+# ansible_ssh_user... aliases, ssh_args, password, problem), else straight from its variables.
+
+
+def _new_model(host: Host) -> bool:
+    return hasattr(type(host), "ssh_args")
+
+
+def _var(host: Host, *keys: str):
+    for k in keys:
+        v = host.vars.get(k)
+        if v is not None:
+            return v
+    return None
+
+
+def host_address(host: Host) -> str:
+    return str(host.address) if _new_model(host) else str(_var(host, "ansible_host", "ansible_ssh_host") or host.name)
+
+
+def host_port(host: Host) -> int | None:
+    if _new_model(host):
+        return host.port
+    p = _var(host, "ansible_port", "ansible_ssh_port")
+    return None if p is None else int(p)
+
+
+def host_user(host: Host) -> str | None:
+    if _new_model(host):
+        return host.user
+    u = _var(host, "ansible_user", "ansible_ssh_user")
+    return None if u is None else str(u)
+
+
+def host_key_file(host: Host) -> str | None:
+    if _new_model(host):
+        return host.key_file
+    k = _var(host, "ansible_ssh_private_key_file", "ansible_private_key_file")
+    return None if k is None else os.path.expanduser(str(k))
+
+
+def host_password(host: Host) -> str | None:
+    """The SSH password (ansible_password / ansible_ssh_pass): never logged, never reported."""
+    p = host.password if _new_model(host) else _var(host, "ansible_password", "ansible_ssh_pass")
+    return None if p in (None, "") else str(p)
+
+
+def host_become_password(host: Host) -> str | None:
+    """This host's own sudo password (ansible_become_password / ansible_become_pass / ansible_sudo_pass)."""
+    if _new_model(host):
+        p = host.become_password
+    else:
+        p = _var(host, "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass")
+    return None if p in (None, "") else str(p)
+
+
+def host_ssh_args(host: Host) -> str:
+    """ansible_ssh_common_args + ansible_ssh_extra_args."""
+    if _new_model(host):
+        return host.ssh_args or ""
+    parts = [_var(host, "ansible_ssh_common_args"), _var(host, "ansible_ssh_extra_args")]
+    return " ".join(str(p) for p in parts if p not in (None, ""))
+
+
+def host_problem(host: Host) -> str | None:
+    """Why the inventory entry cannot be honoured, or None."""
+    return getattr(host, "problem", None)
+
+
+def host_secrets(host: Host) -> list[str]:
+    """The host's passwords, for scrubbing."""
+    return [p for p in (host_password(host), host_become_password(host)) if p]
 
 
 # --------------------------------------------------------------------------- host keys
@@ -222,76 +299,206 @@ def piped_get_command(remote: str) -> str:
 # --------------------------------------------------------------------------- SSH
 
 
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand, whose close may run twice (ours, and the transport thread's) and reaps the process."""
+
+    def close(self) -> None:
+        try:
+            os.kill(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 class SshTransport:
+    """One host over SSH, with its inventory's connection variables and ssh arguments (see :mod:`fleet.sshargs`):
+    jump hosts as Fabric gateways (each hop's host key verified like the target's), a ProxyCommand as a
+    :class:`paramiko.ProxyCommand`, password authentication.  An entry that cannot be honoured is
+    :class:`Unusable` here, before anything is contacted.  No message carries the host's passwords."""
+
     def __init__(self, host: Host, options: SshOptions):
         self.host = host
         self.options = options
         self._sftp_absent = False  # the server has no sftp subsystem: files go over exec channels
+        self._secrets = host_secrets(host)
+        self._become_password = host_become_password(host) or options.sudo_password
+        try:
+            self.args = sshargs.parse(host_ssh_args(host))
+        except sshargs.SshArgsError as e:
+            raise Unusable(self._scrub(f"ansible_ssh_common_args / ansible_ssh_extra_args: {e}")) from None
+        port, user = host_port(host), host_user(host)
+        for what, mine, theirs in (("port", port, self.args.port), ("user", user, self.args.user)):
+            if mine is not None and theirs is not None and mine != theirs:
+                raise Unusable(f"the inventory's {what} ({mine}) and the ssh arguments' ({theirs}) differ: keep one")
+        port = port if port is not None else self.args.port
+        user = user if user is not None else self.args.user
+        self.connect_timeout = self.args.connect_timeout or options.connect_timeout
+        self.known_hosts = list(self.args.known_hosts_files) or [options.known_hosts]
         cfg = Config(runtime_ssh_path=options.ssh_config) if options.ssh_config else Config()
-        cfg.timeouts.connect = int(max(1, options.connect_timeout))
-        ct = options.connect_timeout
-        connect_kwargs = {"banner_timeout": ct, "auth_timeout": ct, "channel_timeout": ct}
-        if host.key_file:
-            connect_kwargs["key_filename"] = [host.key_file]
-        self.conn = Connection(host.address, user=host.user, port=host.port, config=cfg, connect_kwargs=connect_kwargs)
-        client = self.conn.client
-        system = os.path.expanduser(options.system_known_hosts)
+        cfg.timeouts.connect = int(max(1, self.connect_timeout))
+        self._cfg = cfg
+        connect_kwargs = self._timeouts()
+        keys = [os.path.expanduser(k) for k in self.args.identity_files]
+        key_file = host_key_file(host)
+        if key_file:
+            keys.append(key_file)
+        if keys:
+            connect_kwargs["key_filename"] = keys
+        if self.args.identities_only:
+            connect_kwargs.update(allow_agent=False, look_for_keys=False)
+        if self.args.compression:
+            connect_kwargs["compress"] = True
+        password = host_password(host)
+        if password:
+            connect_kwargs["password"] = password
+        # jump hosts: jumps[0] is reached directly (or as its own ssh config says), each next one through it
+        self.hops: list[Connection] = []
+        for jump in self.args.jumps:
+            hop = Connection(jump.host, user=jump.user, port=jump.port, config=cfg,
+                             connect_kwargs=self._timeouts(), gateway=self.hops[-1] if self.hops else None)
+            self._setup_client(hop.client)
+            self.hops.append(hop)
+        if self.hops:
+            gateway = self.hops[-1]
+        elif self.args.proxy_command or self.args.no_proxy:
+            gateway = False  # ours, not ~/.ssh/config's
+        else:
+            gateway = None  # ~/.ssh/config decides (ProxyJump / ProxyCommand there are Fabric's)
+        self.conn = Connection(host_address(host), user=user, port=port, config=cfg, connect_kwargs=connect_kwargs,
+                               gateway=gateway, forward_agent=self.args.forward_agent)
+        self._setup_client(self.conn.client)
+        self._proxy: _ProxyCommand | None = None
+
+    def _timeouts(self) -> dict:
+        ct = self.connect_timeout
+        return {"banner_timeout": ct, "auth_timeout": ct, "channel_timeout": ct}
+
+    def _setup_client(self, client: paramiko.SSHClient) -> None:
+        """Host keys: the system's and the user's known_hosts; unknown keys refused (or recorded, when asked)."""
+        system = os.path.expanduser(self.options.system_known_hosts)
         if os.path.exists(system):
             client.load_system_host_keys(system)
-        user = os.path.expanduser(options.known_hosts)
-        if os.path.exists(user):
-            client.load_host_keys(user)
-        if options.accept_new_host_keys:
-            client.set_missing_host_key_policy(_TrustOnFirstUse(user, options.known_hosts_lock))
+        for path in self.known_hosts:
+            user = os.path.expanduser(path)
+            if os.path.exists(user):
+                client.load_host_keys(user)
+        if self.options.accept_new_host_keys:
+            client.set_missing_host_key_policy(
+                _TrustOnFirstUse(os.path.expanduser(self.known_hosts[0]), self.options.known_hosts_lock))
         else:
             client.set_missing_host_key_policy(_RejectUnknown())
 
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if len(secret) >= 3:
+                text = text.replace(secret, "********")
+        return text
+
+    @staticmethod
+    def _conn_label(conn: Connection) -> str:
+        port = conn.port
+        return f"{conn.user}@{conn.host}" + ("" if port == 22 else f":{port}")
+
     def _label(self) -> str:
-        port = self.conn.port
-        return f"{self.conn.user}@{self.conn.host}" + ("" if port == 22 else f":{port}")
+        return self._conn_label(self.conn)
 
     def open(self) -> None:
         if self.conn.is_connected:
             return
-        ct = self.options.connect_timeout
-        name = known_hosts_name(self.conn.host, self.conn.port)
         try:
-            self.conn.open()
+            for i, hop in enumerate(self.hops):
+                self._open_one(hop, f"jump host {self._conn_label(hop)}: " if i == 0 else
+                               f"jump host {self._conn_label(hop)} (via {self._conn_label(self.hops[i - 1])}): ")
+            if self.args.proxy_command:
+                self._proxy = self._start_proxy()
+                self.conn.connect_kwargs["sock"] = self._proxy
+            self._open_one(self.conn, "")
+        except HostError as e:
+            self.close()
+            raise type(e)(self._scrub(str(e)), e.partial) from None
+        finally:
+            self.conn.connect_kwargs.pop("sock", None)
+        if self.args.server_alive_interval:
+            for c in (*self.hops, self.conn):
+                c.transport.set_keepalive(self.args.server_alive_interval)
+
+    def _start_proxy(self) -> _ProxyCommand:
+        """The ProxyCommand, tokens expanded, run as OpenSSH runs it: ``exec`` by /bin/sh."""
+        command = sshargs.proxy_command(self.args.proxy_command, self.conn.host, self.conn.port, self.conn.user,
+                                        host_address(self.host))
+        try:
+            return _ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + command]))
+        except OSError as e:
+            raise Unreachable(f"cannot start the ProxyCommand for {self._label()}: {e.strerror or e}") from None
+
+    def _proxy_said(self) -> str:
+        """The ProxyCommand's last words on stderr, once it has exited."""
+        proc = getattr(self._proxy, "process", None)
+        if proc is None:
+            return ""
+        try:
+            proc.wait(timeout=2)
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        except (subprocess.TimeoutExpired, OSError, ValueError):
+            return ""
+        lines = err.splitlines()[-3:]
+        return f" (ProxyCommand exited {proc.returncode}" + (f": {' | '.join(lines)})" if lines else ")")
+
+    def _open_one(self, conn: Connection, via: str) -> None:
+        """Open ``conn`` (the target, or a jump host named in ``via``), each failure mapped to its host state."""
+        ct = self.connect_timeout
+        label = self._conn_label(conn)
+        name = known_hosts_name(conn.host, conn.port)
+        proxied = conn is self.conn and self._proxy is not None
+        try:
+            conn.open()
         except _UnknownKey:
             raise HostKeyRejected(
-                f"unknown host key for {name}: verify its fingerprint, then add it with "
-                f"`ssh-keyscan -p {self.conn.port} {quote(self.conn.host)} >> ~/.ssh/known_hosts` "
+                f"{via}unknown host key for {name}: verify its fingerprint, then add it with "
+                f"`ssh-keyscan -p {conn.port} {quote(conn.host)} >> ~/.ssh/known_hosts` "
                 f"or re-run with --accept-new-host-keys to trust it on first use"
             ) from None
         except paramiko.BadHostKeyException as e:
             raise HostKeyRejected(
-                f"HOST KEY CHANGED for {name}: got {_fingerprint(e.key)}, known_hosts has "
+                f"{via}HOST KEY CHANGED for {name}: got {_fingerprint(e.key)}, known_hosts has "
                 f"{_fingerprint(e.expected_key)}. This may be an attack or a reinstalled host; "
                 f"if expected, remove the old key with `ssh-keygen -R {quote(name)}`"
             ) from None
         except paramiko.AuthenticationException as e:
-            raise AuthFailed(f"authentication failed for {self._label()}: {e}") from None
+            raise AuthFailed(f"{via}authentication failed for {label}: {e}") from None
         except (socket.timeout, TimeoutError):
-            raise Unreachable(f"connection to {self._label()} timed out after {ct:g}s") from None
+            raise Unreachable(f"{via}connection to {label} timed out after {ct:g}s") from None
+        except paramiko.ChannelException as e:  # the jump host could not open the way on
+            raise Unreachable(f"jump host {self._conn_label(self.hops[-1]) if self.hops else '?'} could not "
+                              f"connect to {conn.host}:{conn.port}: {e.text or e}") from None
         except paramiko.SSHException as e:
-            t = self.conn.client.get_transport()
+            t = conn.client.get_transport()
             inner = getattr(t, "saved_exception", None) or e
             msg = str(inner)
-            if "banner" in msg.lower() or msg == "No existing session":
-                msg = f"no SSH handshake from {self._label()} within {ct:g}s (port open, sshd not answering)"
+            if str(e) == "No authentication methods available":
+                raise AuthFailed(f"{via}authentication failed for {label}: no key, agent or password to offer "
+                                 f"(ansible_ssh_private_key_file, ansible_password, or ~/.ssh/config)") from None
+            if proxied:
+                msg = f"{via}SSH handshake with {label} through the ProxyCommand failed: {msg}{self._proxy_said()}"
+            elif "banner" in msg.lower() or msg == "No existing session":
+                msg = f"{via}no SSH handshake from {label} within {ct:g}s (port open, sshd not answering)"
             else:
-                msg = f"SSH handshake with {self._label()} failed: {msg}"
+                msg = f"{via}SSH handshake with {label} failed: {msg}"
             raise Unreachable(msg) from None
         except (socket.gaierror, OSError) as e:
-            raise Unreachable(f"cannot connect to {self._label()}: {e.strerror or e}") from None
+            raise Unreachable(f"{via}cannot connect to {label}: {e.strerror or e}") from None
         except EOFError:
-            raise Unreachable(f"{self._label()} closed the connection during the handshake") from None
+            said = self._proxy_said() if proxied else ""
+            raise Unreachable(f"{via}{label} closed the connection during the handshake{said}") from None
 
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
             sudo: bool = False) -> CommandResult:
         self.open()
         timeout = self.options.command_timeout if timeout is None else timeout
-        command, stdin = _with_become(command, stdin, sudo and self.conn.user != "root", self.options.sudo_password)
+        command, stdin = _with_become(command, stdin, sudo and self.conn.user != "root", self._become_password)
         code, out, err = self._exec_bytes(command, stdin.encode() if stdin else None, "command", timeout)
         return CommandResult(command, code, out.decode(errors="replace"), err.decode(errors="replace"))
 
@@ -366,6 +573,14 @@ class SshTransport:
 
     def close(self) -> None:
         self.conn.close()
+        for hop in reversed(self.hops):
+            hop.close()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            try:
+                proxy.close()
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------- local
@@ -381,7 +596,8 @@ class LocalTransport:
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
             sudo: bool = False) -> CommandResult:
         timeout = self.options.command_timeout if timeout is None else timeout
-        command, stdin = _with_become(command, stdin, sudo and os.geteuid() != 0, self.options.sudo_password)
+        password = host_become_password(self.host) or self.options.sudo_password
+        command, stdin = _with_become(command, stdin, sudo and os.geteuid() != 0, password)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -418,4 +634,8 @@ def _home_relative(path: str) -> Path:
 
 
 def connect(host: Host, options: SshOptions) -> Transport:
+    """The host's transport; an inventory entry that cannot be honoured is :class:`Unusable`."""
+    problem = host_problem(host)
+    if problem:
+        raise Unusable(problem)
     return LocalTransport(host, options) if host.is_local else SshTransport(host, options)

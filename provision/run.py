@@ -18,7 +18,7 @@ from fleet.outcome import PASS, PASSING, HostState, Recap, TaskFailed, status_fo
 from fleet.progress import Progress
 from fleet.transport import SshOptions, Transport
 from provision.apply import CHANGED, FAILED, OK, SKIPPED, provision_host
-from provision.secrets import Scrubber
+from provision.secrets import Scrubber, secrets_of
 from provision.settings import Overrides, SettingsError, resolve
 
 SCHEMA = "gpufleet.provision/2"
@@ -88,8 +88,12 @@ def host_entry(r, audit: dict | None) -> dict:
 
 
 def build_report(result: FleetResult, inventory_path: str, pattern: str, check: bool,
-                 audit: dict[str, dict] | None = None, password: str | None = None) -> dict:
+                 audit: dict[str, dict] | None = None, password: str | Iterable[str | None] | None = None) -> dict:
+    """The report, every secret masked: ``password`` (the sudo password, or a list of secrets) and every
+    host's own SSH and become passwords from the inventory."""
     audit = audit or {}
+    secrets = [password] if isinstance(password, str) or password is None else list(password)
+    secrets += secrets_of(r.host for r in result)
     hosts = {name: host_entry(r, audit.get(name)) for name, r in result.results.items()}
     recap = _recap(hosts)
     report = {
@@ -103,7 +107,7 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str, check: 
         "exit_code": int(recap.exit_code),
         "hosts": hosts,
     }
-    return Scrubber(password)(report)
+    return Scrubber(secrets)(report)
 
 
 def _recap(hosts: dict) -> Recap:

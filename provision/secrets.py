@@ -1,9 +1,12 @@
 """The sudo (become) password: read once, never echoed, never logged, never written anywhere.
 
 It travels only in ``SshOptions.sudo_password`` (``repr=False``), and the transport
-feeds it to ``sudo -S`` on stdin, never on a command line.  As a last line of
-defence, :class:`Scrubber` replaces it in every string of a report before the
-report is printed or written.
+feeds it to ``sudo -S`` on stdin, never on a command line.  A host with a become
+password of its own in the inventory (``ansible_become_password`` /
+``ansible_become_pass`` / ``ansible_sudo_pass``) uses that one instead, and is never
+the reason for a prompt.  As a last line of defence, :class:`Scrubber` replaces
+every secret (the sudo password, the hosts' SSH and become passwords) in every
+string of a report before the report is printed or written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from typing import Any, Callable, Iterable, Mapping
 
 from fleet.inventory import Host
+from fleet.transport import host_become_password, host_secrets
 from provision.settings import mask_credentials
 
 ENV = "GPUFLEET_BECOME_PASSWORD"
@@ -21,7 +25,9 @@ PROMPT = "BECOME (sudo) password, Enter if none is needed: "
 
 
 def needs_become(hosts: Iterable[Host]) -> bool:
-    """Some host will run commands through sudo (ansible_become and not connecting as root)."""
+    """Some host will run commands through sudo (ansible_become and not connecting as root)
+    without a become password of its own in the inventory."""
+    hosts = [h for h in hosts if not host_become_password(h)]
     return any(h.become and h.user != "root" for h in hosts if not h.is_local) or \
         any(h.become for h in hosts if h.is_local and os.geteuid() != 0)
 
@@ -45,17 +51,34 @@ def become_password(hosts: Iterable[Host], environ: Mapping[str, str] | None = N
     return prompt(PROMPT) or None
 
 
+def secrets_of(hosts: Iterable[Host]) -> list[str]:
+    """Every password the inventory gives these hosts (SSH and become), for :class:`Scrubber`."""
+    return [s for h in hosts for s in host_secrets(h)]
+
+
 class Scrubber:
-    """Replaces the secret, and any password in a URL, in every string of a nested structure."""
+    """Replaces the secrets, and any password in a URL, in every string of a nested structure.
+
+    ``secret``: one secret, or several (None entries are skipped); secrets shorter than 3
+    characters are not masked (they would mangle every word that contains them)."""
 
     MASK = "********"
 
-    def __init__(self, secret: str | None):
-        self.secret = secret if secret and len(secret) >= 3 else None
+    def __init__(self, secret: str | Iterable[str | None] | None):
+        secrets = [secret] if isinstance(secret, str) or secret is None else list(secret)
+        # longest first: a secret containing another is masked whole
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+
+    @property
+    def secret(self) -> str | None:
+        """The first (longest) secret; kept for callers of the one-secret form."""
+        return self.secrets[0] if self.secrets else None
 
     def text(self, value: str) -> str:
         value = mask_credentials(value)
-        return value.replace(self.secret, self.MASK) if self.secret else value
+        for secret in self.secrets:
+            value = value.replace(secret, self.MASK)
+        return value
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -12,6 +12,22 @@ machine, see :func:`leaking_sbin_tools`.)
 Only the GPU is emulated; SSH, the shell and the files are real.
 Hosts that are down, hang in the handshake, present an unknown key or refuse
 our user key are built here too.
+
+Two more kinds, for the connection options of an inventory (they need root):
+
+* **Behind a bastion** (``add_bastion``, then ``add_host(..., behind=bastion)``): the
+  bastion's sshd and the hosts behind it run in a private network namespace of their
+  own (``unshare --net``, loopback only): nothing on this machine's network reaches
+  them.  The bastion alone is published: a relay process binds its address and port
+  in this machine's namespace, then enters the private one (``setns``) and forwards
+  each connection to the bastion's sshd there.  A host behind it is reachable only
+  through the bastion's sshd (``direct-tcpip``: ProxyJump, ``ssh -W``); a direct
+  connection to its address is refused, since nothing listens there outside.
+* **Password authentication** (``add_host(..., password=...)``): sshd without PAM
+  checks ``/etc/shadow``.  The host's sshd runs in a mount namespace of its own
+  (``unshare --mount``, private propagation) where a shadow file of the test's own,
+  holding only that password's hash for the login user, is bind-mounted over
+  ``/etc/shadow``; this machine's own ``/etc/shadow`` is never touched.
 """
 
 from __future__ import annotations
@@ -166,6 +182,8 @@ class TestHost:
     root: Path
     vars: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    network: "PrivateNetwork | None" = None  # the private network its sshd runs in (behind a bastion)
+    helpers: list = field(default_factory=list)  # processes stopped with it (a bastion's relay and network)
 
     @property
     def bin(self) -> Path:
@@ -178,6 +196,8 @@ class TestHost:
 
     def stop(self) -> None:
         stop_process(self.proc)
+        for helper in self.helpers:
+            helper.stop()
 
 
 class _Hang(threading.Thread):
@@ -206,6 +226,112 @@ class _Hang(threading.Thread):
         for c in self.conns:
             c.close()
         self.sock.close()
+
+
+# --------------------------------------------------------------------------- private networks (bastions)
+
+IP = shutil.which("ip", path=SYSTEM_PATH)
+
+_RELAY = r"""
+import ctypes, os, socket, sys, threading
+la, lp, ns, ta, tp = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind((la, lp))  # in this machine's network namespace...
+listener.listen(64)
+fd = os.open(ns, os.O_RDONLY)
+if hasattr(os, "setns"):
+    os.setns(fd, 0x40000000)
+elif ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
+    raise OSError(ctypes.get_errno(), "setns")
+# ...and from here on, every socket this process opens is in the private one
+print("ready", flush=True)
+
+def pump(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+def serve(c):
+    try:
+        t = socket.create_connection((ta, tp), timeout=10)
+        t.settimeout(None)
+    except OSError:
+        c.close()
+        return
+    other = threading.Thread(target=pump, args=(c, t), daemon=True)
+    other.start()
+    pump(t, c)
+    other.join()
+    c.close()
+    t.close()
+
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+class _Proc:
+    """A helper process stopped with its host."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class PrivateNetwork(_Proc):
+    """A network namespace with only a loopback interface, held open by a sleeping process."""
+
+    def __init__(self, work: Path):
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter") or not IP:
+            raise RuntimeError("private test networks need root, unshare, nsenter and ip")
+        ready = work / "netns.ready"
+        super().__init__(subprocess.Popen(["unshare", "--net", "sh", "-c",
+                                           f'{IP} link set lo up && touch "$0" && exec sleep 100000', str(ready)]))
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("could not create a private network namespace (unshare --net)")
+            time.sleep(0.02)
+        self.ns = f"/proc/{self.proc.pid}/ns/net"
+
+    def enter(self, argv: list[str]) -> list[str]:
+        return ["nsenter", f"--net={self.ns}", *argv]
+
+    def wait_listening(self, address: str, port: int, timeout: float = 10.0) -> None:
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.sshd import wait_listening; "
+                f"wait_listening({address!r}, {port}, {timeout})")
+        subprocess.run(self.enter([sys.executable, "-c", code]), check=True, capture_output=True,
+                       timeout=timeout + 10)
+
+
+def start_relay(address: str, port: int, network: PrivateNetwork, log: Path) -> _Proc:
+    """Publish ``address:port`` of ``network`` at the same ``address:port`` on this machine's network."""
+    proc = subprocess.Popen([sys.executable, "-c", _RELAY, address, str(port), network.ns, address, str(port)],
+                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    if proc.stdout.readline().strip() != "ready":
+        stop_process(proc)
+        raise RuntimeError(f"the relay for {address}:{port} did not start: {log.read_text()}")
+    return _Proc(proc)
+
+
+def shadow_line(user: str, password: str) -> str:
+    """A /etc/shadow line for ``user`` with ``password`` (SHA-512 crypt, made by openssl; the password on stdin)."""
+    r = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True,
+                       check=True)
+    return f"{user}:{r.stdout.strip()}:19000:0:99999:7:::\n"
 
 
 class SshdFarm:
@@ -243,13 +369,20 @@ class SshdFarm:
         extra_vars: dict | None = None,
         sftp: bool = True,
         stubs: dict[str, str] | None = None,
+        behind: TestHost | None = None,
+        password: str | None = None,
+        network: PrivateNetwork | None = None,
     ) -> TestHost:
         """A test host.
 
         ``stubs``: extra commands on its PATH, name -> script (``fake_dmesg()``, ``fake_nvidia_ctk()``...);
         without them the host has no ``dmesg``, ``journalctl``, ``nvidia-ctk`` or ``docker``.
         ``sftp=False``: an sshd without the ``sftp`` subsystem (hardened configurations).
+        ``behind=bastion`` (from :meth:`add_bastion`): in the bastion's private network, reachable only
+        through it.  ``password``: the login user's password, and sshd accepts password authentication
+        (with ``authorized=False``, only the password logs in).  ``network``: used by :meth:`add_bastion`.
         """
+        network = network or (behind.network if behind is not None else None)
         if sftp and SFTP_SERVER is None:
             raise RuntimeError("no sftp-server program found (openssh-sftp-server): test hosts need one")
         address = self._address()
@@ -285,8 +418,9 @@ class SshdFarm:
             f"HostKey {hostkey}\n"
             f"AuthorizedKeysFile {auth}\n"
             f"PidFile {hroot / 'sshd.pid'}\n"
-            "PermitRootLogin prohibit-password\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            + ("PermitRootLogin yes\nPasswordAuthentication yes\n" if password else
+               "PermitRootLogin prohibit-password\nPasswordAuthentication no\n")
+            + "KbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\n"
             + (f"Subsystem sftp {SFTP_SERVER}\n" if sftp else "")
             + f"ForceCommand {session}\n"
@@ -295,8 +429,22 @@ class SshdFarm:
         )
         Path("/run/sshd").mkdir(exist_ok=True)
         log = open(hroot / "sshd.log", "w")
-        host.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        wait_listening(address, port)
+        user = os.environ.get("USER") or "root"
+        argv = [SSHD, "-D", "-e", "-f", str(config)]
+        if password:
+            shadow = hroot / "shadow"
+            shadow.write_text(shadow_line(user, password))
+            shadow.chmod(0o600)
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount --bind "$0" /etc/shadow && exec "$@"', str(shadow), *argv]
+        if network is not None:
+            argv = network.enter(argv)
+            host.network = network
+        host.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        if network is not None:
+            network.wait_listening(address, port)
+        else:
+            wait_listening(address, port)
         if known:
             pub = Path(f"{hostkey}.pub").read_text().split()
             with open(self.known_hosts, "a") as f:
@@ -304,11 +452,27 @@ class SshdFarm:
         host.vars = {
             "ansible_host": address,
             "ansible_port": port,
-            "ansible_user": os.environ.get("USER") or "root",
+            "ansible_user": user,
             "ansible_ssh_private_key_file": str(self.client_key),
             **(extra_vars or {}),
         }
         self.hosts[name] = host
+        return host
+
+    def add_bastion(self, name: str, **kw) -> TestHost:
+        """A bastion: a test host in a private network of its own (see the module's docstring), published on
+        this machine's network; hosts added with ``behind=`` it are reachable only through it."""
+        work = self.root / f"{name}-network"
+        work.mkdir(parents=True)
+        network = PrivateNetwork(work)
+        try:
+            host = self.add_host(name, network=network, **kw)
+        except BaseException:
+            network.stop()
+            raise
+        host.helpers.append(network)
+        host.helpers.insert(0, start_relay(host.address, host.port, network, work / "relay.log"))
+        wait_listening(host.address, host.port)
         return host
 
     def add_down_host(self, name: str) -> TestHost:
