@@ -118,6 +118,29 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
         raise cli.Exit(code=summary["exit_code"])
 
 
+@task(
+    name="hosts",
+    auto_shortflags=False,
+    help={
+        "hosts": cli.HELP_COMMON["hosts"],
+        "inventory": cli.HELP_COMMON["inventory"],
+        "json": "also write the selection (schema gpufleet.hosts/1, secrets masked) to this path",
+    },
+)
+def hosts_(c, hosts="all", inventory=None, json=None):
+    """List the hosts a pattern selects, without connecting anywhere: address, port, user and groups.
+
+    Hosts gpufleet cannot use as the inventory describes them (a Jinja template in a connection
+    variable, a connection plugin other than ssh/local) are listed with the reason.  Exit 0, or 2
+    for an inventory or pattern error.
+    """
+    from fleet.inventory.listing import hosts_document, render_hosts
+
+    path, selected = cli.select(c, hosts, inventory)
+    document = hosts_document(path.split(","), hosts, selected)
+    cli.finish(render_hosts(selected), document, json, 0)
+
+
 @task(auto_shortflags=False, help={"run_dir": "a run directory written by `invoke verify`",
                                    "json": "also write the verdict (gpufleet.summary/1) to this path"})
 def report(c, run_dir, json=None):

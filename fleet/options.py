@@ -22,7 +22,7 @@ from typing import Optional
 
 from invoke.exceptions import Exit
 
-from fleet.inventory import INVENTORY_ENV, Host, InventoryError, PatternError, load_inventory
+from fleet.inventory import INVENTORY_ENV, Host, InventoryError, PatternError, load_inventory, split_sources
 from fleet.outcome import ExitCode
 from fleet.transport import SshOptions
 
@@ -39,10 +39,11 @@ DEFAULTS = {
 }
 
 HELP_COMMON = {
-    "hosts": "host pattern: group or host names, globs, comma-separated, '!name' excludes, '&group' "
-             "intersects (default: all)",
-    "inventory": "inventory file (default: $GPUFLEET_INVENTORY, gpufleet.inventory in invoke.yaml, "
-                 "else the project's inventory/hosts.yaml)",
+    "hosts": "Ansible host pattern: group or host names, globs, ~regex, group[0:2], comma-separated, '!name' "
+             "excludes, '&group' intersects (default: all)",
+    "inventory": "inventory: YAML, INI or JSON file, directory, or executable script; several separated by commas "
+                 "(default: $GPUFLEET_INVENTORY, gpufleet.inventory in invoke.yaml, else the project's "
+                 "inventory/hosts.yaml)",
     "forks": "how many hosts to work on at once (default 32)",
     "timeout": "seconds a host's work may run before it is cut off (audit 120, push 600, verify 1800, provision 900)",
     "connect_timeout": "seconds to wait for a host's TCP connect, SSH banner and authentication (default 10)",
@@ -70,17 +71,26 @@ def project_path(value: str) -> Path:
     return path if path.is_absolute() else PROJECT / path
 
 
-def inventory_path(c, explicit: Optional[str]) -> tuple[Path, str]:
-    """``(path, where it came from)``: ``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats
-    ``gpufleet.inventory`` in invoke.yaml beats the project's default."""
+def inventory_sources(c, explicit: Optional[str]) -> tuple[list[Path], str]:
+    """``(sources, where they came from)``: ``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats
+    ``gpufleet.inventory`` in invoke.yaml beats the project's default.  Each may be several sources separated by
+    commas (layered in order, as several ``ansible -i``); each path is taken as :func:`inventory_path` says."""
     if explicit:
-        return Path(os.path.expanduser(explicit)).absolute(), "--inventory"
+        return [Path(os.path.expanduser(p)).absolute() for p in split_sources(explicit)], "--inventory"
     if os.environ.get(INVENTORY_ENV):
-        return Path(os.path.expanduser(os.environ[INVENTORY_ENV])).absolute(), f"${INVENTORY_ENV}"
+        return ([Path(os.path.expanduser(p)).absolute() for p in split_sources(os.environ[INVENTORY_ENV])],
+                f"${INVENTORY_ENV}")
     configured = _configured(c, "inventory")
     if configured:
-        return project_path(configured), "gpufleet.inventory in invoke.yaml"
-    return PROJECT / DEFAULT_INVENTORY, "the default"
+        return [project_path(p) for p in split_sources(configured)], "gpufleet.inventory in invoke.yaml"
+    return [PROJECT / DEFAULT_INVENTORY], "the default"
+
+
+def inventory_path(c, explicit: Optional[str]) -> tuple[Path | str, str]:
+    """``(path, where it came from)`` as :func:`inventory_sources` finds it: the Path of the one source, or the
+    absolute sources joined with commas when there are several."""
+    paths, origin = inventory_sources(c, explicit)
+    return (paths[0] if len(paths) == 1 else ",".join(str(p) for p in paths)), origin
 
 
 def reports_dir(c, explicit: Optional[str]) -> Path:
@@ -98,11 +108,13 @@ def reports_dir(c, explicit: Optional[str]) -> Path:
 
 
 def select(c, hosts: Optional[str], inventory: Optional[str]) -> tuple[str, list[Host]]:
-    """``(inventory path, selected hosts)``; a usage error names the file and where its path came from."""
-    path, origin = inventory_path(c, inventory)
+    """``(inventory sources joined with commas, selected hosts)``; a usage error names the file and where its
+    path came from.  Hosts gpufleet cannot honour (:attr:`Host.problem`) are selected: each task reports them."""
+    paths, origin = inventory_sources(c, inventory)
+    path = ",".join(str(p) for p in paths)
     try:
-        inv = load_inventory(path)
-        return str(path), inv.select(hosts or "all")
+        inv = load_inventory(paths)
+        return path, inv.select(hosts or "all")
     except InventoryError as e:
         raise usage_error(f"inventory error: {e} (inventory from {origin})") from None
     except PatternError as e:

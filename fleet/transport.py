@@ -82,80 +82,6 @@ class Transport(Protocol):
 
 
 # --------------------------------------------------------------------------- the host's connection variables
-# Read through the Host's own properties where the inventory model has them (ansible_ssh_host,
-# ansible_ssh_user... aliases, ssh_args, password, problem), else straight from its variables.
-
-
-def _new_model(host: Host) -> bool:
-    return hasattr(type(host), "ssh_args")
-
-
-def _var(host: Host, *keys: str):
-    for k in keys:
-        v = host.vars.get(k)
-        if v is not None:
-            return v
-    return None
-
-
-def host_address(host: Host) -> str:
-    return str(host.address) if _new_model(host) else str(_var(host, "ansible_host", "ansible_ssh_host") or host.name)
-
-
-def host_port(host: Host) -> int | None:
-    if _new_model(host):
-        return host.port
-    p = _var(host, "ansible_port", "ansible_ssh_port")
-    return None if p is None else int(p)
-
-
-def host_user(host: Host) -> str | None:
-    if _new_model(host):
-        return host.user
-    u = _var(host, "ansible_user", "ansible_ssh_user")
-    return None if u is None else str(u)
-
-
-def host_key_file(host: Host) -> str | None:
-    if _new_model(host):
-        return host.key_file
-    k = _var(host, "ansible_ssh_private_key_file", "ansible_private_key_file")
-    return None if k is None else os.path.expanduser(str(k))
-
-
-def host_password(host: Host) -> str | None:
-    """The SSH password (ansible_password / ansible_ssh_pass): never logged, never reported."""
-    p = host.password if _new_model(host) else _var(host, "ansible_password", "ansible_ssh_pass")
-    return None if p in (None, "") else str(p)
-
-
-def host_become_password(host: Host) -> str | None:
-    """This host's own sudo password (ansible_become_password / ansible_become_pass / ansible_sudo_pass)."""
-    if _new_model(host):
-        p = host.become_password
-    else:
-        p = _var(host, "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass")
-    return None if p in (None, "") else str(p)
-
-
-def host_ssh_args(host: Host) -> str:
-    """ansible_ssh_common_args + ansible_ssh_extra_args."""
-    if _new_model(host):
-        return host.ssh_args or ""
-    parts = [_var(host, "ansible_ssh_common_args"), _var(host, "ansible_ssh_extra_args")]
-    return " ".join(str(p) for p in parts if p not in (None, ""))
-
-
-def host_problem(host: Host) -> str | None:
-    """Why the inventory entry cannot be honoured, or None."""
-    return getattr(host, "problem", None)
-
-
-def host_secrets(host: Host) -> list[str]:
-    """The host's passwords, for scrubbing."""
-    return [p for p in (host_password(host), host_become_password(host)) if p]
-
-
 # --------------------------------------------------------------------------- host keys
 
 
@@ -323,13 +249,13 @@ class SshTransport:
         self.host = host
         self.options = options
         self._sftp_absent = False  # the server has no sftp subsystem: files go over exec channels
-        self._secrets = host_secrets(host)
-        self._become_password = host_become_password(host) or options.sudo_password
+        self._secrets = host.secrets
+        self._become_password = host.become_password or options.sudo_password
         try:
-            self.args = sshargs.parse(host_ssh_args(host))
+            self.args = sshargs.parse(host.ssh_args)
         except sshargs.SshArgsError as e:
             raise Unusable(self._scrub(f"ansible_ssh_common_args / ansible_ssh_extra_args: {e}")) from None
-        port, user = host_port(host), host_user(host)
+        port, user = host.port, host.user
         for what, mine, theirs in (("port", port, self.args.port), ("user", user, self.args.user)):
             if mine is not None and theirs is not None and mine != theirs:
                 raise Unusable(f"the inventory's {what} ({mine}) and the ssh arguments' ({theirs}) differ: keep one")
@@ -342,7 +268,7 @@ class SshTransport:
         self._cfg = cfg
         connect_kwargs = self._timeouts()
         keys = [os.path.expanduser(k) for k in self.args.identity_files]
-        key_file = host_key_file(host)
+        key_file = host.key_file
         if key_file:
             keys.append(key_file)
         if keys:
@@ -351,7 +277,7 @@ class SshTransport:
             connect_kwargs.update(allow_agent=False, look_for_keys=False)
         if self.args.compression:
             connect_kwargs["compress"] = True
-        password = host_password(host)
+        password = host.password
         if password:
             connect_kwargs["password"] = password
         # jump hosts: jumps[0] is reached directly (or as its own ssh config says), each next one through it
@@ -367,7 +293,7 @@ class SshTransport:
             gateway = False  # ours, not ~/.ssh/config's
         else:
             gateway = None  # ~/.ssh/config decides (ProxyJump / ProxyCommand there are Fabric's)
-        self.conn = Connection(host_address(host), user=user, port=port, config=cfg, connect_kwargs=connect_kwargs,
+        self.conn = Connection(host.address, user=user, port=port, config=cfg, connect_kwargs=connect_kwargs,
                                gateway=gateway, forward_agent=self.args.forward_agent)
         self._setup_client(self.conn.client)
         self._proxy: _ProxyCommand | None = None
@@ -428,7 +354,7 @@ class SshTransport:
     def _start_proxy(self) -> _ProxyCommand:
         """The ProxyCommand, tokens expanded, run as OpenSSH runs it: ``exec`` by /bin/sh."""
         command = sshargs.proxy_command(self.args.proxy_command, self.conn.host, self.conn.port, self.conn.user,
-                                        host_address(self.host))
+                                        self.host.address)
         try:
             return _ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + command]))
         except OSError as e:
@@ -596,7 +522,7 @@ class LocalTransport:
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
             sudo: bool = False) -> CommandResult:
         timeout = self.options.command_timeout if timeout is None else timeout
-        password = host_become_password(self.host) or self.options.sudo_password
+        password = self.host.become_password or self.options.sudo_password
         command, stdin = _with_become(command, stdin, sudo and os.geteuid() != 0, password)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
@@ -635,7 +561,7 @@ def _home_relative(path: str) -> Path:
 
 def connect(host: Host, options: SshOptions) -> Transport:
     """The host's transport; an inventory entry that cannot be honoured is :class:`Unusable`."""
-    problem = host_problem(host)
+    problem = host.problem
     if problem:
         raise Unusable(problem)
     return LocalTransport(host, options) if host.is_local else SshTransport(host, options)

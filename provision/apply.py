@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from fleet.outcome import HostError, TaskFailed
 from fleet.shell import quote
 from fleet.status import Status
-from fleet.transport import CommandResult, Transport, host_become_password
+from fleet.transport import CommandResult, Transport
 from provision import validate
 from provision.facts import FactsParseError, ProvisionFacts, fact_script, parse_facts
 from provision.settings import Settings
@@ -121,7 +121,7 @@ class Provisioner:
         if not self.sudo:
             return None
         options = getattr(self.t, "options", None)
-        given = host_become_password(self.t.host) or getattr(options, "sudo_password", None)
+        given = self.t.host.become_password or getattr(options, "sudo_password", None)
         return sudo_trouble(r, password_given=bool(given))
 
     def _fail(self, message: str) -> TaskFailed:

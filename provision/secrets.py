@@ -17,7 +17,6 @@ import sys
 from typing import Any, Callable, Iterable, Mapping
 
 from fleet.inventory import Host
-from fleet.transport import host_become_password, host_secrets
 from provision.settings import mask_credentials
 
 ENV = "GPUFLEET_BECOME_PASSWORD"
@@ -27,7 +26,7 @@ PROMPT = "BECOME (sudo) password, Enter if none is needed: "
 def needs_become(hosts: Iterable[Host]) -> bool:
     """Some host will run commands through sudo (ansible_become and not connecting as root)
     without a become password of its own in the inventory."""
-    hosts = [h for h in hosts if not host_become_password(h)]
+    hosts = [h for h in hosts if not h.become_password]
     return any(h.become and h.user != "root" for h in hosts if not h.is_local) or \
         any(h.become for h in hosts if h.is_local and os.geteuid() != 0)
 
@@ -53,7 +52,7 @@ def become_password(hosts: Iterable[Host], environ: Mapping[str, str] | None = N
 
 def secrets_of(hosts: Iterable[Host]) -> list[str]:
     """Every password the inventory gives these hosts (SSH and become), for :class:`Scrubber`."""
-    return [s for h in hosts for s in host_secrets(h)]
+    return [s for h in hosts for s in h.secrets]
 
 
 class Scrubber:

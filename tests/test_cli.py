@@ -172,3 +172,23 @@ def test_unknown_host_key_shows_the_whole_remedy_and_says_what_it_is(farm, tmp_p
     assert (f"  newcomer: host_key_rejected: unknown host key for [{host.address}]:{host.port}: verify its "
             f"fingerprint, then add it with `ssh-keyscan -p {host.port} {host.address} >> ~/.ssh/known_hosts` or "
             f"re-run with --accept-new-host-keys to trust it on first use") in r.stdout.splitlines()
+
+
+def test_a_host_the_inventory_describes_beyond_gpufleet_is_that_hosts_error_only(farm, tmp_path):
+    farm.add_host("plain", fixture="rtx-3090-v12.xml")
+    inv = tmp_path / "hosts.ini"
+    h = farm.hosts["plain"]
+    plain = " ".join(f"{k}={v}" for k, v in h.vars.items())
+    inv.write_text(f"[gpu]\nplain {plain}\n"
+                   "in-a-container ansible_connection=docker\ntemplated ansible_host='{{ lookup(\"env\", \"X\") }}'\n")
+    env = invoke_env(farm, tmp_path / "home")
+    r = gpufleet(["audit", "--inventory", str(inv), "--json", str(tmp_path / "a.json")], env=env, cwd=tmp_path,
+                 timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert {n: (e["state"], e["status"]) for n, e in report["hosts"].items()} == {
+        "plain": ("ok", "warn"), "in-a-container": ("error", "error"), "templated": ("error", "error")}
+    assert report["hosts"]["in-a-container"]["message"] == \
+        "ansible_connection 'docker' is not supported (gpufleet connects over ssh, or local)"
+    assert report["hosts"]["templated"]["message"].startswith("ansible_host is a Jinja template")
+    assert "  in-a-container: error: ansible_connection 'docker' is not supported" in r.stdout

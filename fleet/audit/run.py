@@ -73,7 +73,7 @@ def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict
 
 def status_label(h: dict) -> str:
     """The STATUS column: the verdict, or for a host whose work did not end ``ok``, what happened to it."""
-    return h["status"] if h["state"] == "ok" else f"{h['status']} ({h['state']})"
+    return h["status"] if h["state"] in ("ok", h["status"]) else f"{h['status']} ({h['state']})"
 
 
 def render_table(report: dict) -> str:

@@ -58,7 +58,7 @@ def short_model(model: Optional[str], width: int = 18) -> str:
 
 def status_label(entry: Mapping) -> str:
     """``pass``, ``pass/slow`` (a straggler), or for a host whose run did not end ``ok``: ``error (timed_out)``."""
-    if entry["state"] != "ok":
+    if entry["state"] not in ("ok", entry["status"]):
         return f"{entry['status']} ({entry['state']})"
     return entry["status"] + ("/slow" if entry.get("straggler") else "")
 

@@ -1,0 +1,21 @@
+"""Ansible-compatible inventories: load every source Ansible reads, the same way, and select hosts by pattern.
+
+Modules:
+
+* :mod:`.model` -- :class:`Host` (merged variables, connection settings, :attr:`Host.problem`),
+  :class:`Inventory`, :class:`InventoryError`, :class:`PatternError`;
+* :mod:`.ranges` -- host ranges (``node[01:50:2]``) and ``host:port``;
+* :mod:`.ini`, :mod:`.yaml_source`, :mod:`.json_source` -- pure parsers (text in, :class:`~.build.Source` out);
+* :mod:`.vars_dirs` -- ``group_vars/`` and ``host_vars/`` files;
+* :mod:`.build` -- membership (``all``, ``ungrouped``, children) and variable precedence;
+* :mod:`.patterns` -- Ansible host patterns;
+* :mod:`.listing` -- the ``gpufleet hosts`` table and ``gpufleet.hosts/1`` document;
+* :mod:`.loader` -- sources (file, directory, script, comma list) and format detection.
+"""
+
+from fleet.inventory.loader import load_inventory, parse_inventory, split_sources
+from fleet.inventory.model import INVENTORY_ENV, Host, Inventory, InventoryError, PatternError
+from fleet.inventory.patterns import select_names
+
+__all__ = ["INVENTORY_ENV", "Host", "Inventory", "InventoryError", "PatternError", "load_inventory",
+           "parse_inventory", "select_names", "split_sources"]
