@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fleet.audit.analysis import ANALYSIS_CHECK_NAMES
 from fleet.audit.checks import CHECK_NAMES
+from fleet.audit.consistency import CHECK_NAMES as FLEET_CHECK_NAMES
 from fleet.audit.facts.kernel import CRITICAL_XIDS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,7 +29,7 @@ def table_rows() -> dict[str, list[str]]:
 
 
 def test_readme_table_lists_every_check_name():
-    assert set(table_rows()) == set(CHECK_NAMES) | set(ANALYSIS_CHECK_NAMES)
+    assert set(table_rows()) == set(CHECK_NAMES) | set(ANALYSIS_CHECK_NAMES) | set(FLEET_CHECK_NAMES)
 
 
 def test_readme_lists_the_critical_xids():

@@ -11,11 +11,13 @@ from typing import Iterable
 
 from fleet import shell, table
 from fleet.audit import AUDIT_SCRIPT, analyse
+from fleet.audit.consistency import fleet_checks
 from fleet.audit.expectations import Expectations
 from fleet.fanout import FleetResult, run_fleet
 from fleet.inventory import Host
 from fleet.outcome import HostState, Recap, TaskFailed, status_for
 from fleet.progress import Progress
+from fleet.status import Status, worst
 from fleet.transport import SshOptions, Transport
 
 SCHEMA = "gpufleet.audit/1"
@@ -53,11 +55,21 @@ def host_entry(state: HostState, value: dict | None, message: str) -> dict:
     }
 
 
+def add_fleet_checks(hosts: dict, host_vars: dict) -> None:
+    """Add the fleet-consistency checks (versions against the fleet's majority per GPU model) to each
+    audited host, and let them weigh in its status."""
+    for name, extra in fleet_checks(hosts, host_vars).items():
+        h = hosts[name]
+        h["checks"] = list(h.get("checks", [])) + [c.to_dict() for c in extra]
+        h["status"] = worst([Status(h["status"])] + [c.status for c in extra]).value
+
+
 def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
     hosts = {name: host_entry(r.state, r.value, r.message) for name, r in result.results.items()}
     for name, r in result.results.items():
         hosts[name]["address"] = r.host.address
         hosts[name]["duration_s"] = round(r.duration_s, 3)
+    add_fleet_checks(hosts, {name: r.host.vars for name, r in result.results.items()})
     recap = Recap({name: h["status"] for name, h in hosts.items()})
     return {
         "schema": SCHEMA,
