@@ -3,11 +3,13 @@
 ``invoke TASK`` works too, but Invoke's parser exits 1 on a mistyped option,
 task or missing argument, the code gpufleet keeps for "a host failed".  Here
 every usage error exits :attr:`fleet.outcome.ExitCode.USAGE` (2) with one
-line, and a Ctrl-C that reaches the top exits 130.
+line, a Ctrl-C that reaches the top exits 130, and SIGTERM stops a run the way
+Ctrl-C does.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Optional
 
@@ -68,7 +70,13 @@ def program() -> GpufleetProgram:
                            version=__version__)
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (a service manager, a scheduler, ``kill``) stops a run as Ctrl-C does: nothing left behind."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[list] = None) -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     program().run(argv if argv is not None else sys.argv)
 
 

@@ -106,15 +106,23 @@ def hanging_hosts(farm):
     return names
 
 
+def _signals_at_default() -> None:
+    """In the child: SIGINT as a terminal delivers it, even when this suite runs with SIGINT ignored
+    (a background job of a non-interactive shell inherits SIG_IGN, and Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_every_rank_on_every_host_and_keeps_the_run(farm, hanging_hosts, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_every_rank_on_every_host_and_keeps_the_run(farm, hanging_hosts, tmp_path, sig):
     inv = farm.write_inventory(tmp_path / "hosts.yaml", names=list(hanging_hosts))
     env = invoke_env(farm, tmp_path / "home")
     env["PYTHONPATH"] = str(REPO)
     out = tmp_path / "reports"
     proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "verify", "--hosts", "all", "--inventory", str(inv),
                              "--out", str(out), "--nproc", "2", "--checks", "collectives", "--timeout", "240"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_at_default)
     caches = {n: farm.root / n / "cache" for n in hanging_hosts}
     start = time.monotonic()
     # 8 s in, and not before torchrun runs on both hosts (each host's run records its pid when it starts)
@@ -123,7 +131,7 @@ def test_ctrl_c_stops_every_rank_on_every_host_and_keeps_the_run(farm, hanging_h
     assert all(any(c.glob("verify-*/runs/*/*/pid")) for c in caches.values()), "verify never started"
     time.sleep(max(0.0, 8 - (time.monotonic() - start)) + 2)
     assert all(_processes_under(c) for c in caches.values())  # ranks are running (and hanging) on both
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     sent = time.monotonic()
     stdout, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 10, "the command took too long to stop"

@@ -158,6 +158,8 @@ def test_ctrl_c_stops_live_hosts_abandons_a_stuck_one_and_starts_no_new_one(monk
     from fleet.transport import SshOptions
 
     monkeypatch.setattr(fanout, "STOP_GRACE_S", 1.0)
+    # as at a terminal, even when this suite runs with SIGINT ignored (a background job of a non-interactive shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     inv = parse_inventory("all:\n  hosts:\n" + "".join(f"    h{i}: {{ansible_connection: local}}\n" for i in range(5)),
                           "local.yaml")
     released = {f"h{i}": threading.Event() for i in range(5)}
@@ -178,7 +180,10 @@ def test_ctrl_c_stops_live_hosts_abandons_a_stuck_one_and_starts_no_new_one(monk
 
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
     begin = time.monotonic()
-    r = run_fleet(inv.select("all"), task, SshOptions(forks=3), progress=False, stop=stop)
+    try:
+        r = run_fleet(inv.select("all"), task, SshOptions(forks=3), progress=False, stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - begin < 5
     assert r.interrupted is True
     assert r["h0"].state is HostState.OK and r["h0"].value == "quick"
