@@ -27,7 +27,7 @@ from fleet.framing import Section
 ROOT = Path(__file__).resolve().parents[1]
 CASES = Path(__file__).resolve().parent / "golden" / "audit"
 _SUFFIXES = (".out", ".src", ".err", ".rc")
-_OTHER_FILES = {"output.txt", "vars.yaml", "facts.json", "checks.json"}
+_OTHER_FILES = {"output.txt", "vars.yaml", "facts.json", "checks.json", "expected.md"}
 
 
 def case_dirs() -> list[Path]:

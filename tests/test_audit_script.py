@@ -265,3 +265,22 @@ def test_garbled_framing(host, mutate, match):
 def test_login_noise_before_header_ignored(host):
     out = _sample_output(host)
     assert split_sections("Welcome to node7\nlast login: ...\n" + out) == split_sections(out)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_kernel_lines_kept_on_the_node(host, shell):
+    """Every NVIDIA line the checks read leaves the node (fallen off the bus without an Xid, probe failure,
+    SXid, RmInitAdapter), and nothing else does."""
+    pub = DATA / "kernel" / "published"
+    log = host.root / "kernel.log"
+    log.write_text("".join((pub / n).read_text() for n in (
+        "nvsentinel-155-fallen-off-bus-no-xid.txt", "nvtrust-124-sxid-nonfatal.txt", "ogkm-789-rminitadapter.txt",
+        "chia-gigahorse-74-xid109.txt")))
+    host.replay("dmesg", log)
+    out = host.run(shell).stdout
+    kept = split_sections(out)["dmesg"].stdout.splitlines()
+    assert len(kept) == 3 + 8 + 1 + 3
+    assert not any("loading NVIDIA" in line or "r8169" in line or "(PCI ID:" in line for line in kept)
+    statuses = {c.name: c.status for c in analyse(out, Expectations()).checks}
+    assert (statuses["xid"], statuses["sxid"], statuses["kernel:fallen-off-bus"], statuses["kernel:probe-failed"],
+            statuses["kernel:rm-init-failed"]) == (Status.FAIL, Status.WARN, Status.FAIL, Status.FAIL, Status.FAIL)

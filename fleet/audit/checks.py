@@ -13,9 +13,9 @@ Thresholds:
 
 from __future__ import annotations
 
+from fleet.audit.checks_kernel import KERNEL_CHECK_NAMES, kernel_checks
 from fleet.audit.expectations import Expectations, version_at_least, version_matches_pin
 from fleet.audit.facts.host import HostFacts
-from fleet.audit.facts.kernel import APPLICATION_XIDS, CRITICAL_XIDS
 from fleet.audit.facts.nvidia_smi import GpuFacts
 from fleet.status import Check, Status
 
@@ -31,7 +31,7 @@ WARN_CLOCK_REASONS = {
 # Per-GPU checks, one each per GPU nvidia-smi reports, named "<check>:gpu<N>".
 GPU_CHECKS = ("ecc", "pcie", "clocks", "persistence")
 CHECK_NAMES = ("nvidia-smi", "gpu-count:lspci", "gpu-count:expected", "gpu-model", "driver-version", "cuda-version",
-               *(f"{c}:gpuN" for c in GPU_CHECKS), "xid", "container-toolkit")
+               *(f"{c}:gpuN" for c in GPU_CHECKS), *KERNEL_CHECK_NAMES, "container-toolkit")
 _SMI_FAIL_KINDS = {"not-installed", "driver-library-mismatch", "driver-not-loaded", "no-devices", "timeout"}
 
 
@@ -40,7 +40,7 @@ def evaluate(facts: HostFacts, expect: Expectations) -> list[Check]:
               _model(facts, expect), _driver(facts, expect), _cuda(facts, expect)]
     for gpu in facts.gpus:
         checks += [_ecc(gpu), _pcie(gpu), _clocks(gpu), _persistence(gpu)]
-    checks += [_xid(facts), _toolkit(facts, expect)]
+    checks += [*kernel_checks(facts), _toolkit(facts, expect)]
     return checks
 
 
@@ -250,27 +250,6 @@ def _persistence(gpu: GpuFacts) -> Check:
     return Check(name, Status.WARN,
                  f"GPU {gpu.index} persistence mode is {mode}: enable nvidia-persistenced (or `nvidia-smi -pm 1`) "
                  f"so the driver stays initialised between jobs", observed=mode, expected="Enabled", details=details)
-
-
-def _xid(facts: HostFacts) -> Check:
-    if facts.xids is None:
-        return Check("xid", Status.SKIP,
-                     "XIDs unknown: the kernel log is not readable by this user (allow dmesg with "
-                     "sysctl kernel.dmesg_restrict=0, or add the user to the adm/systemd-journal group)",
-                     observed="unknown")
-    found = sorted({x["xid"] for x in facts.xids})
-    details = {"source": facts.xid_source, "lines": [x["line"] for x in facts.xids[-5:]]}
-    if not found:
-        return Check("xid", Status.PASS, f"no NVIDIA XID in the kernel log ({facts.xid_source})", observed=[],
-                     details=details)
-    critical = [x for x in found if x in CRITICAL_XIDS]
-    if critical:
-        what = ", ".join(f"{x} ({CRITICAL_XIDS[x]})" for x in critical)
-        return Check("xid", Status.FAIL, f"critical XID(s) {what}: drain the node, reset the GPU, RMA if it recurs",
-                     observed=found, expected="no critical XID", details=details)
-    what = ", ".join(f"{x} ({APPLICATION_XIDS.get(x, 'unclassified')})" for x in found)
-    return Check("xid", Status.WARN, f"XID(s) {what}: usually an application fault; check the jobs that ran",
-                 observed=found, expected="no critical XID", details=details)
 
 
 def _toolkit(facts: HostFacts, expect: Expectations) -> Check:

@@ -45,7 +45,8 @@ _gf_opt() {
     fi
 }
 
-# _gf_grep TEXT COMMAND...: the lines of COMMAND's output holding TEXT; COMMAND's own exit status.
+# _gf_grep TEXTS COMMAND...: the lines of COMMAND's output holding one of TEXTS (newline-separated fixed
+# strings, grep -F's pattern list); COMMAND's own exit status.
 _gf_grep() {
     _gf_pat=$1; shift
     if [ -z "$_gf_tmp" ]; then "$@" | grep -F -e "$_gf_pat"; return 0; fi
@@ -68,7 +69,8 @@ def _run_line(fact: Fact) -> tuple[str, str]:
     elif fact.timeout is not None:
         command = f"_gf_opt {fact.timeout} {command}"
     if fact.grep is not None:
-        command = f"_gf_grep {quote(fact.grep)} {command}"
+        patterns = (fact.grep,) if isinstance(fact.grep, str) else fact.grep
+        command = f"_gf_grep {quote(chr(10).join(patterns))} {command}"
     line = f"_gf_run {fact.name} {command}; _gf_rc_{fact.ident}=$_gf_rc"
     if fact.when:
         line = f"if {fact.when}; then {line}; fi"

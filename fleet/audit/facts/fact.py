@@ -36,8 +36,8 @@ class Fact:
     :func:`failed`, :func:`have`).  ``absent``: the section the parser is given when the output
     has none (the fact did not run); ``None``: the fact then contributes nothing.
 
-    ``grep``: a fixed string; only the output lines holding it leave the node (a kernel log is
-    large), while the exit status stays the command's own.
+    ``grep``: a fixed string, or a tuple of them; only the output lines holding one leave the node (a
+    kernel log is large), while the exit status stays the command's own.
     """
 
     name: str
@@ -46,13 +46,16 @@ class Fact:
     timeout: int | None = None
     when: str | None = None
     absent: Section | None = None
-    grep: str | None = None
+    grep: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", self.name):
             raise ValueError(f"fact name {self.name!r}: lowercase words joined by '-'")
         if self.timeout is not None and "\n" in self.command.strip():
             raise ValueError(f"fact {self.name}: a timeout needs a one-line command")
+        patterns = (self.grep,) if isinstance(self.grep, str) else self.grep or ()
+        if any(not p or "\n" in p for p in patterns):
+            raise ValueError(f"fact {self.name}: grep strings must be non-empty single lines")
 
     @property
     def ident(self) -> str:

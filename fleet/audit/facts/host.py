@@ -30,6 +30,10 @@ class HostFacts:
     docker_error: str | None = None
     xids: list | None = None  # None means "unknown": the kernel log could not be read
     xid_source: str | None = None  # "dmesg", "journalctl" or None
+    # Kernel log beyond XIDs (area: kernel/XID policy, fleet/audit/checks_kernel.py); same source as xids,
+    # None when the log could not be read.
+    sxids: list | None = None  # NVSwitch "SXid" lines
+    kernel_events: list | None = None  # fallen off the bus (with or without Xid 79), RmInitAdapter / probe failed
     compute_processes: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # discrepancies worth a human's eye (not checks)
 
@@ -41,7 +45,8 @@ class HostFacts:
         d = asdict(self)
         d["nvidia_smi_error"] = self.nvidia_smi_error.to_dict() if self.nvidia_smi_error else None
         d["nvidia_smi_gpu_count"] = self.nvidia_smi_gpu_count
-        d["xids"] = "unknown" if self.xids is None else d["xids"]
+        for key in ("xids", "sxids", "kernel_events"):
+            d[key] = "unknown" if getattr(self, key) is None else d[key]
         return d
 
 
