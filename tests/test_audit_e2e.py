@@ -41,7 +41,8 @@ def test_healthy_host_passes_with_facts(report):
     # hermetic test host: no nvidia-ctk (warns), no dmesg or journal (XIDs unknown), nothing else off
     assert h["status"] == "warn", h["checks"]
     assert {c["name"]: c["status"] for c in h["checks"] if c["status"] != "pass"} == {
-        "cuda-version": "skip", "ecc:gpu0": "skip", "xid": "skip", "container-toolkit": "warn"}
+        "cuda-version": "skip", "ecc:gpu0": "skip", "xid": "skip", "container-toolkit": "warn",
+        "nvlink": "skip", "infiniband": "skip", "fabric-manager": "skip"}  # a PCIe GPU: no fabric
     f = h["facts"]
     assert f["driver_version"] == "525.147.05" and f["cuda_version"] == "12.0"
     assert f["lspci_gpu_count"] == 1
