@@ -145,7 +145,7 @@ def check_nvlink(facts: HostFacts, expect: Expectations) -> Check:
             f"inventory") if extra else ""
     counts = sorted(set(observed.values()))
     return Check(name, Status.PASS,
-                 f"every GPU has its {_listing(counts)} NVLinks active (expected from {source})" + note
+                 f"every GPU has its expected active NVLinks ({_listing(counts)}; expected from {source})" + note
                  + _counter_note(counters), observed=observed, expected=want, details=details)
 
 
@@ -276,34 +276,40 @@ def check_fabric_manager(facts: HostFacts) -> Check:
     observed = {"fabric_states": {i: f"{f.get('state')}/{f.get('status')}" for i, f in fabric.items()},
                 "nvswitches": len(switches), "service": service.get("active_state") if unit_present else None}
     if not fabric and not switches:
-        if facts.nvidia_smi_error is not None and facts.nvswitches is None:
-            return Check(name, Status.SKIP, "fabric unknown: nvidia-smi gave no report and the PCI bus was unreadable",
-                         details=details)
+        bus = ("no NVSwitch is on the PCI bus" if facts.nvswitches is not None
+               else f"the PCI bus was not read ({facts.nvswitch_error or 'not run'})")
+        if facts.nvidia_smi_error is not None:
+            return Check(name, Status.SKIP, f"fabric unknown: nvidia-smi gave no report and {bus}",
+                         observed=observed, details=details)
         extra = ""
         if unit_present and service.get("active_state") == "active":
             extra = " (nvidia-fabricmanager is active anyway)"
-        return Check(name, Status.SKIP, "no NVSwitch fabric: no GPU reports a fabric state and no NVSwitch is on the "
-                                        "PCI bus" + extra, observed=observed, details=details)
+        return Check(name, Status.SKIP, f"no NVSwitch fabric: no GPU reports a fabric state and {bus}" + extra,
+                     observed=observed, details=details)
     fails, warns, notes = [], [], []
+    reasons: dict = {}  # reason -> GPU indexes, so eight GPUs in one state make one sentence
     for i, f in sorted(fabric.items()):
         state, status = f.get("state"), f.get("status")
         if fabric_ok(f):
             summary = f.get("health_summary")
             if summary and summary.lower() != "healthy":
-                warns.append(f"GPU {i} fabric health {summary}"
-                             + (f" (bandwidth {f['health_bandwidth']})" if f.get("health_bandwidth") else ""))
+                reasons.setdefault(("warn", f"fabric health {summary}" + (
+                    f" (bandwidth {f['health_bandwidth']})" if f.get("health_bandwidth") else "")), []).append(i)
             continue
         if (state or "").lower() == "in progress":
-            fails.append(f"GPU {i} fabric registration In Progress: the Fabric Manager has not configured the NVLink "
-                         f"fabric (not running, or its NVLink subnet manager missing on NVLink 5 systems); CUDA "
-                         f"cannot initialise (cudaErrorSystemNotReady)")
+            why = ("fabric registration In Progress: the Fabric Manager has not configured the NVLink fabric (not "
+                   "running, or its NVLink subnet manager missing on NVLink 5 systems); CUDA cannot initialise "
+                   "(cudaErrorSystemNotReady)")
         elif (state or "").lower() == "not started":
-            fails.append(f"GPU {i} fabric registration Not Started: the Fabric Manager is not running")
+            why = "fabric registration Not Started: the Fabric Manager is not running"
         elif (state or "").lower() == "completed":
-            fails.append(f"GPU {i} fabric registration Completed with status {status!r}: the GPU failed to register "
-                         f"and loses NVLink peer-to-peer; read the Fabric Manager log")
+            why = (f"fabric registration Completed with status {status!r}: the GPU failed to register and loses "
+                   f"NVLink peer-to-peer; read the Fabric Manager log")
         else:
-            fails.append(f"GPU {i} fabric state {state!r}, status {status!r}")
+            why = f"fabric state {state!r}, status {status!r}"
+        reasons.setdefault(("fail", why), []).append(i)
+    for (level, why), indexes in reasons.items():
+        (fails if level == "fail" else warns).append(f"GPU {_listing(indexes)} {why}")
     if unit_present and service.get("active_state") != "active":
         fails.append(f"nvidia-fabricmanager is {_service_text(service)}: start it (`systemctl start "
                      f"nvidia-fabricmanager`) and read its log (journalctl -u nvidia-fabricmanager); without it the "
