@@ -5,15 +5,18 @@ and the checks' rules, including the synthetic cases each test names as such."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from fleet.audit import AUDIT_SCRIPT, analyse
 from fleet.audit.checks_fabric import (check_fabric_manager, check_infiniband, check_nvlink, fleet_majority,
                                        observed_figures)
 from fleet.audit.expectations import Expectations
-from fleet.audit.facts.fabric import FABRIC_MANAGER, NVSWITCH, parse_fabric, parse_systemctl_show, raw_fabric
+from fleet.audit.facts.fabric import (FABRIC_MANAGER, NVSWITCH, _nvswitch, parse_fabric, parse_systemctl_show,
+                                      raw_fabric)
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.infiniband import INFINIBAND, parse_ports, parse_rate
 from fleet.audit.facts.nvidia_smi import parse_xml, safe_fromstring
@@ -168,7 +171,6 @@ def test_nvswitch_gather(tmp_path, shell):
     _pci(tmp_path, "0101:00:00.0", "0x15b3", "0x020700", "0x101c")  # a ConnectX-6 VF
     sections = run_facts([NVSWITCH], tmp_path, shell=shell)
     assert sections["nvswitch"].stdout == "0005:00:00.0 0x068000 0x1af1\n"
-    from fleet.audit.facts.fabric import _nvswitch
     assert _nvswitch(sections["nvswitch"]) == {"nvswitches": [{"slot": "0005:00:00.0", "class": "0x068000",
                                                                "device": "0x1af1"}]}
     missing = run_facts([NVSWITCH], tmp_path / "nothing")["nvswitch"]
@@ -339,3 +341,36 @@ def test_expectation_variables():
                 {"gpufleet_ib_rate": "fast"}, {"gpufleet_ib_link_layer": "omnipath"}, {"gpufleet_nvlink_count": True}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Expectations.from_vars(bad)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_whole_gather_script_in_one_round_trip(tmp_path, shell):
+    """AUDIT_SCRIPT itself (sh and dash): the real 8x H100 report, a fake nvidia-smi replaying the real A100 SXM4
+    `nvlink -s` and the H100 `nvlink -e` excerpt, the gpud InfiniBand tree as /sys, a stub systemctl."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cat", "sed", "grep", "mktemp", "rm", "timeout"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    scripts = {
+        "nvidia-smi": f"""case "$*" in
+  "nvlink -s") cat '{NVLINK / "a100-sxm4-80gb-8gpu-status.txt"}' ;;
+  "nvlink -e") cat '{NVLINK / "h100-errors-excerpt.txt"}' ;;
+  -q*) cat '{SMI / "qx-h100.xml"}' ;;
+  *) exit 2 ;;
+esac""",
+        "systemctl": "printf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nResult=success\\n'",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    proc = subprocess.run([shutil.which(shell), "-c", AUDIT_SCRIPT], capture_output=True, text=True, timeout=60,
+                          env={"PATH": str(bin_dir), "HOME": str(tmp_path), "GPUFLEET_SYSFS": str(SYSFS / "gpud-h100")})
+    assert proc.returncode == 0, proc.stderr
+    audit = analyse(proc.stdout, Expectations(nvlink_count=12, ib_ports=8, ib_rate=400))
+    by = {c.name: c for c in audit.checks}
+    assert (by["nvlink"].status, by["infiniband"].status, by["fabric-manager"].status) == (
+        Status.PASS, Status.PASS, Status.PASS), [by[n].message for n in ("nvlink", "infiniband", "fabric-manager")]
+    assert len(audit.facts.nvlink) == 8 and audit.facts.nvlink_counters[0]["totals"]["crc"] == 0
+    assert audit.facts.fabric_manager["active_state"] == "active"
+    assert audit.facts.nvswitch_error  # the recorded tree has no bus/pci: unknown, not a failure
