@@ -257,6 +257,10 @@ def test_infiniband_expectations_count_one_link_layer():
     roce = check_infiniband(facts, Expectations(ib_ports=1, ib_rate=200, ib_link_layer="Ethernet"))
     assert roce.status is Status.PASS
     assert observed_figures(facts)["ib_active_ports"] == {"InfiniBand": 8, "Ethernet": 1}
+    assert observed_figures(facts.to_dict()) == observed_figures(facts)  # the report's facts work too
+    figures = observed_figures(_nvlink_facts("a100-sxm4-80gb-8gpu-status-gpu5-two-down.derived.txt"))
+    assert figures["nvlink_active"] == {"NVIDIA A100-SXM4-80GB": [12, 12, 12, 12, 12, 10, 12, 12]}
+    assert fleet_majority(min(v) for v in ([12] * 8, [12, 10], [12] * 8)) == (12, 2)
 
 
 def test_infiniband_port_states():

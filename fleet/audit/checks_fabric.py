@@ -22,7 +22,7 @@ the host's GPUs of one model (NVLink) or ports of one adapter type and link laye
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from fleet.audit.expectations import Expectations
 from fleet.audit.facts.fabric import fabric_ok, in_fabric, parse_fabric
@@ -41,18 +41,22 @@ def fleet_majority(values: Iterable) -> tuple:
     return max(counts.items(), key=lambda kv: (kv[1], kv[0]))
 
 
-def observed_figures(facts: HostFacts) -> dict:
-    """A host's fabric figures, for comparisons across the fleet::
+def observed_figures(facts: HostFacts | Mapping) -> dict:
+    """A host's fabric figures, for comparisons across the fleet; ``facts``: HostFacts or its ``to_dict()``
+    (a host's ``"facts"`` in the audit report)::
 
         {"nvlink_active": {"<GPU model>": [active links per GPU]},
          "ib_active_ports": {"<link layer>": N}, "ib_rates_gbps": {"<link layer>": [rate per active port]}}
+
+    Across hosts: ``fleet_majority(min(h["nvlink_active"][model]) for h in hosts with that model)``, and so on.
     """
+    get = facts.get if isinstance(facts, Mapping) else (lambda key: getattr(facts, key))
     nvlink: dict = {}
-    for gpu in facts.nvlink or []:
+    for gpu in get("nvlink") or []:
         nvlink.setdefault(gpu.get("name") or "unknown", []).append(gpu["active"])
     ports: dict = {}
     rates: dict = {}
-    for port in facts.ib_ports or []:
+    for port in get("ib_ports") or []:
         if port["active"]:
             layer = port.get("link_layer") or "unknown"
             ports[layer] = ports.get(layer, 0) + 1
