@@ -20,7 +20,8 @@ from fleet.audit.facts.fabric import (FABRIC_MANAGER, NVSWITCH, _nvswitch, parse
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.infiniband import INFINIBAND, parse_ports, parse_rate
 from fleet.audit.facts.nvidia_smi import parse_xml, safe_fromstring
-from fleet.audit.facts.nvlink import parse_nvlink_errors, parse_nvlink_status
+from fleet.audit.facts.nvlink import _status, parse_nvlink_errors, parse_nvlink_status
+from fleet.framing import Section
 from fleet.status import Status
 from tests import golden_cases
 from tests.fabric_helpers import DATA, SYSFS, run_facts
@@ -378,3 +379,13 @@ esac""",
     assert len(audit.facts.nvlink) == 8 and audit.facts.nvlink_counters[0]["totals"]["crc"] == 0
     assert audit.facts.fabric_manager["active_state"] == "active"
     assert audit.facts.nvswitch_error  # the recorded tree has no bus/pci: unknown, not a failure
+
+
+def test_nvlink_status_exit_code():
+    """SYNTHETIC exit statuses around the real unbridged A100 output."""
+    text = read(NVLINK / "a100-pcie-2gpu-unbridged-status.txt")
+    kept = _status(Section(text, "", 1))
+    assert len(kept["nvlink"]) == 2 and kept["notes"] == ["nvidia-smi nvlink -s exited 1: no message"]
+    timed_out = _status(Section("", "timed out", 124))
+    assert timed_out == {"nvlink_error": "nvidia-smi nvlink -s failed (exit 124): timed out"}
+    assert _status(Section("", "nvidia-smi: not found", 127))["nvlink_error"] == "nvidia-smi nvlink -s not installed"
