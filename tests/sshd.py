@@ -133,8 +133,12 @@ def keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
-def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "") -> str:
-    """A shell script standing in for nvidia-smi.  ``mode``: ok, mismatch, no-driver, garbage, hang."""
+def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "",
+                    nvlink: dict[str, Path] | None = None) -> str:
+    """A shell script standing in for nvidia-smi.  ``mode``: ok, mismatch, no-driver, garbage, hang.
+
+    ``nvlink``: ``{"-s": file, "-e": file}``, what ``nvidia-smi nvlink -s`` / ``-e`` print (recorded outputs);
+    without it both print nothing, as on a GPU without NVLink."""
     if mode == "mismatch":
         return f"#!/bin/sh\necho '{MISMATCH}'\nexit 18\n"
     if mode == "no-driver":
@@ -148,6 +152,8 @@ def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "
         "#!/bin/sh\n"
         'case "$*" in\n'
         f"  *--query-compute-apps*) printf '%s' '{compute_apps}' ;;\n"
+        + "".join(f"  nvlink\\ {flag}*) cat '{Path(path).resolve()}' ;;\n" for flag, path in (nvlink or {}).items())
+        + "  nvlink\\ *) ;;\n"
         f"  *-q*) cat '{xml}' ;;\n"
         "  *) echo 'fake nvidia-smi: unsupported arguments' >&2; exit 2 ;;\n"
         "esac\n"
@@ -372,6 +378,8 @@ class SshdFarm:
         behind: TestHost | None = None,
         password: str | None = None,
         network: PrivateNetwork | None = None,
+        sysfs: Path | None = None,
+        nvlink: dict[str, Path] | None = None,
     ) -> TestHost:
         """A test host.
 
@@ -381,6 +389,9 @@ class SshdFarm:
         ``behind=bastion`` (from :meth:`add_bastion`): in the bastion's private network, reachable only
         through it.  ``password``: the login user's password, and sshd accepts password authentication
         (with ``authorized=False``, only the password logs in).  ``network``: used by :meth:`add_bastion`.
+        ``sysfs``: the directory the audit reads as ``/sys`` (``GPUFLEET_SYSFS``, a recorded tree); by
+        default an empty one of the host's own, so this machine's devices never reach a host's results.
+        ``nvlink``: what the fake ``nvidia-smi nvlink -s`` / ``-e`` print (see :func:`fake_nvidia_smi`).
         """
         network = network or (behind.network if behind is not None else None)
         if sftp and SFTP_SERVER is None:
@@ -391,7 +402,7 @@ class SshdFarm:
         (hroot / "bin").mkdir(parents=True)
         host = TestHost(name, address, port, hroot)
         if fixture or nvidia_smi_mode != "ok":
-            host.set_tool("nvidia-smi", fake_nvidia_smi(fixture, nvidia_smi_mode))
+            host.set_tool("nvidia-smi", fake_nvidia_smi(fixture, nvidia_smi_mode, nvlink=nvlink))
         host.set_tool("lspci", fake_lspci(gpus))
         link_base_tools(host.bin)
         for tool, body in (stubs or {}).items():
@@ -408,6 +419,7 @@ class SshdFarm:
         session.write_text(
             "#!/bin/sh\n"
             f"PATH={shlex.quote(path)}; export PATH\n"
+            f"GPUFLEET_SYSFS={shlex.quote(str(sysfs or hroot / 'sys'))}; export GPUFLEET_SYSFS\n"
             '[ -n "$SSH_ORIGINAL_COMMAND" ] || exec /bin/sh\n'
             'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
         )

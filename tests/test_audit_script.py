@@ -52,7 +52,8 @@ class Host:
 esac""")
 
     def run(self, shell: str = "sh", stdin_mode: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
-        environ = {"PATH": str(self.bin), "HOME": str(self.root), **(env or {})}
+        environ = {"PATH": str(self.bin), "HOME": str(self.root), "GPUFLEET_SYSFS": str(self.root / "sys"),
+                   **(env or {})}  # GPUFLEET_SYSFS: never this machine's /sys (InfiniBand, NVSwitches)
         shell_path = shutil.which(shell)
         if stdin_mode:
             args, inp = [shell_path, "-s"], AUDIT_SCRIPT

@@ -61,7 +61,8 @@ def test_a_bare_host_has_no_toolkit_and_no_kernel_log(report):
     assert h["facts"]["xids"] == "unknown" and h["facts"]["toolkit_version"] is None
     assert {n: s for n, s in _status(report, "bare").items() if s != "pass"} == {
         "ecc:gpu0": "skip", "xid": "skip", "sxid": "skip", "kernel:fallen-off-bus": "skip",
-        "kernel:rm-init-failed": "skip", "kernel:probe-failed": "skip", "container-toolkit": "warn"}
+        "kernel:rm-init-failed": "skip", "kernel:probe-failed": "skip", "container-toolkit": "warn",
+        "nvlink": "skip", "infiniband": "skip", "fabric-manager": "skip"}  # no NVLink, no RDMA device, no NVSwitch
 
 
 def test_stubs_are_what_the_audit_sees(report):
@@ -69,7 +70,8 @@ def test_stubs_are_what_the_audit_sees(report):
     f = report["hosts"]["stubbed"]["facts"]
     assert f["toolkit_version"] == "1.17.8" and f["xids"] == []
     assert f["docker_runtimes"] == ["nvidia", "runc"]
-    assert {n: s for n, s in _status(report, "stubbed").items() if s != "pass"} == {"ecc:gpu0": "skip"}
+    assert {n: s for n, s in _status(report, "stubbed").items() if s != "pass"} == {
+        "ecc:gpu0": "skip", "nvlink": "skip", "infiniband": "skip", "fabric-manager": "skip"}
     assert report["hosts"]["xids"]["status"] == "fail" and _status(report, "xids")["xid"] == "fail"
     assert [x["xid"] for x in report["hosts"]["xids"]["facts"]["xids"]] == [13, 79, 31]  # as in the capture
     # dmesg restricted: the journal is read instead

@@ -14,6 +14,7 @@ Thresholds:
 from __future__ import annotations
 
 from fleet.audit.checks_kernel import KERNEL_CHECK_NAMES, kernel_checks
+from fleet.audit.checks_fabric import FABRIC_CHECK_NAMES, evaluate_fabric
 from fleet.audit.expectations import Expectations, version_at_least, version_matches_pin
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.nvidia_smi import GpuFacts
@@ -31,7 +32,8 @@ WARN_CLOCK_REASONS = {
 # Per-GPU checks, one each per GPU nvidia-smi reports, named "<check>:gpu<N>".
 GPU_CHECKS = ("ecc", "pcie", "clocks", "persistence")
 CHECK_NAMES = ("nvidia-smi", "gpu-count:lspci", "gpu-count:expected", "gpu-model", "driver-version", "cuda-version",
-               *(f"{c}:gpuN" for c in GPU_CHECKS), *KERNEL_CHECK_NAMES, "container-toolkit")
+               *(f"{c}:gpuN" for c in GPU_CHECKS), *KERNEL_CHECK_NAMES, "container-toolkit",
+               *FABRIC_CHECK_NAMES)  # fabric area
 _SMI_FAIL_KINDS = {"not-installed", "driver-library-mismatch", "driver-not-loaded", "no-devices", "timeout"}
 
 
@@ -41,6 +43,7 @@ def evaluate(facts: HostFacts, expect: Expectations) -> list[Check]:
     for gpu in facts.gpus:
         checks += [_ecc(gpu), _pcie(gpu), _clocks(gpu), _persistence(gpu)]
     checks += [*kernel_checks(facts), _toolkit(facts, expect)]
+    checks += evaluate_fabric(facts, expect)  # fabric area: nvlink, infiniband, fabric-manager
     return checks
 
 

@@ -9,6 +9,13 @@ Variables (all optional; a check whose variable is unset is skipped):
 - ``gpufleet_driver_version``: pinned driver version.  Compared component-wise on the components given:
   ``"535.104.05"`` matches only 535.104.05; ``"535"`` matches any 535.x.
 - ``gpufleet_cuda_min``: minimum CUDA version nvidia-smi reports (the driver's CUDA), e.g. ``"12.2"``.
+- ``gpufleet_nvlink_count``: int, active NVLinks every GPU must have (``nvidia-smi nvlink -s``: 18 on an
+  H100 SXM, 12 on an A100 SXM4 or a bridged H100 PCIe pair).
+- ``gpufleet_ib_ports``: int, active InfiniBand/RoCE ports (state ACTIVE, physical state LinkUp) of the link
+  layer ``gpufleet_ib_link_layer`` the host must have.
+- ``gpufleet_ib_rate``: number, the lowest rate in Gb/s each of those ports must run at (``400`` for NDR).
+- ``gpufleet_ib_link_layer``: ``InfiniBand`` (default) or ``Ethernet`` (RoCE): which ports the two
+  variables above count (a host's Ethernet bond beside its InfiniBand ports is not one of them).
 
 Versions are compared as tuples of ints.  Quote them in YAML: unquoted ``12.10`` is the float 12.1, so
 floats are refused.
@@ -22,7 +29,8 @@ from dataclasses import dataclass
 from fleet.audit.facts.values import version_tuple
 
 VARIABLES = ("gpufleet_gpu_count", "gpufleet_gpu_model", "gpufleet_driver_min",
-             "gpufleet_driver_version", "gpufleet_cuda_min")
+             "gpufleet_driver_version", "gpufleet_cuda_min",
+             "gpufleet_nvlink_count", "gpufleet_ib_ports", "gpufleet_ib_rate", "gpufleet_ib_link_layer")
 
 
 def _version(vars: dict, name: str) -> str | None:
@@ -43,6 +51,40 @@ def _version(vars: dict, name: str) -> str | None:
     return value.strip()
 
 
+def _count(vars: dict, name: str) -> int | None:
+    value = vars.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _rate(vars: dict, name: str) -> float | None:
+    value = vars.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower().removesuffix("gb/sec").removesuffix("gb/s").removesuffix("g").strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name}: expected a rate in Gb/s such as 400, got {vars.get(name)!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name}: expected a positive rate in Gb/s such as 400, got {value!r}")
+    return float(value)
+
+
+def _link_layer(vars: dict, name: str) -> str:
+    value = vars.get(name, "InfiniBand")
+    layers = {"infiniband": "InfiniBand", "ib": "InfiniBand", "ethernet": "Ethernet", "roce": "Ethernet"}
+    if not isinstance(value, str) or value.strip().lower() not in layers:
+        raise ValueError(f"{name}: expected InfiniBand or Ethernet (RoCE), got {value!r}")
+    return layers[value.strip().lower()]
+
+
 @dataclass(frozen=True)
 class Expectations:
     gpu_count: int | None = None
@@ -50,6 +92,11 @@ class Expectations:
     driver_min: str | None = None
     driver_version: str | None = None
     cuda_min: str | None = None
+    # fabric area
+    nvlink_count: int | None = None
+    ib_ports: int | None = None
+    ib_rate: float | None = None
+    ib_link_layer: str = "InfiniBand"
 
     @classmethod
     def from_vars(cls, vars: dict) -> "Expectations":
@@ -71,7 +118,10 @@ class Expectations:
         return cls(gpu_count=count, gpu_model=model,
                    driver_min=_version(vars, "gpufleet_driver_min"),
                    driver_version=_version(vars, "gpufleet_driver_version"),
-                   cuda_min=_version(vars, "gpufleet_cuda_min"))
+                   cuda_min=_version(vars, "gpufleet_cuda_min"),
+                   nvlink_count=_count(vars, "gpufleet_nvlink_count"), ib_ports=_count(vars, "gpufleet_ib_ports"),
+                   ib_rate=_rate(vars, "gpufleet_ib_rate"),
+                   ib_link_layer=_link_layer(vars, "gpufleet_ib_link_layer"))
 
     def model_matches(self, name: str | None) -> bool:
         if self.gpu_model is None:

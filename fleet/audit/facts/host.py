@@ -35,6 +35,18 @@ class HostFacts:
     sxids: list | None = None  # NVSwitch "SXid" lines
     kernel_events: list | None = None  # fallen off the bus (with or without Xid 79), RmInitAdapter / probe failed
     compute_processes: list = field(default_factory=list)
+    # fabric area (facts/nvlink.py, facts/infiniband.py, facts/fabric.py): NVLink, InfiniBand/RoCE, Fabric Manager.
+    # None means "not known" (the command did not run or failed: see the *_error next to it).
+    nvlink: list | None = None  # nvidia-smi nvlink -s, per GPU: {gpu, name, uuid, links, active, total, all_inactive}
+    nvlink_error: str | None = None
+    nvlink_counters: list | None = None  # nvidia-smi nvlink -e, per GPU: {gpu, uuid, links, totals}, as they stand
+    nvlink_counters_error: str | None = None
+    ib_ports: list | None = None  # /sys/class/infiniband/*/ports/*: [{device, port, state, rate_gbps, ...}]; [] none
+    ib_error: str | None = None
+    nvswitches: list | None = None  # NVIDIA class-0680 PCI functions (NVSwitches): [{slot, class, device}]
+    nvswitch_error: str | None = None
+    fabric_manager: dict | None = None  # systemctl show nvidia-fabricmanager: {load_state, active_state, ...}
+    fabric_manager_error: str | None = None
     notes: list = field(default_factory=list)  # discrepancies worth a human's eye (not checks)
 
     @property

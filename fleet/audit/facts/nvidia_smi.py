@@ -56,6 +56,7 @@ class GpuFacts:
     remapped_rows: dict = field(default_factory=dict)
     clock_event_reasons: dict = field(default_factory=dict)  # short name -> True (active) / False
     processes: list = field(default_factory=list)  # [{pid, type, process_name, used_memory_mib}]
+    fabric: dict = field(default_factory=dict)  # fabric area: raw <fabric> leaves {tag: text}; see facts/fabric.py
 
     @property
     def pstate_number(self) -> int | None:
@@ -242,6 +243,7 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
         remapped_rows=remapped,
         clock_event_reasons=_clock_reasons(gpu),
         processes=_processes(gpu),
+        fabric={e.tag: (e.text or "").strip() for e in gpu.iterfind("fabric//*") if not len(e)},  # fabric area
     )
 
 
