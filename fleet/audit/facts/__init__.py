@@ -9,14 +9,14 @@ from __future__ import annotations
 from fleet.audit.facts.fact import Fact
 from fleet.audit.facts.kernel import DMESG, DRIVER_MODULE, JOURNALCTL
 from fleet.audit.facts.lspci import LSPCI
-from fleet.audit.facts.nvidia_smi import COMPUTE_APPS, NVIDIA_SMI
+from fleet.audit.facts.nvidia_smi import COMPUTE_APPS, DRIVER_GPUS, NVIDIA_SMI
 from fleet.audit.facts.osrelease import OS_RELEASE, UNAME
 from fleet.audit.facts.toolkit import DOCKER_RUNTIMES, NVIDIA_CTK
 
 # Run order, and precedence: a field set by an earlier fact is kept (nvidia-smi's driver version over
 # the kernel module's; dmesg's XIDs over the journal's).  A `when` may only look at earlier facts.
 FACTS: tuple[Fact, ...] = (OS_RELEASE, UNAME, LSPCI, NVIDIA_SMI, DRIVER_MODULE, NVIDIA_CTK, DOCKER_RUNTIMES,
-                           DMESG, JOURNALCTL, COMPUTE_APPS)
+                           DMESG, JOURNALCTL, COMPUTE_APPS, DRIVER_GPUS)
 
 SECTIONS = tuple(f.name for f in FACTS)
 

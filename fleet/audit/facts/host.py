@@ -32,6 +32,10 @@ class HostFacts:
     xid_source: str | None = None  # "dmesg", "journalctl" or None
     compute_processes: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # discrepancies worth a human's eye (not checks)
+    # --- GPU health area (fleet/audit/checks_gpu.py) ---
+    gpus_lost: list = field(default_factory=list)  # [{pci_bus_id, reason, line}]: nvidia-smi got no handle
+    driver_gpu_bus_ids: list | None = None  # /proc/driver/nvidia/gpus entries; None when not readable
+    nvidia_smi_warnings: list = field(default_factory=list)  # stderr (or pre-XML) lines of a successful run
 
     @property
     def nvidia_smi_gpu_count(self) -> int | None:
