@@ -9,7 +9,8 @@ A case is a directory under ``tests/golden/audit/<case>/`` holding, per fact sec
 
 A section with no file did not run (its fact's ``when`` was false).  Instead of section files a
 case may hold ``output.txt``: the script's whole output, verbatim (framing errors).  Optional
-``vars.yaml``: the host's inventory variables (``gpufleet_*``).  Expected: ``facts.json`` and
+``vars.yaml``: the host's inventory variables (``gpufleet_*``); optional ``expected.md``: the verdict decided
+from the documentation before running.  Expected: ``facts.json`` and
 ``checks.json`` (``{"status", "checks"}``), compared exactly.
 """
 
@@ -27,7 +28,7 @@ from fleet.framing import Section
 ROOT = Path(__file__).resolve().parents[1]
 CASES = Path(__file__).resolve().parent / "golden" / "audit"
 _SUFFIXES = (".out", ".src", ".err", ".rc")
-_OTHER_FILES = {"output.txt", "vars.yaml", "facts.json", "checks.json"}
+_OTHER_FILES = {"output.txt", "vars.yaml", "facts.json", "checks.json", "expected.md"}
 
 
 def case_dirs() -> list[Path]:
