@@ -301,7 +301,7 @@ def _clock_event_times(gpu: ET.Element) -> dict:
     times = {}
     for child in block if block is not None else ():
         name = re.sub(r"^clocks?_(event|throttle)_reasons?_counters?_", "", child.tag)
-        name = name.replace("therm_slowdown", "thermal").replace("therm", "thermal")
+        name = re.sub(r"therm(?:al)?(?:_slowdown)?", "thermal", name)  # sw_therm_slowdown -> sw_thermal
         times[name] = leading_int(child.text)
     return times
 
