@@ -33,6 +33,10 @@ def test_lost_texts_are_a_lost_gpu_not_a_tool_failure():
         assert parse_lost_gpus(text) == [{"pci_bus_id": bus, "reason": reason, "line": text}]
     # on stderr, and with another exit status: the text decides
     assert classify_failure(255, "", UNKNOWN).kind == "gpu-lost"
+    # exit 15 (NVML_ERROR_GPU_IS_LOST) without the text: still a lost GPU, not a tool failure
+    f = classify_failure(15, "", "")
+    assert f.kind == "gpu-lost" and "XID 79" in f.message
+    assert classify_failure(3, "some other failure\n", "").kind == "failed"
 
 
 def test_leading_blank_lines_and_bom_are_tolerated():

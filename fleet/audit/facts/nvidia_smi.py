@@ -105,7 +105,10 @@ _KNOWN_FAILURES = [
 # "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU"
 # (NVML_ERROR_GPU_IS_LOST, exit 15) and its "Unknown Error" variant ("...for GPU0000:0B:00.0: Unknown Error").
 _LOST = re.compile(r"Unable to determine the device handle for GPU\s*"
-                   r"(?P<bus>[0-9A-Fa-f]+:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*:\s*(?P<reason>[^\n]*)")
+                   r"(?P<bus>[0-9A-Fa-f]+:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*:\s*(?P<reason>[^\n]*)",
+                   re.IGNORECASE)
+# nvidia-smi exits with the NVML return code: 15 is NVML_ERROR_GPU_IS_LOST.
+NVML_ERROR_GPU_IS_LOST = 15
 GPU_LOST_REMEDY = ("drain the node; reset the GPU (`nvidia-smi -r -i <bus id>` once no process uses it) or reboot; "
                    "if it is lost again, reseat it (check its power cables and riser) or RMA it")
 
@@ -155,6 +158,10 @@ def classify_failure(rc: int | None, stdout: str, stderr: str) -> NvidiaSmiFailu
         return NvidiaSmiFailure("gpu-lost",
                                 f"GPU {buses} lost: the driver cannot reach it ({reasons}, exit {rc}); "
                                 f"{GPU_LOST_REMEDY}", rc, _excerpt(text))
+    if "<nvidia_smi_log" not in stdout and rc == NVML_ERROR_GPU_IS_LOST:
+        return NvidiaSmiFailure("gpu-lost",
+                                f"a GPU is lost: nvidia-smi exited {rc} (NVML_ERROR_GPU_IS_LOST) without naming it; "
+                                f"find it in dmesg (XID 79) and {GPU_LOST_REMEDY}", rc, _excerpt(text))
     if rc in (124, 137):
         return NvidiaSmiFailure("timeout",
                                 f"nvidia-smi did not finish in time (exit {rc}): the driver may be hung; "
