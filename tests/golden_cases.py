@@ -9,8 +9,8 @@ A case is a directory under ``tests/golden/audit/<case>/`` holding, per fact sec
 
 A section with no file did not run (its fact's ``when`` was false).  Instead of section files a
 case may hold ``output.txt``: the script's whole output, verbatim (framing errors).  Optional
-``vars.yaml``: the host's inventory variables (``gpufleet_*``); optional ``expected.md``: the verdict
-decided from the documentation before the code ran, and where the inputs come from.  Expected: ``facts.json`` and
+``vars.yaml``: the host's inventory variables (``gpufleet_*``); optional ``expected.md``: the verdict decided
+from the documentation before running.  Expected: ``facts.json`` and
 ``checks.json`` (``{"status", "checks"}``), compared exactly.
 """
 

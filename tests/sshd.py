@@ -33,6 +33,7 @@ Two more kinds, for the connection options of an inventory (they need root):
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -133,12 +134,23 @@ def keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
+# nvidia-smi's texts for a lost GPU (https://github.com/JosephKJ/OWOD/issues/81) and a corrupted infoROM
+# (https://github.com/NVIDIA/gpu-operator/issues/20); see tests/data/nvidia-smi/README.md.
+GPU_LOST = ("Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost. "
+            "Reboot the system to recover this GPU")
+INFOROM = "WARNING: infoROM is corrupted at gpu 0000:01:00.0"
+
+
 def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "",
                     nvlink: dict[str, Path] | None = None) -> str:
-    """A shell script standing in for nvidia-smi.  ``mode``: ok, mismatch, no-driver, garbage, hang.
+    """A shell script standing in for nvidia-smi.  ``mode``: ok, mismatch, no-driver, garbage, hang;
+    lost (the GPU-lost text, exit 15); and, replaying ``fixture``: inforom (the infoROM warning on stderr,
+    exit 0), blank-line (a blank line before the XML).
 
     ``nvlink``: ``{"-s": file, "-e": file}``, what ``nvidia-smi nvlink -s`` / ``-e`` print (recorded outputs);
     without it both print nothing, as on a GPU without NVLink."""
+    if mode == "lost":
+        return f"#!/bin/sh\necho '{GPU_LOST}'\nexit 15\n"
     if mode == "mismatch":
         return f"#!/bin/sh\necho '{MISMATCH}'\nexit 18\n"
     if mode == "no-driver":
@@ -148,23 +160,52 @@ def fake_nvidia_smi(fixture: str | None, mode: str = "ok", compute_apps: str = "
     if mode == "hang":
         return "#!/bin/sh\nexec sleep 3600\n"
     xml = (NVSMI / fixture).resolve()
+    before = {"inforom": f"echo '{INFOROM}' >&2; ", "blank-line": "echo; "}.get(mode, "")
     return (
         "#!/bin/sh\n"
         'case "$*" in\n'
         f"  *--query-compute-apps*) printf '%s' '{compute_apps}' ;;\n"
         + "".join(f"  nvlink\\ {flag}*) cat '{Path(path).resolve()}' ;;\n" for flag, path in (nvlink or {}).items())
         + "  nvlink\\ *) ;;\n"
-        f"  *-q*) cat '{xml}' ;;\n"
+        f"  *-q*) {before}cat '{xml}' ;;\n"
         "  *) echo 'fake nvidia-smi: unsupported arguments' >&2; exit 2 ;;\n"
         "esac\n"
     )
 
 
-def fake_lspci(gpus: int, product: str = "GA102 [GeForce RTX 3090] [10de:2204]") -> str:
+def fake_driver_gpus(bus_ids: list[str]) -> str:
+    """An ``ls`` listing ``bus_ids`` for /proc/driver/nvidia/gpus (the GPUs the kernel driver holds)."""
+    listing = "\n".join(bus_ids)
+    return ("#!/bin/sh\n"
+            'case "$*" in\n'
+            f"  */proc/driver/nvidia/gpus*) printf '%s\\n' '{listing}' ;;\n"
+            '  *) exec /bin/ls "$@" ;;\n'
+            "esac\n")
+
+
+def fixture_slots(fixture: str | None) -> list[str]:
+    """The PCI slots (``bb:dd.f``, as lspci prints them) of the GPUs a fixture's report lists."""
+    if not fixture:
+        return []
+    text = (NVSMI / fixture).read_text()
+    pattern = r"<pci_bus_id>[0-9A-Fa-f]+:([0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)<"
+    return [m.group(1).lower() for m in re.finditer(pattern, text)]
+
+
+def fake_lspci(gpus: int, product: str = "GA102 [GeForce RTX 3090] [10de:2204]",
+               slots: list[str] | None = None) -> str:
+    """An lspci listing ``gpus`` NVIDIA GPUs: at ``slots`` first (a fixture's bus IDs), then at 01:00.0, 02:00.0..."""
     lines = ["00:00.0 Host bridge [0600]: Intel Corporation Device [8086:1234]"]
-    for i in range(gpus):
-        lines.append(f"{i + 1:02x}:00.0 VGA compatible controller [0300]: NVIDIA Corporation {product} (rev a1)")
-        lines.append(f"{i + 1:02x}:00.1 Audio device [0403]: NVIDIA Corporation GA102 Audio [10de:1aef] (rev a1)")
+    slots = list(slots or [])
+    n = 1
+    while len(slots) < gpus:
+        if f"{n:02x}:00.0" not in slots:
+            slots.append(f"{n:02x}:00.0")
+        n += 1
+    for slot in slots[:gpus]:
+        fn = slot[:-1] + "1"
+        lines.append(f"{slot} VGA compatible controller [0300]: NVIDIA Corporation {product} (rev a1)")
+        lines.append(f"{fn} Audio device [0403]: NVIDIA Corporation GA102 Audio [10de:1aef] (rev a1)")
     body = "\n".join(lines)
     return f"#!/bin/sh\ncat <<'EOF'\n{body}\nEOF\n"
 
@@ -403,7 +444,7 @@ class SshdFarm:
         host = TestHost(name, address, port, hroot)
         if fixture or nvidia_smi_mode != "ok":
             host.set_tool("nvidia-smi", fake_nvidia_smi(fixture, nvidia_smi_mode, nvlink=nvlink))
-        host.set_tool("lspci", fake_lspci(gpus))
+        host.set_tool("lspci", fake_lspci(gpus, slots=fixture_slots(fixture)))
         link_base_tools(host.bin)
         for tool, body in (stubs or {}).items():
             host.set_tool(tool, body)

@@ -100,7 +100,9 @@ def test_row_remap_failure_fails():
 def test_na_is_never_a_failure():
     checks = evaluate(facts_for(DATA / "nvidia-smi" / "mig-na-v13.xml"), Expectations(gpu_count=1))
     per_gpu = [c for c in checks if c.name.endswith(":gpu0")]
-    assert len(per_gpu) == 4 and all(c.status is Status.SKIP for c in per_gpu)
+    assert len(per_gpu) == 12  # 4 checks.GPU_CHECKS + 8 checks_gpu.GPU_HEALTH_CHECKS
+    # the MIG mode itself is reported (Enabled, nothing pending): the only per-GPU check with something to look at
+    assert {c.name for c in per_gpu if c.status is not Status.SKIP} == {"pending-reset:gpu0"}
     assert all(c.status in (Status.PASS, Status.SKIP) for c in checks)
 
 
@@ -143,11 +145,15 @@ def test_nvidia_smi_failures_named(smi, kind, status):
     assert checks["driver-version"].status is Status.FAIL  # unknown version
 
 
-def test_gpu_less_host_skips():
+def test_gpu_less_host_warns_unless_expected_to_have_none():
     facts = facts_for(smi=(127, "", "nvidia-smi: not found\n"), lspci="no-nvidia.txt", ctk=None)
     checks = by_name(evaluate(facts, Expectations()))
-    assert checks["nvidia-smi"].status is Status.SKIP
+    assert checks["nvidia-smi"].status is Status.WARN and "no NVIDIA GPU found" in checks["nvidia-smi"].message
     assert checks["container-toolkit"].status is Status.SKIP
+    checks = by_name(evaluate(facts, Expectations(gpu_count=0)))
+    assert checks["nvidia-smi"].status is Status.SKIP and checks["container-toolkit"].status is Status.SKIP
+    checks = by_name(evaluate(facts, Expectations(gpu_count=4)))
+    assert checks["nvidia-smi"].status is Status.FAIL and checks["gpu-count:expected"].status is Status.FAIL
 
 
 def test_model_driver_cuda_policy():

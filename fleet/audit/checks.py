@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from fleet.audit.checks_kernel import KERNEL_CHECK_NAMES, kernel_checks
 from fleet.audit.checks_fabric import FABRIC_CHECK_NAMES, evaluate_fabric
+from fleet.audit import checks_gpu
 from fleet.audit.expectations import Expectations, version_at_least, version_matches_pin
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.nvidia_smi import GpuFacts
@@ -33,8 +34,10 @@ WARN_CLOCK_REASONS = {
 GPU_CHECKS = ("ecc", "pcie", "clocks", "persistence")
 CHECK_NAMES = ("nvidia-smi", "gpu-count:lspci", "gpu-count:expected", "gpu-model", "driver-version", "cuda-version",
                *(f"{c}:gpuN" for c in GPU_CHECKS), *KERNEL_CHECK_NAMES, "container-toolkit",
-               *FABRIC_CHECK_NAMES)  # fabric area
-_SMI_FAIL_KINDS = {"not-installed", "driver-library-mismatch", "driver-not-loaded", "no-devices", "timeout"}
+               *FABRIC_CHECK_NAMES,  # fabric area
+               *checks_gpu.HOST_CHECKS, *(f"{c}:gpuN" for c in checks_gpu.GPU_HEALTH_CHECKS))
+_SMI_FAIL_KINDS = {"not-installed", "driver-library-mismatch", "driver-not-loaded", "no-devices", "timeout",
+                   "gpu-lost"}
 
 
 def evaluate(facts: HostFacts, expect: Expectations) -> list[Check]:
@@ -44,6 +47,9 @@ def evaluate(facts: HostFacts, expect: Expectations) -> list[Check]:
         checks += [_ecc(gpu), _pcie(gpu), _clocks(gpu), _persistence(gpu)]
     checks += [*kernel_checks(facts), _toolkit(facts, expect)]
     checks += evaluate_fabric(facts, expect)  # fabric area: nvlink, infiniband, fabric-manager
+    checks += checks_gpu.evaluate_host(facts)
+    for gpu in facts.gpus:
+        checks += checks_gpu.evaluate_gpu(gpu)
     return checks
 
 
@@ -61,10 +67,16 @@ def _nvidia_smi(facts: HostFacts, expect: Expectations) -> Check:
         return Check("nvidia-smi", Status.PASS, f"nvidia-smi reports {len(facts.gpus)} GPU(s)",
                      observed=len(facts.gpus), expected="an XML report",
                      details={"schema": facts.nvidia_smi_schema} if facts.nvidia_smi_schema else {})
-    if err.kind == "not-installed" and _no_gpu_host(facts, expect):
-        return Check("nvidia-smi", Status.SKIP,
-                     "no NVIDIA GPU on the PCI bus and none expected; nvidia-smi not installed",
-                     observed=err.kind)
+    if err.kind in ("not-installed", "no-devices") and facts.lspci_gpu_count == 0 and not facts.driver_gpu_bus_ids:
+        if expect.gpu_count == 0:
+            return Check("nvidia-smi", Status.SKIP,
+                         f"no NVIDIA GPU on the PCI bus, as the inventory expects (gpufleet_gpu_count: 0); "
+                         f"nvidia-smi: {err.kind}", observed=err.kind, expected="no GPU")
+        if expect.gpu_count is None:
+            return Check("nvidia-smi", Status.WARN,
+                         f"no NVIDIA GPU found: none on the PCI bus and nvidia-smi {err.kind.replace('-', ' ')}; "
+                         f"set gpufleet_gpu_count: 0 for this host if it has none by design",
+                         observed=err.kind, expected="an XML report")
     status = Status.FAIL if err.kind in _SMI_FAIL_KINDS else Status.ERROR
     return Check("nvidia-smi", status, err.message, observed=err.kind, expected="an XML report",
                  details={"rc": err.rc, "excerpt": err.excerpt})

@@ -48,6 +48,10 @@ class HostFacts:
     fabric_manager: dict | None = None  # systemctl show nvidia-fabricmanager: {load_state, active_state, ...}
     fabric_manager_error: str | None = None
     notes: list = field(default_factory=list)  # discrepancies worth a human's eye (not checks)
+    # --- GPU health area (fleet/audit/checks_gpu.py) ---
+    gpus_lost: list = field(default_factory=list)  # [{pci_bus_id, reason, line}]: nvidia-smi got no handle
+    driver_gpu_bus_ids: list | None = None  # /proc/driver/nvidia/gpus entries; None when not readable
+    nvidia_smi_warnings: list = field(default_factory=list)  # stderr (or pre-XML) lines of a successful run
 
     @property
     def nvidia_smi_gpu_count(self) -> int | None:

@@ -25,8 +25,8 @@ class NvidiaSmiParseError(ValueError):
 class NvidiaSmiFailure:
     """Why nvidia-smi gave no usable output.  ``kind`` is a stable identifier."""
 
-    # kind: not-installed | driver-library-mismatch | driver-not-loaded | no-devices | timeout | failed |
-    #       garbage | unsafe-xml
+    # kind: not-installed | driver-library-mismatch | driver-not-loaded | no-devices | gpu-lost | timeout |
+    #       failed | garbage | unsafe-xml
     kind: str
     message: str
     rc: int | None = None
@@ -57,6 +57,21 @@ class GpuFacts:
     clock_event_reasons: dict = field(default_factory=dict)  # short name -> True (active) / False
     processes: list = field(default_factory=list)  # [{pid, type, process_name, used_memory_mib}]
     fabric: dict = field(default_factory=dict)  # fabric area: raw <fabric> leaves {tag: text}; see facts/fabric.py
+    # --- GPU health and remedy fields (audit-gpu area: fleet/audit/checks_gpu.py) ---
+    product_brand: str | None = None  # "NVIDIA", "Tesla", "GeForce", "NVIDIA RTX", "Quadro"...
+    mig_mode_pending: str | None = None  # <pending_mig>: differs from mig_mode until the next GPU reset
+    ecc_mode_pending: str | None = None  # <pending_ecc>: differs from ecc_mode until the next GPU reset
+    # gpu_reset_status: reset_required, drain_and_reset_recommended (bools; None: N/A or deprecated)
+    reset_status: dict = field(default_factory=dict)
+    recovery_action: str | None = None  # <gpu_recovery_action>: None/"None" means nothing to do
+    sram_threshold_exceeded: bool | None = None  # <ecc_errors><aggregate><sram_threshold_exceeded>
+    # temperature (deg C, ints or None): gpu, slowdown, shutdown (absolute thresholds, v12 and older);
+    # tlimit (margin to T.Limit), slowdown_tlimit, shutdown_tlimit (v13 T.Limit scale); memory, memory_max
+    temperature: dict = field(default_factory=dict)
+    power_limit: dict = field(default_factory=dict)  # watts (floats or None): enforced, default, requested
+    # clocks_event_reasons_counters: microseconds since boot per reason (hw_thermal, hw_power_brake, ...)
+    clock_event_time_us: dict = field(default_factory=dict)
+    pcie_replays: dict = field(default_factory=dict)  # replays, rollovers since the last reset (ints or None)
 
     @property
     def pstate_number(self) -> int | None:
@@ -88,6 +103,40 @@ _KNOWN_FAILURES = [
 ]
 
 
+# "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU"
+# (NVML_ERROR_GPU_IS_LOST, exit 15) and its "Unknown Error" variant ("...for GPU0000:0B:00.0: Unknown Error").
+_LOST = re.compile(r"Unable to determine the device handle for GPU\s*"
+                   r"(?P<bus>[0-9A-Fa-f]+:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*:\s*(?P<reason>[^\n]*)",
+                   re.IGNORECASE)
+# nvidia-smi exits with the NVML return code: 15 is NVML_ERROR_GPU_IS_LOST.
+NVML_ERROR_GPU_IS_LOST = 15
+GPU_LOST_REMEDY = ("drain the node; reset the GPU (`nvidia-smi -r -i <bus id>` once no process uses it) or reboot; "
+                   "if it is lost again, reseat it (check its power cables and riser) or RMA it")
+
+
+def normalize_bus_id(value: str | None) -> str | None:
+    """``00000000:3B:00.0`` / ``3b:00.0`` / ``0000:3b:00.0`` -> ``0000:3b:00.0`` (4-digit domain, lowercase)."""
+    if not value:
+        return None
+    m = re.fullmatch(r"(?:([0-9A-Fa-f]+):)?([0-9A-Fa-f]{1,2}):([0-9A-Fa-f]{1,2})\.([0-7])", value.strip())
+    if not m:
+        return None
+    domain = int(m.group(1) or "0", 16)
+    return f"{domain:04x}:{int(m.group(2), 16):02x}:{int(m.group(3), 16):02x}.{m.group(4)}"
+
+
+def parse_lost_gpus(text: str) -> list[dict]:
+    """The GPUs nvidia-smi could not get a handle for: [{pci_bus_id, reason, line}], in order, once each."""
+    lost, seen = [], set()
+    for m in _LOST.finditer(text):
+        bus = normalize_bus_id(m["bus"])
+        if bus in seen:
+            continue
+        seen.add(bus)
+        lost.append({"pci_bus_id": bus, "reason": m["reason"].strip(), "line": m.group(0).strip()[:200]})
+    return lost
+
+
 def _excerpt(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -104,6 +153,16 @@ def classify_failure(rc: int | None, stdout: str, stderr: str) -> NvidiaSmiFailu
     for needle, kind, message in _KNOWN_FAILURES:
         if needle in low:
             return NvidiaSmiFailure(kind, message, rc, _excerpt(text))
+    if "<nvidia_smi_log" not in stdout and (lost := parse_lost_gpus(text)):
+        buses = ", ".join(g["pci_bus_id"] for g in lost)
+        reasons = "; ".join(sorted({g["reason"] for g in lost}))
+        return NvidiaSmiFailure("gpu-lost",
+                                f"GPU {buses} lost: the driver cannot reach it ({reasons}, exit {rc}); "
+                                f"{GPU_LOST_REMEDY}", rc, _excerpt(text))
+    if "<nvidia_smi_log" not in stdout and rc == NVML_ERROR_GPU_IS_LOST:
+        return NvidiaSmiFailure("gpu-lost",
+                                f"a GPU is lost: nvidia-smi exited {rc} (NVML_ERROR_GPU_IS_LOST) without naming it; "
+                                f"find it in dmesg (XID 79) and {GPU_LOST_REMEDY}", rc, _excerpt(text))
     if rc in (124, 137):
         return NvidiaSmiFailure("timeout",
                                 f"nvidia-smi did not finish in time (exit {rc}): the driver may be hung; "
@@ -122,7 +181,11 @@ def classify_failure(rc: int | None, stdout: str, stderr: str) -> NvidiaSmiFailu
 # ---------------------------------------------------------------- XML
 
 def safe_fromstring(text: str) -> ET.Element:
-    """Parse XML, refusing entity declarations (billion laughs, external entities)."""
+    """Parse XML, refusing entity declarations (billion laughs, external entities).
+
+    Whitespace (and a byte-order mark) before the XML declaration is tolerated: expat refuses it.
+    """
+    text = text.lstrip("\ufeff \t\r\n")
     if re.search(r"<!ENTITY", text, re.IGNORECASE):
         raise NvidiaSmiParseError("refusing XML that declares entities (<!ENTITY ...>): "
                                   "possible entity-expansion bomb or external entity")
@@ -196,6 +259,61 @@ def _clock_reasons(gpu: ET.Element) -> dict:
     return reasons
 
 
+def _float(el: ET.Element | None, path: str) -> float | None:
+    m = re.match(r"[+-]?\d+(\.\d+)?", _t(el, path) or "")
+    return float(m.group()) if m else None
+
+
+def _first(el: ET.Element | None, *paths: str) -> str | None:
+    for path in paths:
+        if (value := _t(el, path)) is not None:
+            return value
+    return None
+
+
+def _recovery_action(gpu: ET.Element) -> str | None:
+    """<gpu_recovery_action>: "None" (nothing to do) is a value here, not a placeholder; N/A is None."""
+    el = gpu.find("gpu_recovery_action")
+    raw = (el.text or "").strip() if el is not None else ""
+    return "None" if raw.lower() == "none" else clean(raw)
+
+
+def _temperature(gpu: ET.Element) -> dict:
+    t = gpu.find("temperature")
+    return {"gpu": _i(t, "gpu_temp"), "slowdown": _i(t, "gpu_temp_slow_threshold"),
+            "shutdown": _i(t, "gpu_temp_max_threshold"), "tlimit": _i(t, "gpu_temp_tlimit"),
+            "slowdown_tlimit": _i(t, "gpu_temp_slow_tlimit_threshold"),
+            "shutdown_tlimit": _i(t, "gpu_temp_max_tlimit_threshold"),
+            "memory": _i(t, "memory_temp"), "memory_max": _i(t, "gpu_temp_max_mem_threshold")}
+
+
+def _power_limit(gpu: ET.Element) -> dict:
+    """The board's power limits: <gpu_power_readings> (v12+) or <power_readings> (older); never the module's."""
+    p = gpu.find("gpu_power_readings")
+    if p is None:
+        p = gpu.find("power_readings")
+    if p is None:
+        return {}
+    return {"enforced": _float(p, "current_power_limit") if p.find("current_power_limit") is not None
+            else _float(p, "enforced_power_limit"),
+            "default": _float(p, "default_power_limit"),
+            "requested": _float(p, "requested_power_limit") if p.find("requested_power_limit") is not None
+            else _float(p, "power_limit")}
+
+
+def _clock_event_times(gpu: ET.Element) -> dict:
+    """<clocks_event_reasons_counters>: microseconds spent in each reason since boot, by short name."""
+    block = gpu.find("clocks_event_reasons_counters")
+    if block is None:
+        block = gpu.find("clocks_throttle_reasons_counters")
+    times = {}
+    for child in block if block is not None else ():
+        name = re.sub(r"^clocks?_(event|throttle)_reasons?_counters?_", "", child.tag)
+        name = re.sub(r"therm(?:al)?(?:_slowdown)?", "thermal", name)  # sw_therm_slowdown -> sw_thermal
+        times[name] = leading_int(child.text)
+    return times
+
+
 def _processes(gpu: ET.Element) -> list[dict]:
     procs = []
     for p in gpu.findall("processes/process_info"):
@@ -244,6 +362,17 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
         clock_event_reasons=_clock_reasons(gpu),
         processes=_processes(gpu),
         fabric={e.tag: (e.text or "").strip() for e in gpu.iterfind("fabric//*") if not len(e)},  # fabric area
+        product_brand=_t(gpu, "product_brand"),
+        mig_mode_pending=_t(gpu, "mig_mode/pending_mig"),
+        ecc_mode_pending=_t(gpu, "ecc_mode/pending_ecc"),
+        reset_status={"reset_required": _yes(_t(gpu, "gpu_reset_status/reset_required")),
+                      "drain_and_reset_recommended": _yes(_t(gpu, "gpu_reset_status/drain_and_reset_recommended"))},
+        recovery_action=_recovery_action(gpu),
+        sram_threshold_exceeded=_yes(_first(ecc, "aggregate/sram_threshold_exceeded", "sram_threshold_exceeded")),
+        temperature=_temperature(gpu),
+        power_limit=_power_limit(gpu),
+        clock_event_time_us=_clock_event_times(gpu),
+        pcie_replays={"replays": _i(gpu, "pci/replay_counter"), "rollovers": _i(gpu, "pci/replay_rollover_counter")},
     )
 
 
@@ -282,24 +411,48 @@ def parse_compute_apps(output: str) -> list[dict]:
     return apps
 
 
+def _split_preamble(stdout: str) -> tuple[str, list[str]]:
+    """(the XML from its declaration or root on, the non-blank lines printed before it: warnings)."""
+    m = re.search(r"<\?xml|<!DOCTYPE|<nvidia_smi_log", stdout)
+    if not m:
+        return stdout, []
+    before = [line.strip() for line in stdout[: m.start()].splitlines() if line.strip()]
+    return stdout[m.start():], before
+
+
 def _nvidia_smi(s: Section) -> dict:
     failure = classify_failure(s.rc, s.stdout, s.stderr)
+    xml, preamble = _split_preamble(s.stdout)
     if failure is None:
         try:
-            log = parse_xml(s.stdout)
+            log = parse_xml(xml)
         except NvidiaSmiParseError as exc:
             kind = "unsafe-xml" if "ENTITY" in str(exc) else "garbage"
             failure = NvidiaSmiFailure(kind, f"nvidia-smi output could not be parsed: {exc}", s.rc, _excerpt(s.stdout))
     if failure is not None:
-        return {"nvidia_smi_error": failure}
+        lost = parse_lost_gpus(f"{s.stdout}\n{s.stderr}") if failure.kind == "gpu-lost" else []
+        return {"nvidia_smi_error": failure, "gpus_lost": lost}
     notes = []
     if log.attached_gpus is not None and log.attached_gpus != len(log.gpus):
         notes.append(f"nvidia-smi says attached_gpus={log.attached_gpus} but reports {len(log.gpus)} <gpu> "
                      f"element(s); the elements are counted")
     if s.rc != 0:
         notes.append(f"nvidia-smi exited {s.rc} but printed a parsable report")
+    lost = parse_lost_gpus(f"{s.stdout}\n{s.stderr}")
+    warnings = [line for line in preamble + [ln.strip() for ln in s.stderr.splitlines() if ln.strip()]
+                if not _LOST.search(line)]
     return {"nvidia_smi_schema": log.schema, "driver_version": log.driver_version, "cuda_version": log.cuda_version,
-            "attached_gpus": log.attached_gpus, "gpus": log.gpus, "notes": notes}
+            "attached_gpus": log.attached_gpus, "gpus": log.gpus, "notes": notes, "gpus_lost": lost,
+            "nvidia_smi_warnings": warnings[:20]}
+
+
+def parse_driver_gpus(output: str) -> list[str]:
+    """``ls /proc/driver/nvidia/gpus``: one directory per GPU the kernel driver holds, named by bus ID."""
+    return sorted({b for line in output.split() if (b := normalize_bus_id(line))})
+
+
+def _driver_gpus(s: Section) -> dict:
+    return {"driver_gpu_bus_ids": parse_driver_gpus(s.stdout)} if s.rc == 0 else {}
 
 
 def _compute_apps(s: Section) -> dict:
@@ -308,6 +461,9 @@ def _compute_apps(s: Section) -> dict:
 
 NVIDIA_SMI = Fact("nvidia-smi", "nvidia-smi -q -x", _nvidia_smi, timeout=60,
                   absent=Section("", "nvidia-smi section missing from the audit output", 127))
+
+# The GPUs the kernel driver holds (no root needed); absent when the module is not loaded.
+DRIVER_GPUS = Fact("driver-gpus", "ls /proc/driver/nvidia/gpus", _driver_gpus, timeout=10)
 
 # Only worth asking when the full query worked (a hung or broken nvidia-smi would just hang or fail again).
 COMPUTE_APPS = Fact("compute-apps",
