@@ -238,6 +238,8 @@ class TestHost:
 
     def set_tool(self, name: str, script: str) -> None:
         p = self.bin / name
+        if p.is_symlink():  # a base tool linked to this machine's binary: replace the link, never write through it
+            p.unlink()
         p.write_text(script)
         p.chmod(0o755)
 

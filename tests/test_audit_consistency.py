@@ -18,7 +18,8 @@ def host(model, driver="580.159.04", cuda="13.0", vbios="96.00.BD.00.01", kernel
     facts = {"driver_version": driver, "cuda_version": cuda, "kernel": kernel,
              "gpus": [{"name": model, "vbios_version": vbios}] * 2}
     if fw:
-        facts["infiniband"] = {"devices": [{"name": "mlx5_0", "fw_ver": fw}]}
+        facts["ib_ports"] = [{"device": "mlx5_0", "port": 1, "link_layer": "InfiniBand", "rate_gbps": 400.0,
+                              "active": True, "fw_ver": fw}]
     return {"state": state, "status": status, "facts": facts, "checks": []}
 
 
@@ -66,3 +67,58 @@ def test_a_warning_weighs_in_the_hosts_status_but_never_hides_a_failure():
     add_fleet_checks(hosts, {})
     assert hosts["odd"]["status"] == "warn" and hosts["bad"]["status"] == "fail" and hosts["n0"]["status"] == "pass"
     assert [c["name"] for c in hosts["odd"]["checks"] if c["status"] == "warn"] == ["consistency:kernel"]
+
+
+def fabric_host(model, links, ib_ports, state="ok"):
+    """``links``: active NVLinks per GPU; ``ib_ports``: [(rate Gb/s, active)] on InfiniBand."""
+    h = host(model)
+    h["facts"]["nvlink"] = [{"index": i, "name": model, "active": n} for i, n in enumerate(links)]
+    h["facts"]["ib_ports"] = [{"device": f"mlx5_{i}", "port": 1, "link_layer": "InfiniBand", "rate_gbps": r,
+                               "active": a, "fw_ver": "28.41.1000"} for i, (r, a) in enumerate(ib_ports)]
+    return h
+
+
+def test_a_host_below_the_fleets_nvlink_or_infiniband_fails():
+    eight = [(400.0, True)] * 8
+    hosts = {f"n{i}": fabric_host(H100, [18] * 8, eight) for i in range(3)}
+    hosts["link-down"] = fabric_host(H100, [18] * 7 + [16], eight)
+    hosts["port-down"] = fabric_host(H100, [18] * 8, [(400.0, True)] * 7 + [(400.0, False)])
+    hosts["slow-port"] = fabric_host(H100, [18] * 8, [(400.0, True)] * 7 + [(200.0, True)])
+    out = {h: by_name(c) for h, c in fleet_checks(hosts).items()}
+    assert out["link-down"]["consistency:nvlink"] == (
+        "fail", "16 active NVLinks on the host's weakest GPU; the fleet's NVIDIA H100 80GB HBM3 hosts have 18 (5 of 6)"
+                ": a link is down; reseat, or check the NVLink bridge/baseboard")
+    assert out["port-down"]["consistency:infiniband"] == (
+        "fail", "7 active InfiniBand port(s) where the fleet's NVIDIA H100 80GB HBM3 hosts have 8 (5 of 6)")
+    assert out["slow-port"]["consistency:infiniband"] == (
+        "fail", "a port at 200 Gb/s where the fleet's NVIDIA H100 80GB HBM3 hosts run 400 (5 of 6)")
+    assert out["n0"]["consistency:nvlink"][0] == "pass" and out["n0"]["consistency:infiniband"][0] == "pass"
+    assert out["n0"]["consistency:ib-firmware"][0] == "pass"
+
+
+def test_an_inventory_expectation_replaces_the_fleets_majority():
+    hosts = {f"n{i}": fabric_host(H100, [18] * 8, [(400.0, True)] * 8) for i in range(3)}
+    hosts["bridged"] = fabric_host(H100, [12] * 8, [(400.0, True)] * 8)
+    out = fleet_checks(hosts, {"bridged": {"gpufleet_nvlink_count": 12}})
+    assert "consistency:nvlink" not in by_name(out["bridged"])
+
+
+def test_end_to_end_the_host_with_another_kernel_warns(farm):
+    """Four real sshd hosts replaying the same capture; one's `uname -r` says another kernel."""
+    from fleet.audit.run import audit_hosts, build_report
+    from fleet.inventory import parse_inventory
+
+    names = ["same-0", "same-1", "same-2", "other-kernel"]
+    for name in names[:3]:
+        farm.add_host(name, fixture="rtx-3090-v12.xml")
+    farm.add_host("other-kernel", fixture="rtx-3090-v12.xml",
+                  stubs={"uname": "#!/bin/sh\necho 5.15.0-119-generic\n"})
+    inv = parse_inventory(farm.inventory(names), "same.yaml")
+    report = build_report(audit_hosts(inv.select("all"), farm.options(command_timeout=30), progress=False),
+                          "same.yaml", "all")
+    checks = {n: {c["name"]: c for c in h["checks"]} for n, h in report["hosts"].items()}
+    kernel = checks["other-kernel"]["consistency:kernel"]
+    assert kernel["status"] == "warn" and kernel["observed"] == "5.15.0-119-generic"
+    assert kernel["details"]["majority_hosts"] == 3 and kernel["details"]["hosts"] == 4
+    assert {n: checks[n]["consistency:kernel"]["status"] for n in names[:3]} == {n: "pass" for n in names[:3]}
+    assert checks["same-0"]["consistency:driver"]["status"] == "pass"

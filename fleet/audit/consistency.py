@@ -31,11 +31,8 @@ def _gpus(facts: Mapping) -> list:
 
 
 def _ib_firmware(facts: Mapping) -> Optional[str]:
-    ib = facts.get("infiniband")
-    devices = ib.get("devices") if isinstance(ib, Mapping) else None
-    if not isinstance(devices, list):
-        return None
-    return _one(d.get("fw_ver") for d in devices if isinstance(d, Mapping))
+    ports = facts.get("ib_ports")
+    return _one(p.get("fw_ver") for p in ports if isinstance(p, Mapping)) if isinstance(ports, list) else None
 
 
 FIELDS: dict[str, tuple[str, Reader]] = {
@@ -45,7 +42,12 @@ FIELDS: dict[str, tuple[str, Reader]] = {
     "consistency:ib-firmware": ("InfiniBand firmware", _ib_firmware),
     "consistency:kernel": ("kernel", lambda f: f.get("kernel")),
 }
-CHECK_NAMES = tuple(FIELDS)
+# Fabric figures a host must not fall below the fleet's majority on (fail, not warn: a missing link or a
+# slow port fails whole jobs); an inventory expectation replaces the fleet's majority (checked by the
+# host's own `nvlink` / `infiniband` check).
+FABRIC_CHECKS = {"consistency:nvlink": "gpufleet_nvlink_count", "consistency:infiniband": ("gpufleet_ib_ports",
+                                                                                             "gpufleet_ib_rate")}
+CHECK_NAMES = tuple(FIELDS) + tuple(FABRIC_CHECKS)
 
 # inventory pins that take a field out of the fleet comparison
 PINNED_BY = {"consistency:driver": "gpufleet_driver_version"}
@@ -78,6 +80,8 @@ def fleet_checks(hosts: Mapping[str, Mapping], pins: Mapping[str, Mapping] | Non
             groups.setdefault(model, []).append(name)
     out: dict[str, list] = {}
     for model, members in groups.items():
+        for name, check in _fabric(model, {n: hosts[n]["facts"] for n in members}, pins).items():
+            out.setdefault(name, []).extend(check)
         for check, (what, read) in FIELDS.items():
             observed = {n: read(hosts[n]["facts"]) for n in members}
             known = {n: v for n, v in observed.items() if v is not None}
@@ -103,3 +107,73 @@ def _check(name: str, what: str, model: str, observed: str, value: Optional[str]
                      observed=observed, expected=value, details=details)
     return Check(name, Status.WARN, f"{what} {observed} differs from the fleet's {value} ({count} of {n} {model} "
                  f"hosts)", observed=observed, expected=value, details=details)
+
+
+def _nvlink_weakest(facts: Mapping) -> Optional[int]:
+    """Active NVLinks of the host's weakest GPU; None without NVLink figures."""
+    gpus = facts.get("nvlink")
+    active = [g.get("active") for g in gpus if isinstance(g, Mapping)] if isinstance(gpus, list) else []
+    active = [a for a in active if isinstance(a, int)]
+    return min(active) if active else None
+
+
+def _ib_figures(facts: Mapping) -> dict:
+    """link layer -> (active ports, slowest active port's Gb/s)."""
+    out: dict = {}
+    for p in facts.get("ib_ports") or []:
+        if isinstance(p, Mapping) and p.get("active"):
+            n, slowest = out.get(p.get("link_layer") or "unknown", (0, None))
+            rate = p.get("rate_gbps")
+            slowest = rate if slowest is None or (rate is not None and rate < slowest) else slowest
+            out[p.get("link_layer") or "unknown"] = (n + 1, slowest)
+    return out
+
+
+def _fabric(model: str, facts: Mapping[str, Mapping], pins: Mapping[str, Mapping]) -> dict[str, list]:
+    """consistency:nvlink and consistency:infiniband for one GPU model's hosts."""
+    out: dict[str, list] = {}
+
+    def pinned(host: str, names) -> bool:
+        names = (names,) if isinstance(names, str) else names
+        return any((pins.get(host) or {}).get(v) is not None for v in names)
+
+    links = {h: _nvlink_weakest(f) for h, f in facts.items()}
+    links = {h: v for h, v in links.items() if v is not None and not pinned(h, FABRIC_CHECKS["consistency:nvlink"])}
+    if len(links) >= 2:
+        value, count = majority(links.values())
+        for h, v in links.items():
+            if value is None:
+                continue
+            status = Status.FAIL if v < value else Status.PASS
+            out.setdefault(h, []).append(Check(
+                "consistency:nvlink", status,
+                f"{v} active NVLinks on the host's weakest GPU; the fleet's {model} hosts have {value} ({count} of "
+                f"{len(links)})" + ("" if status is Status.PASS else ": a link is down; reseat, or check the NVLink "
+                                                                     "bridge/baseboard"),
+                observed=v, expected=value, details={"gpu_model": model, "majority_hosts": count,
+                                                     "hosts": len(links)}))
+    figures = {h: _ib_figures(f) for h, f in facts.items()
+               if not pinned(h, FABRIC_CHECKS["consistency:infiniband"])}
+    layers = sorted({layer for fig in figures.values() for layer in fig})
+    for layer in layers:
+        have = {h: fig[layer] for h, fig in figures.items() if layer in fig}
+        if len(have) < 2:
+            continue
+        ports, ports_n = majority(n for n, _ in have.values())
+        rate, rate_n = majority(r for _, r in have.values() if r is not None)
+        for h, (n, slowest) in have.items():
+            problems = []
+            if ports is not None and n < ports:
+                problems.append(f"{n} active {layer} port(s) where the fleet's {model} hosts have {ports} "
+                                f"({ports_n} of {len(have)})")
+            if rate is not None and slowest is not None and slowest < rate:
+                problems.append(f"a port at {slowest:g} Gb/s where the fleet's {model} hosts run {rate:g} "
+                                f"({rate_n} of {len(have)})")
+            message = "; ".join(problems) or (f"{n} active {layer} port(s), the slowest at "
+                                              f"{slowest:g} Gb/s, as the fleet's {model} hosts"
+                                              if slowest is not None else f"{n} active {layer} port(s), as the fleet")
+            out.setdefault(h, []).append(Check(
+                "consistency:infiniband", Status.FAIL if problems else Status.PASS, message,
+                observed={"ports": n, "slowest_gbps": slowest}, expected={"ports": ports, "gbps": rate},
+                details={"gpu_model": model, "link_layer": layer}))
+    return out

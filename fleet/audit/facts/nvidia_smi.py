@@ -59,6 +59,7 @@ class GpuFacts:
     fabric: dict = field(default_factory=dict)  # fabric area: raw <fabric> leaves {tag: text}; see facts/fabric.py
     # --- GPU health and remedy fields (audit-gpu area: fleet/audit/checks_gpu.py) ---
     product_brand: str | None = None  # "NVIDIA", "Tesla", "GeForce", "NVIDIA RTX", "Quadro"...
+    vbios_version: str | None = None  # <vbios_version>: compared with the fleet's (fleet/audit/consistency.py)
     mig_mode_pending: str | None = None  # <pending_mig>: differs from mig_mode until the next GPU reset
     ecc_mode_pending: str | None = None  # <pending_ecc>: differs from ecc_mode until the next GPU reset
     # gpu_reset_status: reset_required, drain_and_reset_recommended (bools; None: N/A or deprecated)
@@ -363,6 +364,7 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
         processes=_processes(gpu),
         fabric={e.tag: (e.text or "").strip() for e in gpu.iterfind("fabric//*") if not len(e)},  # fabric area
         product_brand=_t(gpu, "product_brand"),
+        vbios_version=_t(gpu, "vbios_version"),
         mig_mode_pending=_t(gpu, "mig_mode/pending_mig"),
         ecc_mode_pending=_t(gpu, "ecc_mode/pending_ecc"),
         reset_status={"reset_required": _yes(_t(gpu, "gpu_reset_status/reset_required")),
