@@ -163,5 +163,6 @@ fi""", _driver_module)
 DMESG = Fact("dmesg", "dmesg", _dmesg, timeout=20, grep=KERNEL_LINES)
 
 # No -q: its "insufficient permissions" hints are how an unreadable journal is told from a clean one.
-JOURNALCTL = Fact("journalctl", "journalctl -k --no-pager --since '-7 days'", _journalctl, timeout=20,
+# -b: this boot only, as dmesg: an Xid that a reboot already cleared must not fail the node again.
+JOURNALCTL = Fact("journalctl", "journalctl -k -b --no-pager", _journalctl, timeout=20,
                   grep=KERNEL_LINES, when=failed("dmesg"))
