@@ -161,7 +161,7 @@ class RunLock:
             return
         try:
             os.ftruncate(fd, 0)
-        except OSError:  # noqa: BLE001 - the description is a courtesy: the lock goes with the close below
+        except OSError:  # the description is a courtesy: the lock goes with the close below
             pass
         finally:
             os.close(fd)

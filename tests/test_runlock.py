@@ -163,3 +163,27 @@ def test_lock_path_for(tmp_path):
     db = tmp_path / "history"
     db.write_text("")
     assert lock_path_for(db) == tmp_path / "history.lock"
+
+
+def test_a_program_the_holder_started_does_not_keep_the_lock(tmp_path, procs):
+    # ssh and the like outlive a killed run: they must not inherit the lock's descriptor
+    path = tmp_path / LOCK_NAME
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = ("import subprocess, sys\n"
+            "from fleet.runlock import RunLock\n"
+            "lock = RunLock(sys.argv[1]).acquire()\n"
+            "child = subprocess.Popen(['sleep', '60'], close_fds=False)\n"
+            "print(child.pid, flush=True)\n"
+            "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    procs.append(proc)
+    child = int(proc.stdout.readline())
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # still running
+        with RunLock(path) as lock:
+            assert lock.held
+    finally:
+        os.kill(child, signal.SIGKILL)
