@@ -16,6 +16,7 @@ from fleet.fanout import run_fleet
 from fleet.outcome import ExitCode, Recap, status_for
 from fleet.runs import launch
 from fleet.runs.render import render_table
+from fleet.runs.retention import prune as prune_runs
 from fleet.runs.run_dir import load_run
 from fleet.runs.verdict import judge
 from provision import run as provision_run
@@ -85,11 +86,13 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
         "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all; "
                   "checked before any host is contacted",
         "wheelhouse": cli.HELP_WHEELHOUSE,
+        **cli.HELP_CRON,
     },
 )
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
-           forks=None, connect_timeout=None, accept_new_host_keys=False):
+           forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
+           keep_days=None):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -109,11 +112,16 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
         checks=cli.verify_checks(checks), wheelhouse=cli.wheelhouse(wheelhouse))
     options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)
     base = cli.reports_dir(c, out)
+    retention = cli.retention(keep_runs, keep_days)
     _, selected = cli.select(c, hosts, inventory)
-    run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
-                                           on_started=lambda d: cli.note(f"run directory: {d}"))
+    with cli.run_lock(base, wait_lock):  # one run per reports directory; no host is contacted before
+        run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
+                                               on_started=lambda d: cli.note(f"run directory: {d}"))
+        pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
+    if pruned:
+        cli.note(f"pruned {len(pruned)} old run director{'y' if len(pruned) == 1 else 'ies'}: {', '.join(pruned)}")
     if summary["exit_code"]:
         raise cli.Exit(code=summary["exit_code"])
 

@@ -18,7 +18,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from invoke.exceptions import Exit
 
@@ -48,6 +49,13 @@ HELP_COMMON = {
     "timeout": "seconds a host's work may run before it is cut off (audit 120, push 600, verify 1800, provision 900)",
     "connect_timeout": "seconds to wait for a host's TCP connect, SSH banner and authentication (default 10)",
     "accept_new_host_keys": "trust and record unknown host keys on first use (a changed key is still refused)",
+}
+
+HELP_CRON = {
+    "wait_lock": "seconds to wait for another run holding this reports directory's lock (default: fail at once, "
+                 "exit 2, naming the holder)",
+    "keep_runs": "after the run, keep only the newest N run directories (the current one counts)",
+    "keep_days": "after the run, remove run directories older than D days",
 }
 
 HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
@@ -215,3 +223,34 @@ def finish(table: str, report: dict, json_path: Optional[str], code: int) -> Non
         note(f"report written to {json_path}")
     if code:
         raise Exit(code=int(code))
+
+
+def retention(keep_runs, keep_days) -> tuple:
+    """``(keep_runs, keep_days)`` from the flags (None when not given); a usage error when malformed."""
+    runs = None
+    if keep_runs is not None:
+        try:
+            runs = int(str(keep_runs))
+        except ValueError:
+            runs = -1
+        if runs < 0:
+            raise usage_error(f"--keep-runs must be a whole number >= 0, got {keep_runs!r}")
+    days = positive_number("--keep-days", keep_days) if keep_days is not None else None
+    return runs, days
+
+
+@contextmanager
+def run_lock(directory: Path, wait_lock) -> Iterator[None]:
+    """Hold ``directory``'s run lock for the block; another run holding it is a usage error (exit 2) naming it."""
+    from fleet.runlock import LockHeld, RunLock, lock_path_for
+
+    wait = 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
+    lock = RunLock(lock_path_for(directory), wait_s=wait)
+    try:
+        lock.acquire(wait)
+    except LockHeld as e:
+        raise usage_error(str(e)) from None
+    try:
+        yield
+    finally:
+        lock.release()

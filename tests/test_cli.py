@@ -200,3 +200,41 @@ def test_a_host_the_inventory_describes_beyond_gpufleet_is_that_hosts_error_only
         "ansible_connection 'docker' is not supported (gpufleet connects over ssh, or local)"
     assert report["hosts"]["templated"]["message"].startswith("ansible_host is a Jinja template")
     assert "  in-a-container: error: ansible_connection 'docker' is not supported" in r.stdout
+
+
+def test_a_second_run_on_a_locked_reports_directory_exits_2_naming_the_holder(tmp_path):
+    out = tmp_path / "reports"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from fleet.runlock import RunLock, lock_path_for; "
+                               f"l = RunLock(lock_path_for({str(out)!r}), "
+                               "command='gpufleet verify --hosts gpu-nodes'); "
+                               "l.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out)], cwd=tmp_path,
+                     timeout=60)
+        assert r.returncode == 2 and time.monotonic() - start < 30
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith(
+            f"gpufleet: another gpufleet run holds the lock {out}/.gpufleet.lock: pid {holder.pid} on ")
+        assert line.endswith(", running: gpufleet verify --hosts gpu-nodes")
+        assert not [p for p in out.iterdir() if p.name != ".gpufleet.lock"]  # nothing was run
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_keep_runs_prunes_old_run_directories_and_nothing_else(tmp_path):
+    out = tmp_path / "reports"
+    for name in ("20250101T000000Z", "20250102T000000Z", "20250103T000000Z"):
+        (out / name).mkdir(parents=True)
+    (out / "notes").mkdir()
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out), "--keep-runs", "2"],
+                 cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    left = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert left[0] == "20250103T000000Z" and left[-1] == "notes" and len(left) == 3  # the newest old one + this run
+    assert "pruned 2 old run directories: 20250101T000000Z, 20250102T000000Z" in r.stderr
