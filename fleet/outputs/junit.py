@@ -3,8 +3,9 @@ failing or warning check and straggler (verify), per step and validation (provis
 
 - ``pass`` -> a passed testcase; ``warn`` -> passed, with the message in ``<system-out>``;
   ``skip`` / ``skipped`` -> ``<skipped>``; ``fail`` / ``failed`` -> ``<failure>``; ``error`` -> ``<error>``.
-- A host whose work did not end ``ok`` (not reached, timed out, bad report...) without checks gets
-  one testcase, ``<host>.<state>``, that errors (``fail`` status: fails) with the runner's message.
+- A host whose work did not end ``ok`` (not reached, timed out, bad report...) and has no failing
+  testcase of its own gets one more, ``<kind>.<state>``, that errors (a ``fail`` status: fails) with
+  the runner's message.
 
 :func:`junit_xml` is pure; :func:`write_junit` writes it atomically.
 """
@@ -51,6 +52,10 @@ def _case(name: str, classname: str, status: str, message: str, time: float | No
     return case
 
 
+def _failed(case: ET.Element) -> bool:
+    return case.find("failure") is not None or case.find("error") is not None
+
+
 def _not_run(host: str, kind: str, h: Mapping) -> ET.Element:
     """The one testcase of a host whose work did not end ``ok``."""
     state = h.get("state") or "error"
@@ -63,7 +68,7 @@ def _audit_cases(host: str, h: Mapping) -> list[ET.Element]:
     checks = h.get("checks") or []
     cases = [_case(c.get("name", "?"), f"audit.{host}", c.get("status", "error"), c.get("message", ""))
              for c in checks]
-    if h.get("state", "ok") != "ok" and not checks:
+    if h.get("state", "ok") != "ok" and not any(_failed(c) for c in cases):
         cases.append(_not_run(host, "audit", h))
     return cases
 
@@ -90,7 +95,7 @@ def _provision_cases(host: str, h: Mapping) -> list[ET.Element]:
                    output=s.get("output")) for s in h.get("steps") or []]
     cases += [_case(f"validation:{v.get('name', '?')}", f"provision.{host}", v.get("status", "error"),
                     v.get("message", "")) for v in h.get("validation") or []]
-    if h.get("state", "ok") != "ok":
+    if h.get("state", "ok") != "ok" and not any(_failed(c) for c in cases):
         cases.append(_not_run(host, "provision", h))
     return cases
 
