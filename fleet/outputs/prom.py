@@ -183,6 +183,12 @@ def _dig(d: Any, path: tuple) -> Any:
     return d
 
 
+def _gpu_label(g: Any, pos: int) -> str:
+    """``gpu<index>`` as nvidia-smi numbers it (the checks' suffix); the list position when it has none."""
+    index = g.get("index") if isinstance(g, Mapping) else None
+    return f"gpu{index if isinstance(index, int) and not isinstance(index, bool) else pos}"
+
+
 def audit_textfile(report: Mapping) -> str:
     """The textfile of a ``gpufleet.audit/1`` report: host status, checks, GPU facts, last run time."""
     exp = Exposition()
@@ -204,10 +210,10 @@ def audit_textfile(report: Mapping) -> str:
                 "NVIDIA GPUs on the PCI bus (lspci).")
     for host, h in hosts.items():
         gpus = (h.get("facts") or {}).get("gpus")
-        for g in gpus if isinstance(gpus, list) else ():
+        for pos, g in enumerate(gpus if isinstance(gpus, list) else ()):
             if not isinstance(g, Mapping):
                 continue
-            gpu = f"gpu{g.get('index')}"
+            gpu = _gpu_label(g, pos)
             exp.add("gpufleet_audit_gpu_info", {"host": host, "gpu": gpu, "name": g.get("name") or "",
                                                 "uuid": g.get("uuid") or "", "pci_bus_id": g.get("pci_bus_id") or "",
                                                 "vbios_version": g.get("vbios_version") or ""},
@@ -215,12 +221,12 @@ def audit_textfile(report: Mapping) -> str:
     for path, suffix, scale, help_text in GPU_FACTS:
         for host, h in hosts.items():
             gpus = (h.get("facts") or {}).get("gpus")
-            for g in gpus if isinstance(gpus, list) else ():
+            for pos, g in enumerate(gpus if isinstance(gpus, list) else ()):
                 raw = _dig(g, path)
                 value = int(raw) if isinstance(raw, bool) else _number(raw)
                 if value is not None:
                     value = value * scale if scale != 1 else value
-                exp.add(metric_name("audit", suffix), {"host": host, "gpu": f"gpu{g.get('index')}"}, value,
+                exp.add(metric_name("audit", suffix), {"host": host, "gpu": _gpu_label(g, pos)}, value,
                         help_text)
     codes = ", ".join(f"{k} {v}" for k, v in CHECK_CODES.items())
     for host, h in hosts.items():
