@@ -150,7 +150,9 @@ def test_audit_every_golden_case_parses():
 
     cases = sorted(p.name for p in CASES.iterdir() if p.is_dir())
     report = build_report(FleetResult({c: audited(c, c) for c in cases}), "inventory.yaml", "all")
-    _, samples = parse(prom.audit_textfile(report))
+    text = prom.audit_textfile(report)
+    check_format(text)
+    _, samples = parse(text)
     assert {dict(k)["host"] for k in family(samples, "gpufleet_host_status")} == set(cases)
 
 
@@ -249,6 +251,8 @@ def test_label_values_round_trip(verify):
     ("collectives/barrier/latency_us", "gpufleet_verify_collectives_barrier_latency_seconds", 1e-6),
     ("step_ms", "gpufleet_verify_step_seconds", 1e-3),
     ("pipeline/jpeg/ratio", "gpufleet_verify_pipeline_jpeg_ratio", 1),
+    ("gpus", "gpufleet_verify_gpus_metric", 1),  # never onto a family of the module's own
+    ("straggler/ratio", "gpufleet_verify_straggler_ratio_metric", 1),
 ])
 def test_verify_metric_names(base, name, factor):
     assert prom.verify_metric(base) == (name, factor)
@@ -263,3 +267,19 @@ def test_writers_are_atomic_and_whole(tmp_path, verify):
     path = prom.write_audit_textfile(tmp_path / "gpufleet_audit.prom", report)
     parse(path.read_text())
     assert REFUSED not in path.read_text()  # a message is not a label: the textfile stays small and stable
+
+
+def test_audit_and_verify_files_can_share_a_textfile_directory(audit, verify):
+    """node_exporter merges families across files: a shared family must have one HELP and one label set."""
+    def helps(text):
+        return {line.split()[2]: line for line in text.splitlines() if line.startswith("# HELP ")}
+
+    a, v = helps(audit[1]), helps(verify[1])
+    shared = set(a) & set(v)
+    assert shared == {"gpufleet_host_status", "gpufleet_host_state_info", "gpufleet_hosts",
+                      "gpufleet_last_run_timestamp_seconds", "gpufleet_exit_code", "gpufleet_interrupted"}
+    assert all(a[n] == v[n] for n in shared)
+    for name in shared:
+        keys = {tuple(k for k, _ in labels) for labels in family(audit[3], name)}
+        keys |= {tuple(k for k, _ in labels) for labels in family(verify[3], name)}
+        assert len(keys) == 1, (name, keys)

@@ -253,10 +253,21 @@ _UNITS = (
 )
 
 
+# the verify families this module names itself: a metric key that would map onto one gets ``_metric`` appended
+VERIFY_FAMILIES = frozenset(f"gpufleet_verify_{n}" for n in (
+    "host_info", "gpus", "check_status", "fleet_ratio", "reference_ratio", "straggler", "straggler_ratio",
+    "stragglers", "regressions", "regression_ratio", "regression_value", "regression_baseline"))
+
+
 def verify_metric(base: str) -> tuple[str, float]:
     """``(family name, factor)`` of a verify metric base key: ``matmul/bf16/tflops`` ->
     ``("gpufleet_verify_matmul_bf16_flops_per_second", 1e12)``; ``allreduce/busbw_gbps`` ->
     ``("gpufleet_verify_allreduce_busbw_bytes_per_second", 1e9)``."""
+    name, factor = _verify_metric(base)
+    return (name + "_metric" if name in VERIFY_FAMILIES else name), factor
+
+
+def _verify_metric(base: str) -> tuple[str, float]:
     parts = re.split(r"[^A-Za-z0-9]+", base)
     joined = "_".join(parts).lower()
     for unit, suffix, factor in _UNITS:
