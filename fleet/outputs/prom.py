@@ -16,7 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from fleet.jsonio import write_text_atomic
 from fleet.outcome import STATUSES
@@ -372,5 +372,5 @@ def write_verify_textfile(path: str | os.PathLike, summary: Mapping,
     return write_text_atomic(path, verify_textfile(summary, reports))
 
 
-__all__: Iterable[str] = ("audit_textfile", "verify_textfile", "write_audit_textfile", "write_verify_textfile",
-                          "escape_label", "metric_name", "verify_metric", "CHECK_CODES")
+__all__ = ["audit_textfile", "verify_textfile", "write_audit_textfile", "write_verify_textfile",
+                          "escape_label", "metric_name", "verify_metric", "CHECK_CODES"]
