@@ -29,10 +29,11 @@ from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
     help={
         **cli.HELP_COMMON,
         "json": "also write the full report (schema gpufleet.audit/1) to this path",
+        **cli.HELP_OUTPUTS,
     },
 )
 def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, connect_timeout=None,
-          accept_new_host_keys=False):
+          accept_new_host_keys=False, prom=None, junit=None):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
     One SSH round trip per host; each finding is checked against the host's
@@ -44,6 +45,7 @@ def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, c
     options = cli.ssh_options(c, "audit", forks, timeout, connect_timeout, accept_new_host_keys)
     result = audit_run.audit_hosts(selected, options)
     report = audit_run.build_report(result, path, hosts)
+    _outputs("audit", report, prom, junit)
     cli.finish(audit_run.render_table(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
@@ -87,12 +89,13 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
                   "checked before any host is contacted",
         "wheelhouse": cli.HELP_WHEELHOUSE,
         **cli.HELP_CRON,
+        **cli.HELP_OUTPUTS,
     },
 )
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
-           keep_days=None):
+           keep_days=None, prom=None, junit=None):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -118,6 +121,7 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
         run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
                                                on_started=lambda d: cli.note(f"run directory: {d}"))
         pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
+    _outputs("verify", summary, prom, junit, run_dir=run_dir)
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
     if pruned:
@@ -176,12 +180,13 @@ def report(c, run_dir, json=None):
         "containerd": "also configure containerd's nvidia runtime (docker is always configured when present)",
         "smoke_test": "after installing, run `docker run --rm --gpus all IMAGE nvidia-smi` where docker is present",
         "smoke_image": f"image for --smoke-test (default {DEFAULT_SMOKE_IMAGE})",
-        "json": "also write the full report (schema gpufleet.provision/1) to this path",
+        "json": "also write the full report (schema gpufleet.provision/2) to this path",
+        "junit": cli.HELP_OUTPUTS["junit"],
     },
 )
 def provision(c, hosts="all", inventory=None, check=False, version=None, repo_url=None, key_url=None,
               containerd=False, smoke_test=False, smoke_image=None, forks=None, timeout=None, connect_timeout=None,
-              accept_new_host_keys=False, json=None):
+              accept_new_host_keys=False, json=None, junit=None):
     """Install and configure nvidia-container-toolkit, idempotently (README: invoke provision).
 
     Per host: repository and signing key, the package, `nvidia-ctk runtime configure` for
@@ -201,7 +206,24 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
     audit = provision_run.audit_toolkit(result, options)
     report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
+    _outputs("provision", report, None, junit)
     cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
+
+
+def _outputs(kind: str, doc: dict, prom, junit, run_dir=None) -> None:
+    """--prom and --junit: the Prometheus textfile and the JUnit XML of a finished run, each written atomically."""
+    from fleet.outputs import junit as junit_out, prom as prom_out
+
+    if prom:
+        if kind == "audit":
+            prom_out.write_audit_textfile(prom, doc)
+        else:  # verify: every GPU's figure, from the reports the run fetched
+            reports = {r.host: r.report for r in load_run(run_dir)[0] if r.report is not None}
+            prom_out.write_verify_textfile(prom, doc, reports)
+        cli.note(f"Prometheus textfile written to {prom}")
+    if junit:
+        junit_out.write_junit(junit, doc, kind)
+        cli.note(f"JUnit XML written to {junit}")
 
 
 def _code(code: int, interrupted: bool) -> int:

@@ -58,6 +58,11 @@ HELP_CRON = {
     "keep_days": "after the run, remove run directories older than D days",
 }
 
+HELP_OUTPUTS = {
+    "prom": "also write a Prometheus textfile (for node_exporter's textfile collector) to this path, atomically",
+    "junit": "also write JUnit XML (a test suite per host, a test case per check) to this path",
+}
+
 HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
                    "installed there with pip --no-index --no-deps")
 

@@ -67,11 +67,24 @@ def test_help_and_list_work_from_anywhere(tmp_path):
 @pytest.mark.slow
 def test_the_documented_command_passes_on_the_default_inventory_from_another_directory(tmp_path):
     out = tmp_path / "reports"
-    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out)], cwd=tmp_path)
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out),
+                  "--prom", str(tmp_path / "gpufleet.prom"), "--junit", str(tmp_path / "junit.xml")], cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["localhost"]["status"] == "pass" and summary["exit_code"] == 0
+    # the outputs operators watch: node_exporter's textfile, CI's JUnit
+    from prometheus_client.parser import text_string_to_metric_families
+    import xml.etree.ElementTree as ET
+
+    families = {f.name: f for f in text_string_to_metric_families((tmp_path / "gpufleet.prom").read_text())}
+    status = {s.labels["status"]: s.value for s in families["gpufleet_host_status"].samples
+              if s.labels["host"] == "localhost"}
+    assert status["pass"] == 1 and sum(status.values()) == 1
+    matmul = [s for s in families["gpufleet_verify_matmul_fp32_flops_per_second"].samples]
+    assert [(s.labels["host"], s.labels["gpu"]) for s in matmul] == [("localhost", "cpu0")] and matmul[0].value > 0
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite.get("name") == "localhost" and suite.get("failures") == "0" and suite.get("errors") == "0"
 
 
 # --------------------------------------------------------------------------- Ctrl-C and timeouts
