@@ -151,7 +151,7 @@ def test_ctrl_c_stops_every_rank_on_every_host_and_keeps_the_run(farm, hanging_h
     assert proc.returncode == 130, stdout + stderr
     for name, cache in caches.items():
         assert _processes_under(cache) == [], name
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["interrupted"] is True
     assert {h["host"]: h["state"] for h in run["hosts"]} == {"hang-a": "interrupted", "hang-b": "interrupted"}
@@ -172,7 +172,7 @@ def test_a_host_cut_off_at_its_timeout_has_nothing_left_running(farm, hanging_ho
     r = gpufleet(["verify", "--hosts", "hang-a", "--inventory", str(inv), "--out", str(out), "--nproc", "2",
                   "--checks", "collectives", "--timeout", "10"], env=env, cwd=tmp_path, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["hang-a"]["state"] == "timed_out" and summary["hosts"]["hang-a"]["status"] == "error"
     deadline = time.monotonic() + 20  # the node-side guard's KILL comes 15 s after its TERM at the latest

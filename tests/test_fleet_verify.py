@@ -166,7 +166,7 @@ def test_invoke_verify_via_ssh_and_usage_errors(farm, verify_hosts, tmp_path):
                     "--checks", "collectives"], env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "v-a" in r.stdout and "run directory:" in r.stdout
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     report = json.loads((run_dir / "hosts" / "v-a.json").read_text())
     assert report["world"]["world_size"] == 2
     assert report["metrics"]["allreduce/busbw_gbps"] > 0
