@@ -1,0 +1,35 @@
+"""The run history: every audit, verify and provision run recorded per host in one SQLite database.
+
+``db``: open (WAL, busy timeout, forward migrations) and record; ``query``: read runs, metric series and
+the GPU identity table back; ``render``: the per-host text with a small trend; :func:`history_main` ties
+them together for the ``history`` task.
+"""
+
+from __future__ import annotations
+
+from fleet.history.db import (
+    DEFAULT_PATH, SCHEMA_VERSION, connect, record_audit, record_provision, record_verify, schema_version,
+)
+from fleet.history.query import SCHEMA, document, gpu_identities, metric_series, runs_by_host
+from fleet.history.render import render, sparkline
+
+__all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
+           "metric_series", "record_audit", "record_provision", "record_verify", "render", "runs_by_host",
+           "schema_version", "sparkline"]
+
+
+def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, days: float | None,
+                 json_path=None) -> tuple[str, dict]:
+    """(text, doc) for ``history``: ``pattern_hosts`` host names or shell globs (None: every host), ``metric``
+    a metric key (or its base, without ``:device``), ``days`` how far back (None: everything).
+    Writes ``doc`` to ``json_path`` when given."""
+    from fleet.jsonio import write_json_atomic
+
+    db = connect(db_path)
+    try:
+        doc = document(db, pattern_hosts, metric, days)
+    finally:
+        db.close()
+    if json_path:
+        write_json_atomic(json_path, doc)
+    return render(doc, metric), doc
