@@ -169,11 +169,23 @@ def test_same_uuid_on_two_hosts_is_listed_with_both(db):
     assert "also seen on: a1" in render(doc)
 
 
-def test_serial_is_kept_when_the_facts_carry_it(db):
+def test_each_gpu_recorded_with_its_uuid_and_serial(db):
+    report = audit_of({"hgx": "hgx-h100-fabric-healthy"}, generated="2026-11-21T10:00:00+00:00")
+    record_audit(db, report)
+    facts = report["hosts"]["hgx"]["facts"]["gpus"]
+    assert len(facts) == 8 and facts[0]["serial"] == "1650000000001"
+    assert gpu_identities(db) == [{"uuid": g["uuid"], "serial": g["serial"], "first_seen": "2026-11-21T10:00:00+00:00",
+                                   "last_seen": "2026-11-21T10:00:00+00:00", "hosts": ["hgx"]}
+                                  for g in sorted(facts, key=lambda g: g["uuid"])]
+
+
+def test_a_serial_once_known_is_kept(db):
     report = audit_of({"a1": "faulty-h100-2gpu"})
     report["hosts"]["a1"]["facts"]["gpus"][0]["serial"] = "1650000000001"
     record_audit(db, report)
+    record_audit(db, audit_of({"a1": "faulty-h100-2gpu"}, generated="2026-11-24T10:00:00+00:00"))  # serial N/A
     assert gpu_identities(db)[0]["serial"] == "1650000000001"
+    assert gpu_identities(db)[0]["last_seen"] == "2026-11-24T10:00:00+00:00"
 
 
 def test_document_matches_the_schema_exactly(db, tmp_path):
