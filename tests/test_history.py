@@ -16,6 +16,7 @@ from fleet.history import (
     SCHEMA_VERSION, connect, document, gpu_identities, history_main, metric_series, record_audit,
     record_provision, record_verify, render, runs_by_host, schema_version, sparkline,
 )
+from fleet.history import db as history_db
 from fleet.history.db import audit_counters
 from fleet.history.query import checks
 from fleet.inventory.model import Host
@@ -229,6 +230,21 @@ def test_version_zero_database_migrates_forward(tmp_path):
     again.close()
 
 
+def test_a_later_migration_step_applies_forward_and_keeps_the_data(tmp_path, monkeypatch):
+    path = tmp_path / "h.sqlite"
+    db = connect(path)
+    run_id = record_provision(db, provision_report("2026-11-23T09:00:00+00:00"))
+    db.close()
+    monkeypatch.setattr(history_db, "MIGRATIONS", history_db.MIGRATIONS + [
+        "ALTER TABLE runs ADD COLUMN operator TEXT; -- who ran it; a ';' in a comment is no end\n"
+        "UPDATE runs SET operator = 'cron';"])
+    db = connect(path)
+    assert schema_version(db) == SCHEMA_VERSION + 1
+    assert [tuple(r) for r in db.execute("SELECT run_id, operator FROM runs")] == [(run_id, "cron")]
+    assert runs_by_host(db)["n1"][0]["run_id"] == run_id
+    db.close()
+
+
 def test_newer_database_is_refused(tmp_path):
     path = tmp_path / "new.sqlite"
     raw = sqlite3.connect(path)
@@ -267,6 +283,23 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len(runs["n1"]) == 50 and len(runs["p-host"]) == 25 and len(runs["q-host"]) == 25
     assert len(runs["down"]) == 50
     db.close()
+
+
+def test_history_main_reads_without_creating(tmp_path):
+    text, doc = history_main(tmp_path / "none.sqlite", None, None, 7, tmp_path / "out.json")
+    assert doc == {"schema": "gpufleet.history/1", "hosts": {}} and "does not exist" in text
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_text_with_a_metric_shows_its_runs_and_trend(db, tmp_path):
+    for day, value in ((3, 700.0), (2, 600.0), (1, 720.0)):
+        record_verify(db, *verify_run(f"r{day}", (NOW - _dt.timedelta(days=day)).isoformat(), {"v1": value}))
+    record_audit(db, audit_of({"v1": "faulty-h100-2gpu"}, generated=NOW.isoformat()))
+    text = render(document(db, ["v1"], "matmul/bf16/tflops"), "matmul/bf16/tflops")
+    lines = text.splitlines()
+    assert lines[0] == "v1: 4 runs, 2 GPUs known"
+    assert [ln.split()[2] for ln in lines[3:6]] == ["verify"] * 3 and len(lines) == 7  # the audit has no such figure
+    assert lines[-1] == "trend matmul/bf16/tflops: ▇▁█  700 -> 720 (min 600, max 720, 3 runs)"
 
 
 def test_sparkline():

@@ -7,11 +7,14 @@ them together for the ``history`` task.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fleet.history.db import (
     DEFAULT_PATH, SCHEMA_VERSION, connect, record_audit, record_provision, record_verify, schema_version,
 )
 from fleet.history.query import SCHEMA, document, gpu_identities, metric_series, runs_by_host
 from fleet.history.render import render, sparkline
+from fleet.jsonio import write_json_atomic
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
            "metric_series", "record_audit", "record_provision", "record_verify", "render", "runs_by_host",
@@ -23,13 +26,16 @@ def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, d
     """(text, doc) for ``history``: ``pattern_hosts`` host names or shell globs (None: every host), ``metric``
     a metric key (or its base, without ``:device``), ``days`` how far back (None: everything).
     Writes ``doc`` to ``json_path`` when given."""
-    from fleet.jsonio import write_json_atomic
-
-    db = connect(db_path)
-    try:
-        doc = document(db, pattern_hosts, metric, days)
-    finally:
-        db.close()
+    if not Path(db_path).exists():  # reading creates nothing
+        doc = {"schema": SCHEMA, "hosts": {}}
+        text = f"no history yet: {db_path} does not exist (audit, verify and provision runs write it)"
+    else:
+        db = connect(db_path)
+        try:
+            doc = document(db, pattern_hosts, metric, days)
+        finally:
+            db.close()
+        text = render(doc, metric)
     if json_path:
         write_json_atomic(json_path, doc)
-    return render(doc, metric), doc
+    return text, doc

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 import uuid as _uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -138,27 +139,28 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Apply the missing migrations in one transaction; returns the version reached.  A database newer than
-    this gpufleet is refused (it would be read wrongly)."""
-    if schema_version(db) == SCHEMA_VERSION:
-        return SCHEMA_VERSION
+    """Apply the missing steps of :data:`MIGRATIONS` in one transaction; returns the version reached.  A database
+    newer than this gpufleet is refused (it would be read wrongly)."""
+    target = len(MIGRATIONS)
+    if schema_version(db) == target:
+        return target
     db.execute("BEGIN IMMEDIATE")  # re-read under the write lock: another process may have just migrated
     try:
         version = schema_version(db)
-        if version > SCHEMA_VERSION:
+        if version > target:
             raise RuntimeError(f"history database schema version {version} is newer than this gpufleet's "
-                               f"({SCHEMA_VERSION}): upgrade gpufleet")
+                               f"({target}): upgrade gpufleet")
         for step in MIGRATIONS[version:]:
             for statement in statements(step):
                 db.execute(statement)
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         db.execute("DELETE FROM schema_version")
-        db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    return SCHEMA_VERSION
+    return target
 
 
 class _Tx:
@@ -186,32 +188,55 @@ def _new_run_id(kind: str, started: str) -> str:
     return f"{kind}-{stamp}Z-{_uuid.uuid4().hex[:8]}"
 
 
-def _insert_run(db: sqlite3.Connection, run_id: str, kind: str, started: str, finished: str | None,
-                exit_code: Any, interrupted: Any, info: Mapping) -> None:
-    db.execute("INSERT OR REPLACE INTO runs (run_id, kind, started, finished, exit_code, interrupted, info) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (run_id, kind, started, finished, exit_code if isinstance(exit_code, int) else None,
-                int(bool(interrupted)), json.dumps(dict(info), sort_keys=True)))
+@dataclass
+class HostRecord:
+    """What one host's run leaves in the history, worked out before the write transaction begins."""
+
+    host: str
+    status: str
+    state: str
+    message: str = ""
+    checks: list = field(default_factory=list)  # [(name, status, message)]
+    metrics: dict = field(default_factory=dict)  # key -> float
+    gpus: list = field(default_factory=list)  # [(uuid, serial or None)]
+
+    @classmethod
+    def of(cls, host: str, h: Mapping, checks: Iterable[Mapping], metrics: Mapping[str, Any],
+           gpus: Iterable[tuple] = ()) -> "HostRecord":
+        return cls(host, str(h.get("status")), str(h.get("state")), str(h.get("message") or ""),
+                   [(str(c.get("name")), str(c.get("status")), str(c.get("message") or "")) for c in checks],
+                   {k: v for k, v in ((str(k), _number(v)) for k, v in metrics.items()) if v is not None},
+                   list(gpus))
 
 
-def _insert_host(db: sqlite3.Connection, run_id: str, host: str, status: str, state: str, message: str,
-                 checks: Iterable[Mapping], metrics: Mapping[str, Any]) -> int:
-    cur = db.execute("INSERT INTO host_runs (run_id, host, status, state, message) VALUES (?, ?, ?, ?, ?)",
-                     (run_id, host, str(status), str(state), str(message or "")))
-    pk = cur.lastrowid
-    db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
-                   [(pk, str(c.get("name")), str(c.get("status")), str(c.get("message") or "")) for c in checks])
-    db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
-                   [(pk, k, v) for k, v in ((k, _number(v)) for k, v in metrics.items()) if v is not None])
-    return pk
+def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> None:
+    """One short transaction: the run's row (replacing a run of the same id and its hosts), then its hosts'."""
+    run_id, started = run[0], run[2]
+    with _Tx(db):
+        db.execute("DELETE FROM checks WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
+        db.execute("DELETE FROM metrics WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
+        db.execute("DELETE FROM host_runs WHERE run_id = ?", (run_id,))
+        db.execute("INSERT OR REPLACE INTO runs (run_id, kind, started, finished, exit_code, interrupted, info) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", run)
+        for h in hosts:
+            pk = db.execute("INSERT INTO host_runs (run_id, host, status, state, message) VALUES (?, ?, ?, ?, ?)",
+                            (run_id, h.host, h.status, h.state, h.message)).lastrowid
+            db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
+                           [(pk, *c) for c in h.checks])
+            db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
+                           [(pk, k, v) for k, v in h.metrics.items()])
+            db.executemany(
+                "INSERT INTO gpus (uuid, host, serial, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (uuid, host) DO UPDATE SET serial = COALESCE(excluded.serial, gpus.serial), "
+                "first_seen = MIN(gpus.first_seen, excluded.first_seen), "
+                "last_seen = MAX(gpus.last_seen, excluded.last_seen)",
+                [(uuid, h.host, serial, started, started) for uuid, serial in h.gpus])
 
 
-def _see_gpu(db: sqlite3.Connection, uuid: str, host: str, serial: str | None, seen: str) -> None:
-    db.execute("INSERT INTO gpus (uuid, host, serial, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (uuid, host) DO UPDATE SET serial = COALESCE(excluded.serial, gpus.serial), "
-               "first_seen = MIN(gpus.first_seen, excluded.first_seen), "
-               "last_seen = MAX(gpus.last_seen, excluded.last_seen)",
-               (uuid, host, serial, seen, seen))
+def _run_row(run_id: str, kind: str, started: str, finished: str | None, exit_code: Any, interrupted: Any,
+             info: Mapping) -> tuple:
+    return (run_id, kind, started, finished, exit_code if isinstance(exit_code, int) else None,
+            int(bool(interrupted)), json.dumps(dict(info), sort_keys=True))
 
 
 # ---------------------------------------------------------------- the audit's counters
@@ -234,8 +259,8 @@ def audit_counters(facts: Mapping) -> dict[str, float]:
     gpus = facts.get("gpus")
     for g in gpus if isinstance(gpus, list) else []:
         device = f"gpu{g.get('index')}"
-        for field, prefix, keys in _GPU_COUNTERS:
-            block = g.get(field) or {}
+        for name, prefix, keys in _GPU_COUNTERS:
+            block = g.get(name) or {}
             for key in keys if keys is not None else sorted(block):
                 value = _number(block.get(key))
                 if value is not None:
@@ -251,64 +276,59 @@ def audit_counters(facts: Mapping) -> dict[str, float]:
 
 def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = None) -> str:
     """Record an audit report (``fleet.audit.run.build_report``'s dict): per host its status, checks, the counters
-    it read and each GPU's UUID and serial.  Returns the run id."""
+    it read (:func:`audit_counters`) and each GPU's UUID and serial.  Returns the run id."""
     started = utc_iso(report.get("generated"))
     run_id = run_id or _new_run_id("audit", started)
-    with _Tx(db):
-        _insert_run(db, run_id, "audit", started, started, report.get("exit_code"), report.get("interrupted"),
-                    {"schema": report.get("schema"), "pattern": report.get("pattern"),
-                     "inventory": report.get("inventory")})
-        for host, h in report.get("hosts", {}).items():
-            facts = h.get("facts") or {}
-            _insert_host(db, run_id, host, h.get("status"), h.get("state"), h.get("message", ""),
-                         h.get("checks") or [], audit_counters(facts))
-            gpus = facts.get("gpus")
-            for g in gpus if isinstance(gpus, list) else []:
-                if g.get("uuid"):
-                    _see_gpu(db, g["uuid"], host, g.get("serial"), started)
+    hosts = []
+    for host, h in report.get("hosts", {}).items():
+        facts = h.get("facts") or {}
+        gpus = facts.get("gpus") if isinstance(facts.get("gpus"), list) else []
+        hosts.append(HostRecord.of(host, h, h.get("checks") or [], audit_counters(facts),
+                                   [(g["uuid"], g.get("serial")) for g in gpus if g.get("uuid")]))
+    _write(db, _run_row(run_id, "audit", started, started, report.get("exit_code"), report.get("interrupted"),
+                        {"schema": report.get("schema"), "pattern": report.get("pattern"),
+                         "inventory": report.get("inventory")}), hosts)
     return run_id
 
 
 def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs: Iterable) -> str:
     """Record a verify run: ``summary`` (``fleet.runs.verdict.judge``), ``meta`` (run.json's fields) and the
     ``HostRun`` list: per host its status, its report's checks and every metric of its report, plus the
-    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  Returns the run id."""
+    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  The same run recorded
+    again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
     started = utc_iso(meta.get("started") or summary.get("started"))
     run_id = str(meta.get("run_id") or summary.get("run_id") or _new_run_id("verify", started))
+    finished = meta.get("finished") or summary.get("finished")
     by_host = {r.host: r for r in runs}
-    with _Tx(db):
-        _insert_run(db, run_id, "verify", started,
-                    utc_iso(meta["finished"]) if meta.get("finished") else None, summary.get("exit_code"),
-                    summary.get("interrupted", meta.get("interrupted")),
-                    {"schema": summary.get("schema"), "profile": meta.get("profile"), "pattern": meta.get("pattern")})
-        db.execute("DELETE FROM checks WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
-        db.execute("DELETE FROM metrics WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
-        db.execute("DELETE FROM host_runs WHERE run_id = ?", (run_id,))  # a run judged again replaces its record
-        for host, h in summary.get("hosts", {}).items():
-            run = by_host.get(host)
-            report = getattr(run, "report", None) or {}
-            metrics = {k: v["value"] for k, v in (h.get("metrics") or {}).items()
-                       if isinstance(v, Mapping) and "value" in v}
-            metrics.update(report.get("metrics") or {})
-            checks = run.checks if run is not None else []
-            _insert_host(db, run_id, host, h.get("status"), h.get("state"), h.get("message", ""), checks, metrics)
+    hosts = []
+    for host, h in summary.get("hosts", {}).items():
+        run = by_host.get(host)
+        report = getattr(run, "report", None) or {}
+        figures = h.get("metrics") or {}
+        metrics = {k: v["value"] for k, v in figures.items() if isinstance(v, Mapping) and "value" in v}
+        metrics.update(report.get("metrics") or {})
+        hosts.append(HostRecord.of(host, h, run.checks if run is not None else [], metrics))
+    _write(db, _run_row(run_id, "verify", started, utc_iso(finished) if finished else None, summary.get("exit_code"),
+                        summary.get("interrupted", meta.get("interrupted")),
+                        {"schema": summary.get("schema"), "profile": meta.get("profile"),
+                         "pattern": meta.get("pattern")}), hosts)
     return run_id
 
 
 def record_provision(db: sqlite3.Connection, report: Mapping, run_id: str | None = None) -> str:
-    """Record a provision report (``provision.run.build_report``'s dict): per host its status, and its steps,
-    validation and audit checks as checks (``step:NAME``, ``validation:NAME``, the audit's own names).
-    Returns the run id."""
+    """Record a provision report (``provision.run.build_report``'s dict): per host its status, its steps,
+    validation and audit checks as checks (``step:NAME``, ``validation:NAME``, the audit's own names), and the
+    figures ``changed`` (0/1) and ``duration_s``.  Returns the run id."""
     started = utc_iso(report.get("generated"))
     run_id = run_id or _new_run_id("provision", started)
-    with _Tx(db):
-        _insert_run(db, run_id, "provision", started, started, report.get("exit_code"), report.get("interrupted"),
-                    {"schema": report.get("schema"), "pattern": report.get("pattern"),
-                     "inventory": report.get("inventory"), "check": report.get("check")})
-        for host, h in report.get("hosts", {}).items():
-            checks = [{**s, "name": f"step:{s.get('name')}"} for s in h.get("steps") or []]
-            checks += [{**v, "name": f"validation:{v.get('name')}"} for v in h.get("validation") or []]
-            checks += list((h.get("audit") or {}).get("checks") or [])
-            _insert_host(db, run_id, host, h.get("status"), h.get("state"), h.get("message", ""), checks,
-                         {"changed": 1 if h.get("changed") else 0, "duration_s": h.get("duration_s")})
+    hosts = []
+    for host, h in report.get("hosts", {}).items():
+        checks = [{**st, "name": f"step:{st.get('name')}"} for st in h.get("steps") or []]
+        checks += [{**v, "name": f"validation:{v.get('name')}"} for v in h.get("validation") or []]
+        checks += list((h.get("audit") or {}).get("checks") or [])
+        hosts.append(HostRecord.of(host, h, checks, {"changed": 1 if h.get("changed") else 0,
+                                                     "duration_s": h.get("duration_s")}))
+    _write(db, _run_row(run_id, "provision", started, started, report.get("exit_code"), report.get("interrupted"),
+                        {"schema": report.get("schema"), "pattern": report.get("pattern"),
+                         "inventory": report.get("inventory"), "check": report.get("check")}), hosts)
     return run_id

@@ -55,25 +55,31 @@ def _fmt(v: float | None) -> str:
 
 
 def render_host(name: str, entry: Mapping, metric: str | None = None) -> str:
+    """A host's block: its run count, its recent runs (with ``metric``: the runs that have it) with their
+    figures, the trend of ``metric`` (else of its first figure), and its GPUs also seen on another host."""
     runs = entry["runs"]
     figures = [metric] if metric else default_figures(runs)
+    shown = [r for r in runs if figure(r["metrics"], metric) is not None] if metric else runs
     rows = [[r["started"][:16].replace("T", " "), r["kind"], r["status"], r["run_id"],
-             *(_fmt(figure(r["metrics"], f)) for f in figures)] for r in runs[-RECENT:]]
-    out = [f"{name}: {len(runs)} run{'s' if len(runs) != 1 else ''}"
-           + (f", {len(entry.get('gpus', []))} GPUs known" if entry.get("gpus") else "")]
+             *(_fmt(figure(r["metrics"], f)) for f in figures)] for r in shown[-RECENT:]]
+    gpus = entry.get("gpus") or []
+    out = [f"{name}: {_count(len(runs), 'run')}" + (f", {_count(len(gpus), 'GPU')} known" if gpus else "")]
     if rows:
         out.append(table.render(["STARTED", "KIND", "STATUS", "RUN", *figures], rows, max_width=40))
     trend = metric or (figures[0] if figures else None)
-    series = [figure(r["metrics"], trend) for r in runs] if trend else []
-    known = [v for v in series if v is not None]
-    if known:
-        out.append(f"trend {trend}: {sparkline(series)}  {_fmt(known[0])} -> {_fmt(known[-1])} "
-                   f"(min {_fmt(min(known))}, max {_fmt(max(known))}, {len(known)} runs)")
-    moved = [g for g in entry.get("gpus", []) if len(g["hosts"]) > 1]
-    for g in moved:
-        out.append(f"GPU {g['uuid']} (serial {g['serial'] or '?'}) also seen on: "
-                   + ", ".join(h for h in g["hosts"] if h != name))
+    series = [v for v in (figure(r["metrics"], trend) for r in runs) if v is not None] if trend else []
+    if series:
+        out.append(f"trend {trend}: {sparkline(series)}  {_fmt(series[0])} -> {_fmt(series[-1])} "
+                   f"(min {_fmt(min(series))}, max {_fmt(max(series))}, {_count(len(series), 'run')})")
+    for g in gpus:
+        if len(g["hosts"]) > 1:
+            out.append(f"GPU {g['uuid']} (serial {g['serial'] or '?'}) also seen on: "
+                       + ", ".join(h for h in g["hosts"] if h != name))
     return "\n".join(out)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def render(doc: Mapping, metric: str | None = None) -> str:
