@@ -14,7 +14,7 @@ from fleet.audit.run import build_report as audit_report
 from fleet.fanout import FleetResult, HostResult
 from fleet.history import (
     SCHEMA_VERSION, connect, document, gpu_identities, history_main, metric_series, record_audit,
-    record_provision, record_verify, render, runs_by_host, schema_version, sparkline,
+    record_provision, record_run, record_verify, render, runs_by_host, schema_version, sparkline,
 )
 from fleet.history import db as history_db
 from fleet.history.db import audit_counters
@@ -300,6 +300,17 @@ def test_text_with_a_metric_shows_its_runs_and_trend(db, tmp_path):
     assert lines[0] == "v1: 4 runs, 2 GPUs known"
     assert [ln.split()[2] for ln in lines[3:6]] == ["verify"] * 3 and len(lines) == 7  # the audit has no such figure
     assert lines[-1] == "trend matmul/bf16/tflops: ▇▁█  700 -> 720 (min 600, max 720, 3 runs)"
+
+
+def test_record_run_never_raises(tmp_path):
+    path = tmp_path / "h.sqlite"
+    run_id, problem = record_run(path, "audit", audit_of({"a1": "healthy-h100"}))
+    assert problem is None and run_id.startswith("audit-20261123T100000Z-")
+    summary, meta, runs = verify_run("r1", "2026-11-23T11:00:00+00:00", {"a1": 700.0})
+    assert record_run(path, "verify", summary, meta, runs) == ("r1", None)
+    (tmp_path / "dir.sqlite").mkdir()
+    run_id, problem = record_run(tmp_path / "dir.sqlite", "provision", provision_report(NOW.isoformat()))
+    assert run_id is None and problem.startswith(f"history not recorded in {tmp_path / 'dir.sqlite'}: ")
 
 
 def test_sparkline():

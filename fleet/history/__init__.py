@@ -7,6 +7,7 @@ them together for the ``history`` task.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from fleet.history.db import (
@@ -17,8 +18,26 @@ from fleet.history.render import render, sparkline
 from fleet.jsonio import write_json_atomic
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
-           "metric_series", "record_audit", "record_provision", "record_verify", "render", "runs_by_host",
+           "metric_series", "record_audit", "record_provision", "record_run",
+           "record_verify", "render", "runs_by_host",
            "schema_version", "sparkline"]
+
+
+_RECORDERS = {"audit": record_audit, "verify": record_verify, "provision": record_provision}
+
+
+def record_run(db_path, kind: str, *args) -> tuple[str | None, str | None]:
+    """Open the database at ``db_path``, record one run (``kind`` audit, verify or provision; ``args`` what
+    that ``record_*`` takes after the connection) and close it: (run id, None), or (None, a one-line reason)
+    when the history could not be written, so that a run never fails for its history."""
+    try:
+        db = connect(db_path)
+        try:
+            return _RECORDERS[kind](db, *args), None
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        return None, f"history not recorded in {db_path}: {exc}"
 
 
 def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, days: float | None,
