@@ -211,6 +211,11 @@ def test_document_matches_the_schema_exactly(db, tmp_path):
     assert [r["kind"] for r in doc["hosts"]["a1"]["runs"]] == ["audit", "verify"]
     assert len(doc["hosts"]["a1"]["gpus"]) == 2
     assert "a1: 2 runs, 2 GPUs known" in text and "matmul/bf16/tflops" in text
+    _, n2 = history_main(path, ["n2"], None, None, None)
+    assert n2 == {"schema": "gpufleet.history/1", "hosts": {"n2": {"runs": [
+        {"run_id": doc["hosts"]["n2"]["runs"][0]["run_id"], "kind": "provision",
+         "started": "2026-11-23T09:00:00+00:00", "status": "fail", "metrics": {"changed": 0.0, "duration_s": 3.0}}],
+        "gpus": []}}}
 
 
 def test_version_zero_database_migrates_forward(tmp_path):
