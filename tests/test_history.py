@@ -22,6 +22,7 @@ from fleet.history.query import checks
 from fleet.inventory.model import Host
 from fleet.outcome import HostState
 from fleet.runs.record import HostRun
+from fleet.runs.run_dir import load_run, write_run
 from fleet.runs.verdict import judge
 from tests import golden_cases
 from tests.report_builder import arrived, node_report
@@ -132,6 +133,18 @@ def test_verify_recorded_with_every_metric_and_the_host_figures(db):
     # judged again (gpufleet report): the run's record is replaced, not doubled
     record_verify(db, summary, meta, runs)
     assert len(runs_by_host(db)["v1"]) == 1
+
+
+def test_verify_run_directory_loaded_back_is_recorded(db, tmp_path):
+    summary, meta, runs = verify_run("20261122T180602Z", "2026-11-22T18:06:02Z", {"v1": 700.0, "v2": 690.0})
+    write_run(tmp_path / "run", runs, meta)
+    loaded, loaded_meta = load_run(tmp_path / "run")
+    loaded_meta.pop("started")  # an older run.json without it: the time is the run id's
+    record_verify(db, judge(loaded, loaded_meta, reference={}), loaded_meta, loaded)
+    got = runs_by_host(db)
+    assert got["v1"][0]["started"] == "2026-11-22T18:06:02+00:00"
+    assert got["v1"][0]["metrics"]["matmul/bf16/tflops:gpu1"] == 710.0
+    assert [r["status"] for r in got["down"]] == ["unreachable"]
 
 
 def test_provision_recorded(db):

@@ -183,6 +183,15 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
+def _time_of_run_id(run_id: Any) -> str | None:
+    """A verify run id (its run directory's name, ``20261122T180602Z``) as an ISO time, or None."""
+    try:
+        t = _dt.datetime.strptime(str(run_id)[:16], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return t.replace(tzinfo=_dt.timezone.utc).isoformat()
+
+
 def _new_run_id(kind: str, started: str) -> str:
     stamp = started[:19].replace("-", "").replace(":", "")
     return f"{kind}-{stamp}Z-{_uuid.uuid4().hex[:8]}"
@@ -296,8 +305,9 @@ def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs:
     ``HostRun`` list: per host its status, its report's checks and every metric of its report, plus the
     summary's host figures under their base keys (a per-GPU metric's slowest GPU).  The same run recorded
     again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
-    started = utc_iso(meta.get("started") or summary.get("started"))
-    run_id = str(meta.get("run_id") or summary.get("run_id") or _new_run_id("verify", started))
+    run_id = meta.get("run_id") or summary.get("run_id")
+    started = utc_iso(meta.get("started") or summary.get("started") or _time_of_run_id(run_id))
+    run_id = str(run_id or _new_run_id("verify", started))
     finished = meta.get("finished") or summary.get("finished")
     by_host = {r.host: r for r in runs}
     hosts = []
