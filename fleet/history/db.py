@@ -60,6 +60,7 @@ CREATE TABLE metrics (                -- verify's metrics and figures; the audit
     value REAL NOT NULL,
     PRIMARY KEY (host_run, key)
 );
+CREATE INDEX metrics_key ON metrics (key);
 CREATE TABLE gpus (                   -- one row per GPU UUID and host it was seen on
     uuid TEXT NOT NULL,
     host TEXT NOT NULL,

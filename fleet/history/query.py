@@ -28,10 +28,6 @@ def hosts(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list
     return [n for n in names if any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
-def _metric_matches(key: str, metric: str | None) -> bool:
-    return metric is None or key == metric or key.startswith(metric + ":")
-
-
 def runs_by_host(db: sqlite3.Connection, patterns: Iterable[str] | None = None, metric: str | None = None,
                  days: float | None = None, now: _dt.datetime | None = None) -> dict[str, list[dict]]:
     """{host: [{run_id, kind, started, status, metrics}]}, oldest run first; ``metric`` keeps that key only
@@ -51,8 +47,13 @@ def runs_by_host(db: sqlite3.Connection, patterns: Iterable[str] | None = None, 
         out[row["host"]].append(entry)
         ids[row["id"]] = entry
     if ids:
-        for pk, key, value in db.execute("SELECT host_run, key, value FROM metrics ORDER BY host_run, key"):
-            if pk in ids and _metric_matches(key, metric):
+        prefix = None if metric is None else metric + ":"
+        for pk, key, value in db.execute(
+                "SELECT m.host_run, m.key, m.value FROM metrics m JOIN host_runs h ON h.id = m.host_run "
+                "JOIN runs r USING (run_id) WHERE (? IS NULL OR r.started >= ?) "
+                "AND (? IS NULL OR m.key = ? OR substr(m.key, 1, length(?)) = ?) ORDER BY m.host_run, m.key",
+                (cutoff, cutoff, metric, metric, prefix, prefix)):
+            if pk in ids:
                 ids[pk]["metrics"][key] = value
     return out
 
