@@ -73,6 +73,7 @@ class GpuFacts:
     # clocks_event_reasons_counters: microseconds since boot per reason (hw_thermal, hw_power_brake, ...)
     clock_event_time_us: dict = field(default_factory=dict)
     pcie_replays: dict = field(default_factory=dict)  # replays, rollovers since the last reset (ints or None)
+    serial: str | None = None  # <serial>: the board's serial number, kept with the UUID in the run history
 
     @property
     def pstate_number(self) -> int | None:
@@ -342,6 +343,7 @@ def _gpu(index: int, gpu: ET.Element) -> GpuFacts:
         index=index,
         name=_t(gpu, "product_name"),
         uuid=_t(gpu, "uuid"),
+        serial=_t(gpu, "serial"),  # the history's GPU identity table (fleet/history): UUID and serial
         pci_bus_id=_t(gpu, "pci/pci_bus_id") or clean(gpu.get("id")),
         memory_total_mib=_i(gpu, "fb_memory_usage/total"),
         persistence_mode=_t(gpu, "persistence_mode"),

@@ -1,0 +1,60 @@
+"""The run history: every audit, verify and provision run recorded per host in one SQLite database.
+
+``db``: open (WAL, busy timeout, forward migrations) and record; ``query``: read runs, metric series and
+the GPU identity table back; ``render``: the per-host text with a small trend; :func:`history_main` ties
+them together for the ``history`` task.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from fleet.history.db import (
+    DEFAULT_PATH, SCHEMA_VERSION, connect, record_audit, record_provision, record_verify, schema_version,
+)
+from fleet.history.query import SCHEMA, document, gpu_identities, metric_series, runs_by_host
+from fleet.history.render import render, sparkline
+from fleet.jsonio import write_json_atomic
+
+__all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
+           "metric_series", "record_audit", "record_provision", "record_run",
+           "record_verify", "render", "runs_by_host",
+           "schema_version", "sparkline"]
+
+
+_RECORDERS = {"audit": record_audit, "verify": record_verify, "provision": record_provision}
+
+
+def record_run(db_path, kind: str, *args) -> tuple[str | None, str | None]:
+    """Open the database at ``db_path``, record one run (``kind`` audit, verify or provision; ``args`` what
+    that ``record_*`` takes after the connection) and close it: (run id, None), or (None, a one-line reason)
+    when the history could not be written, so that a run never fails for its history."""
+    try:
+        db = connect(db_path)
+        try:
+            return _RECORDERS[kind](db, *args), None
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        return None, f"history not recorded in {db_path}: {exc}"
+
+
+def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, days: float | None,
+                 json_path=None) -> tuple[str, dict]:
+    """(text, doc) for ``history``: ``pattern_hosts`` host names or shell globs (None: every host), ``metric``
+    a metric key (or its base, without ``:device``), ``days`` how far back (None: everything).
+    Writes ``doc`` to ``json_path`` when given."""
+    if not Path(db_path).exists():  # reading creates nothing
+        doc = {"schema": SCHEMA, "hosts": {}}
+        text = f"no history yet: {db_path} does not exist (audit, verify and provision runs write it)"
+    else:
+        db = connect(db_path)
+        try:
+            doc = document(db, pattern_hosts, metric, days)
+        finally:
+            db.close()
+        text = render(doc, metric)
+    if json_path:
+        write_json_atomic(json_path, doc)
+    return text, doc

@@ -1,0 +1,102 @@
+"""Reads of the history database: runs per host, a metric's series, the GPU identity table, and the
+``gpufleet.history/1`` document built from them.  Nothing here writes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import sqlite3
+from typing import Iterable
+
+SCHEMA = "gpufleet.history/1"
+
+
+def since(days: float | None, now: _dt.datetime | None = None) -> str | None:
+    """The ISO time ``days`` before ``now`` (UTC), or None for no limit."""
+    if days is None:
+        return None
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return (now - _dt.timedelta(days=days)).astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def hosts(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list[str]:
+    """Every recorded host, sorted; with ``patterns``, those matching one of them (a name, or a shell glob)."""
+    names = [r[0] for r in db.execute("SELECT DISTINCT host FROM host_runs ORDER BY host")]
+    if patterns is None:
+        return names
+    patterns = list(patterns)
+    return [n for n in names if any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def runs_by_host(db: sqlite3.Connection, patterns: Iterable[str] | None = None, metric: str | None = None,
+                 days: float | None = None, now: _dt.datetime | None = None) -> dict[str, list[dict]]:
+    """{host: [{run_id, kind, started, status, metrics}]}, oldest run first; ``metric`` keeps that key only
+    (and its per-device keys ``KEY:DEVICE``), ``days`` the runs started within that many days of ``now``."""
+    wanted = hosts(db, patterns)
+    cutoff = since(days, now)
+    out: dict[str, list[dict]] = {h: [] for h in wanted}
+    rows = db.execute(
+        "SELECT h.id, h.host, r.run_id, r.kind, r.started, h.status FROM host_runs h JOIN runs r USING (run_id) "
+        "WHERE (? IS NULL OR r.started >= ?) ORDER BY r.started, r.run_id", (cutoff, cutoff)).fetchall()
+    ids = {}
+    for row in rows:
+        if row["host"] not in out:
+            continue
+        entry = {"run_id": row["run_id"], "kind": row["kind"], "started": row["started"], "status": row["status"],
+                 "metrics": {}}
+        out[row["host"]].append(entry)
+        ids[row["id"]] = entry
+    if ids:
+        prefix = None if metric is None else metric + ":"
+        for pk, key, value in db.execute(
+                "SELECT m.host_run, m.key, m.value FROM metrics m JOIN host_runs h ON h.id = m.host_run "
+                "JOIN runs r USING (run_id) WHERE (? IS NULL OR r.started >= ?) "
+                "AND (? IS NULL OR m.key = ? OR substr(m.key, 1, length(?)) = ?) ORDER BY m.host_run, m.key",
+                (cutoff, cutoff, metric, metric, prefix, prefix)):
+            if pk in ids:
+                ids[pk]["metrics"][key] = value
+    return out
+
+
+def checks(db: sqlite3.Connection, host: str, run_id: str) -> list[dict]:
+    """A host's checks in one run, in the order they were recorded."""
+    return [dict(r) for r in db.execute(
+        "SELECT c.name, c.status, c.message FROM checks c JOIN host_runs h ON h.id = c.host_run "
+        "WHERE h.host = ? AND h.run_id = ? ORDER BY c.rowid", (host, run_id))]
+
+
+def metric_series(db: sqlite3.Connection, host: str, key: str, days: float | None = None,
+                  now: _dt.datetime | None = None) -> list[tuple[str, float]]:
+    """[(started, value)] of one exact metric key on one host, oldest first."""
+    cutoff = since(days, now)
+    return [(r[0], r[1]) for r in db.execute(
+        "SELECT r.started, m.value FROM metrics m JOIN host_runs h ON h.id = m.host_run JOIN runs r USING (run_id) "
+        "WHERE h.host = ? AND m.key = ? AND (? IS NULL OR r.started >= ?) ORDER BY r.started, r.run_id",
+        (host, key, cutoff, cutoff))]
+
+
+def gpu_identities(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list[dict]:
+    """[{uuid, serial, first_seen, last_seen, hosts}] per GPU UUID, sorted by UUID; ``hosts`` every host it was
+    seen on, sorted (one GPU on two hosts: moved, or two hosts reporting the same UUID).  With ``patterns``,
+    the GPUs seen on a matching host."""
+    wanted = set(hosts(db, patterns)) if patterns is not None else None
+    gpus: dict[str, dict] = {}
+    for r in db.execute("SELECT uuid, host, serial, first_seen, last_seen FROM gpus ORDER BY uuid, host"):
+        g = gpus.setdefault(r["uuid"], {"uuid": r["uuid"], "serial": None, "first_seen": r["first_seen"],
+                                        "last_seen": r["last_seen"], "hosts": []})
+        g["serial"] = g["serial"] or r["serial"]
+        g["first_seen"] = min(g["first_seen"], r["first_seen"])
+        g["last_seen"] = max(g["last_seen"], r["last_seen"])
+        g["hosts"].append(r["host"])
+    return [g for g in gpus.values() if wanted is None or wanted.intersection(g["hosts"])]
+
+
+def document(db: sqlite3.Connection, patterns: Iterable[str] | None = None, metric: str | None = None,
+             days: float | None = None, now: _dt.datetime | None = None) -> dict:
+    """The ``gpufleet.history/1`` document: {"schema", "hosts": {host: {"runs": [...], "gpus": [...]}}};
+    a host's ``gpus`` are the GPUs seen on it, each with every host it was seen on."""
+    runs = runs_by_host(db, patterns, metric, days, now)
+    identities = gpu_identities(db, patterns)
+    return {"schema": SCHEMA,
+            "hosts": {host: {"runs": host_runs, "gpus": [g for g in identities if host in g["hosts"]]}
+                      for host, host_runs in runs.items()}}
