@@ -30,10 +30,11 @@ from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
         **cli.HELP_COMMON,
         "json": "also write the full report (schema gpufleet.audit/1) to this path",
         **cli.HELP_OUTPUTS,
+        **cli.HELP_HISTORY,
     },
 )
 def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, connect_timeout=None,
-          accept_new_host_keys=False, prom=None, junit=None):
+          accept_new_host_keys=False, prom=None, junit=None, history=None, no_history=False):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
     One SSH round trip per host; each finding is checked against the host's
@@ -43,9 +44,11 @@ def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, c
     cli.quiet_libraries()
     path, selected = cli.select(c, hosts, inventory)
     options = cli.ssh_options(c, "audit", forks, timeout, connect_timeout, accept_new_host_keys)
+    db = cli.history_path(c, history, no_history)
     result = audit_run.audit_hosts(selected, options)
     report = audit_run.build_report(result, path, hosts)
     _outputs("audit", report, prom, junit)
+    cli.record_history(db, "audit", report)
     cli.finish(audit_run.render_table(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
@@ -90,12 +93,13 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
         "wheelhouse": cli.HELP_WHEELHOUSE,
         **cli.HELP_CRON,
         **cli.HELP_OUTPUTS,
+        **cli.HELP_HISTORY,
     },
 )
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
-           keep_days=None, prom=None, junit=None):
+           keep_days=None, prom=None, junit=None, history=None, no_history=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -116,12 +120,16 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)
     base = cli.reports_dir(c, out)
     retention = cli.retention(keep_runs, keep_days)
+    db = cli.history_path(c, history, no_history)
     _, selected = cli.select(c, hosts, inventory)
     with cli.run_lock(base, wait_lock):  # one run per reports directory; no host is contacted before
         run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
                                                on_started=lambda d: cli.note(f"run directory: {d}"))
         pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
     _outputs("verify", summary, prom, junit, run_dir=run_dir)
+    if db is not None:
+        runs, meta = load_run(run_dir)
+        cli.record_history(db, "verify", summary, meta, runs)
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
     if pruned:
@@ -170,6 +178,31 @@ def report(c, run_dir, json=None):
 
 
 @task(
+    name="history",
+    auto_shortflags=False,
+    help={
+        "hosts": "host names or shell globs of the hosts to show (default: every host in the history)",
+        "history": cli.HELP_HISTORY["history"],
+        "metric": "show this metric's trend (a key such as matmul/bf16/tflops, or KEY:gpu0)",
+        "days": "only runs of the last N days",
+        "json": "also write the history (schema gpufleet.history/1) to this path",
+    },
+)
+def history_(c, hosts=None, history=None, metric=None, days=None, json=None):
+    """Each host's recent runs from the history database: status, key figures, a small trend; GPU identities.
+
+    Reads the database every audit, verify and provision run writes (it never creates one).
+    """
+    from fleet.history import history_main
+
+    db = cli.history_path(c, history)
+    window = cli.positive_number("--days", days) if days is not None else None
+    names = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    text, _ = history_main(db, names, metric, window, json)
+    cli.echo(text)
+
+
+@task(
     auto_shortflags=False,
     help={
         **cli.HELP_COMMON,
@@ -182,11 +215,12 @@ def report(c, run_dir, json=None):
         "smoke_image": f"image for --smoke-test (default {DEFAULT_SMOKE_IMAGE})",
         "json": "also write the full report (schema gpufleet.provision/2) to this path",
         "junit": cli.HELP_OUTPUTS["junit"],
+        **cli.HELP_HISTORY,
     },
 )
 def provision(c, hosts="all", inventory=None, check=False, version=None, repo_url=None, key_url=None,
               containerd=False, smoke_test=False, smoke_image=None, forks=None, timeout=None, connect_timeout=None,
-              accept_new_host_keys=False, json=None, junit=None):
+              accept_new_host_keys=False, json=None, junit=None, history=None, no_history=False):
     """Install and configure nvidia-container-toolkit, idempotently (README: invoke provision).
 
     Per host: repository and signing key, the package, `nvidia-ctk runtime configure` for
@@ -202,11 +236,13 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
         raise cli.usage_error(str(e)) from None
     path, selected = cli.select(c, hosts, inventory)
     options = cli.ssh_options(c, "provision", forks, timeout, connect_timeout, accept_new_host_keys)
+    db = cli.history_path(c, history, no_history)
     options.sudo_password = become_password(selected)
     result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
     audit = provision_run.audit_toolkit(result, options)
     report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
     _outputs("provision", report, None, junit)
+    cli.record_history(db, "provision", report)
     cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
 
 

@@ -30,6 +30,7 @@ from fleet.transport import SshOptions
 PROJECT = Path(__file__).resolve().parents[1]  # where tasks.py, invoke.yaml, inventory/ and reports/ live
 DEFAULT_INVENTORY = "inventory/hosts.yaml"
 DEFAULT_REPORTS = "reports"
+HISTORY_ENV = "GPUFLEET_HISTORY"
 
 # Every task default in one place; invoke.yaml's `gpufleet:` section overrides them (e.g. `gpufleet: {forks: 64}`),
 # a flag overrides both.  Per-task timeouts: `gpufleet: {timeout: {verify: 3600}}`.
@@ -56,6 +57,12 @@ HELP_CRON = {
                  "exit 2, naming the holder)",
     "keep_runs": "after the run, keep only the newest N run directories (the current one counts)",
     "keep_days": "after the run, remove run directories older than D days",
+}
+
+HELP_HISTORY = {
+    "history": "the history database every run is recorded in (default: $GPUFLEET_HISTORY, gpufleet.history in "
+               "invoke.yaml, else the project's reports/history.sqlite)",
+    "no_history": "do not record this run in the history database",
 }
 
 HELP_OUTPUTS = {
@@ -259,3 +266,28 @@ def run_lock(directory: Path, wait_lock) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def history_path(c, explicit: Optional[str], no_history: bool = False) -> Optional[Path]:
+    """The history database (None with ``--no-history``): ``--history``, else ``$GPUFLEET_HISTORY``, else
+    ``gpufleet.history`` in invoke.yaml (relative to the project), else the project's ``reports/history.sqlite``."""
+    if no_history:
+        return None
+    if explicit or os.environ.get(HISTORY_ENV):
+        path = Path(os.path.expanduser(explicit or os.environ[HISTORY_ENV])).absolute()
+    else:
+        configured = _configured(c, "history")
+        path = project_path(configured) if configured else PROJECT / DEFAULT_REPORTS / "history.sqlite"
+    if path.exists() and not path.is_file():
+        raise usage_error(f"--history {path}: exists and is not a file")
+    return path
+
+
+def record_history(path: Optional[Path], kind: str, *args) -> None:
+    """Record the finished run in the history database (a failure to record is said, never fatal)."""
+    if path is None:
+        return
+    from fleet.history import record_run
+
+    run_id, problem = record_run(path, kind, *args)
+    note(problem or f"recorded in the history: {path} (run {run_id})")

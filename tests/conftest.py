@@ -10,6 +10,13 @@ from tests.sshd import SSHD, SshdFarm
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _history_outside_the_project(tmp_path_factory):
+    """Runs the suite starts record their history in a database of the suite's own, not the project's."""
+    os.environ["GPUFLEET_HISTORY"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_ssh_agent():
     """Tests authenticate with generated keys only, never with a developer's agent."""
     os.environ.pop("SSH_AUTH_SOCK", None)

@@ -251,3 +251,20 @@ def test_keep_runs_prunes_old_run_directories_and_nothing_else(tmp_path):
     left = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert left[0] == "20250103T000000Z" and left[-1] == "notes" and len(left) == 3  # the newest old one + this run
     assert "pruned 2 old run directories: 20250101T000000Z, 20250102T000000Z" in r.stderr
+
+
+def test_every_audit_is_recorded_and_history_shows_them(tmp_path):
+    db = tmp_path / "h.sqlite"
+    for _ in range(2):
+        r = gpufleet(["audit", "--hosts", "gpu-nodes", "--history", str(db)], cwd=tmp_path, timeout=120)
+        assert r.returncode in (0, 1) and f"recorded in the history: {db}" in r.stderr, r.stderr
+    r = gpufleet(["audit", "--hosts", "gpu-nodes", "--no-history"], cwd=tmp_path, timeout=120)
+    assert "recorded in the history" not in r.stderr
+    r = gpufleet(["history", "--history", str(db), "--json", str(tmp_path / "h.json")], cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("localhost: 2 runs")
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["schema"] == "gpufleet.history/1" and list(doc["hosts"]) == ["localhost"]
+    runs = doc["hosts"]["localhost"]["runs"]
+    assert [run["kind"] for run in runs] == ["audit", "audit"] and len({run["run_id"] for run in runs}) == 2
+    r = gpufleet(["history", "--history", str(tmp_path / "none.sqlite")], cwd=tmp_path)
+    assert r.returncode == 0 and "no history yet" in r.stdout and not (tmp_path / "none.sqlite").exists()
