@@ -126,9 +126,9 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
         run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
                                                on_started=lambda d: cli.note(f"run directory: {d}"))
         pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
-    _outputs("verify", summary, prom, junit, run_dir=run_dir)
+    runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
+    _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
     if db is not None:
-        runs, meta = load_run(run_dir)
         cli.record_history(db, "verify", summary, meta, runs)
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
@@ -246,7 +246,7 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
-def _outputs(kind: str, doc: dict, prom, junit, run_dir=None) -> None:
+def _outputs(kind: str, doc: dict, prom, junit, reports=None) -> None:
     """--prom and --junit: the Prometheus textfile and the JUnit XML of a finished run, each written atomically."""
     from fleet.outputs import junit as junit_out, prom as prom_out
 
@@ -254,7 +254,6 @@ def _outputs(kind: str, doc: dict, prom, junit, run_dir=None) -> None:
         if kind == "audit":
             prom_out.write_audit_textfile(prom, doc)
         else:  # verify: every GPU's figure, from the reports the run fetched
-            reports = {r.host: r.report for r in load_run(run_dir)[0] if r.report is not None}
             prom_out.write_verify_textfile(prom, doc, reports)
         cli.note(f"Prometheus textfile written to {prom}")
     if junit:

@@ -94,7 +94,7 @@ def project_path(value: str) -> Path:
 def inventory_sources(c, explicit: Optional[str]) -> tuple[list[Path], str]:
     """``(sources, where they came from)``: ``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats
     ``gpufleet.inventory`` in invoke.yaml beats the project's default.  Each may be several sources separated by
-    commas (layered in order, as several ``ansible -i``); each path is taken as :func:`inventory_path` says."""
+    commas (layered in order, as several ``ansible -i``)."""
     if explicit:
         return [Path(os.path.expanduser(p)).absolute() for p in split_sources(explicit)], "--inventory"
     if os.environ.get(INVENTORY_ENV):
@@ -104,13 +104,6 @@ def inventory_sources(c, explicit: Optional[str]) -> tuple[list[Path], str]:
     if configured:
         return [project_path(p) for p in split_sources(configured)], "gpufleet.inventory in invoke.yaml"
     return [PROJECT / DEFAULT_INVENTORY], "the default"
-
-
-def inventory_path(c, explicit: Optional[str]) -> tuple[Path | str, str]:
-    """``(path, where it came from)`` as :func:`inventory_sources` finds it: the Path of the one source, or the
-    absolute sources joined with commas when there are several."""
-    paths, origin = inventory_sources(c, explicit)
-    return (paths[0] if len(paths) == 1 else ",".join(str(p) for p in paths)), origin
 
 
 def reports_dir(c, explicit: Optional[str]) -> Path:

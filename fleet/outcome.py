@@ -47,8 +47,6 @@ STATUSES = (PASS, WARN, FAIL, ERROR, UNREACHABLE)
 VERDICTS = (PASS, WARN, FAIL, ERROR)  # what a host's own work can conclude
 PASSING = frozenset({PASS, WARN})  # a warning is worth reading, not a failed run
 
-NOT_REACHED = frozenset({HostState.UNREACHABLE, HostState.AUTH_FAILED, HostState.HOST_KEY_REJECTED})
-
 _STATUS_OF_STATE = {
     HostState.FAILED: FAIL,
     HostState.UNREACHABLE: UNREACHABLE,

@@ -67,9 +67,6 @@ _SPELLING = {k.lower(): k for k in (
 _HOST = re.compile(r"^[A-Za-z0-9_.\-%]+$|^\[[0-9A-Fa-f:.%A-Za-z]+\]$")
 _USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*\$?$")
 _TOKEN = re.compile(r"%(.)")
-PROXY_TOKENS = "%hnpr"  # what OpenSSH expands in ProxyCommand
-
-
 class SshArgsError(ValueError):
     """An ssh option gpufleet cannot honour, or a malformed one; the message names it."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass, field
 
 from fleet import framing
@@ -37,8 +36,6 @@ CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundl
 
 TOOLS = ("apt-get", "dpkg-query", "dnf", "yum", "zypper", "rpm", "curl", "gpg", "base64", "docker", "dockerd",
          "containerd", "systemctl", "nvidia-ctk")
-
-FAMILIES = ("apt", "dnf", "yum", "zypper")
 
 PREFIX = "gpufleet-provision"
 HEADER = "@@gpufleet-provision 1@@"
@@ -183,10 +180,6 @@ class ProvisionFacts:
             "docker": {"present": self.docker_present, "active": self.docker_active},
             "containerd": {"present": self.containerd_present, "active": self.containerd_active},
         }
-
-
-def _sha(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _b64(text: str) -> bytes | None:

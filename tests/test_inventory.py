@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.inventory import InventoryError, PatternError, load_inventory, parse_inventory
-from fleet.options import PROJECT, inventory_path
+from fleet.options import PROJECT, inventory_sources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,12 +127,12 @@ class _Ctx:
 def test_inventory_path_precedence_and_where_relative_paths_are_taken(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # defaults must not depend on where the user stands
     monkeypatch.delenv("GPUFLEET_INVENTORY", raising=False)
-    assert inventory_path(_Ctx(), None) == (PROJECT / "inventory/hosts.yaml", "the default")
-    assert inventory_path(_Ctx("conf.yaml"), None) == (PROJECT / "conf.yaml", "gpufleet.inventory in invoke.yaml")
-    assert inventory_path(_Ctx("/etc/g.yaml"), None) == (Path("/etc/g.yaml"), "gpufleet.inventory in invoke.yaml")
+    assert inventory_sources(_Ctx(), None) == ([PROJECT / "inventory/hosts.yaml"], "the default")
+    assert inventory_sources(_Ctx("conf.yaml"), None) == ([PROJECT / "conf.yaml"], "gpufleet.inventory in invoke.yaml")
+    assert inventory_sources(_Ctx("/etc/g.yaml"), None) == ([Path("/etc/g.yaml")], "gpufleet.inventory in invoke.yaml")
     monkeypatch.setenv("GPUFLEET_INVENTORY", "env.yaml")
-    assert inventory_path(_Ctx("conf.yaml"), None) == (tmp_path / "env.yaml", "$GPUFLEET_INVENTORY")
-    assert inventory_path(_Ctx("conf.yaml"), "flag.yaml") == (tmp_path / "flag.yaml", "--inventory")
+    assert inventory_sources(_Ctx("conf.yaml"), None) == ([tmp_path / "env.yaml"], "$GPUFLEET_INVENTORY")
+    assert inventory_sources(_Ctx("conf.yaml"), "flag.yaml") == ([tmp_path / "flag.yaml"], "--inventory")
 
 
 def test_default_inventory_puts_this_machine_where_the_documented_commands_look():

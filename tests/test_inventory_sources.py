@@ -15,7 +15,7 @@ import pytest
 from fleet.inventory import InventoryError, load_inventory, parse_inventory
 from fleet.inventory.listing import MASK, hosts_document
 from fleet.inventory.ranges import expand_host_pattern, expand_range
-from fleet.options import PROJECT, inventory_path, inventory_sources
+from fleet.options import PROJECT, inventory_sources
 
 
 @pytest.mark.parametrize("pattern, expected", [
@@ -151,7 +151,7 @@ def test_comma_separated_sources_keep_precedence_and_relative_rules(monkeypatch,
                                                               "gpufleet.inventory in invoke.yaml")
     monkeypatch.setenv("GPUFLEET_INVENTORY", "e1,e2")
     assert inventory_sources(_Ctx(), None) == ([tmp_path / "e1", tmp_path / "e2"], "$GPUFLEET_INVENTORY")
-    assert inventory_path(_Ctx(), "f1,f2") == (f"{tmp_path / 'f1'},{tmp_path / 'f2'}", "--inventory")
+    assert inventory_sources(_Ctx(), "f1,f2") == ([tmp_path / "f1", tmp_path / "f2"], "--inventory")
 
 
 def test_hosts_task_lists_without_connecting_and_writes_json(tmp_path):

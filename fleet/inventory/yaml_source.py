@@ -62,11 +62,6 @@ def line_of(mapping: Any, key: Any) -> int | None:
 _GROUP_KEYS = {"hosts", "vars", "children"}
 
 
-def parse_yaml(text: str, path: str = "<inventory>") -> Source:
-    data = load_yaml(text, path)
-    return from_data(data, path)
-
-
 def from_data(data: Any, path: str) -> Source:
     if data is None:
         raise InventoryError(path, "inventory is empty")
