@@ -31,24 +31,46 @@ from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
         "json": "also write the full report (schema gpufleet.audit/1) to this path",
         **cli.HELP_OUTPUTS,
         **cli.HELP_HISTORY,
+        **cli.HELP_NOTIFY,
+        **cli.HELP_LOCK,
     },
 )
 def audit(c, hosts="all", inventory=None, json=None, forks=None, timeout=None, connect_timeout=None,
-          accept_new_host_keys=False, prom=None, junit=None, history=None, no_history=False):
+          accept_new_host_keys=False, prom=None, junit=None, history=None, no_history=False, notify=None,
+          remind_days=None, wait_lock=None):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
     One SSH round trip per host; each finding is checked against the host's
     inventory expectations (gpufleet_gpu_count, gpufleet_gpu_model,
     gpufleet_driver_min / gpufleet_driver_version, gpufleet_cuda_min).
+    With the history (the default), each host is also compared with its past
+    audits: Xids new or known since its last boot, error and throttle counters
+    that rose (check `counters`, warns), GPUs that moved or came back from a
+    failure (check `gpu-identity`, warns).
     """
+    from fleet.history import read_audit_past
+    from fleet.history.alerts import audit_subjects, read_states
+
     cli.quiet_libraries()
     path, selected = cli.select(c, hosts, inventory)
     options = cli.ssh_options(c, "audit", forks, timeout, connect_timeout, accept_new_host_keys)
     db = cli.history_path(c, history, no_history)
-    result = audit_run.audit_hosts(selected, options)
-    report = audit_run.build_report(result, path, hosts)
-    _outputs("audit", report, prom, junit)
-    cli.record_history(db, "audit", report)
+    command, remind = cli.notify_settings(notify, remind_days, db)
+    with cli.history_lock(db, "audit", wait_lock):
+        result = audit_run.audit_hosts(selected, options)
+        report = audit_run.build_report(result, path, hosts)
+        states: dict = {}
+        if db is not None:
+            past, problem = read_audit_past(db, report)
+            if past is not None:
+                audit_run.add_history_checks(report, *past)
+            states, problem2 = read_states(db, "audit", report["hosts"]) if command else ({}, None)
+            for p in (problem, problem2):
+                if p:
+                    cli.note(p)
+        _outputs("audit", report, prom, junit)
+        run_id = cli.record_history(db, "audit", report)
+        cli.notify(command, db, "audit", run_id, audit_subjects(report), states, remind, json, report["exit_code"])
     cli.finish(audit_run.render_table(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
@@ -94,21 +116,32 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
         **cli.HELP_CRON,
         **cli.HELP_OUTPUTS,
         **cli.HELP_HISTORY,
+        "regression": "a figure below this fraction of the host's own baseline (the median of its last passing "
+                      "runs of the same profile) is a regression: exit 1 (default 0.9)",
+        "baseline_runs": "how many of a host's last passing runs make its baseline (default 5, at least 3 needed)",
+        **cli.HELP_NOTIFY,
     },
 )
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
-           keep_days=None, prom=None, junit=None, history=None, no_history=False):
+           keep_days=None, prom=None, junit=None, history=None, no_history=False, regression=None,
+           baseline_runs=None, notify=None, remind_days=None):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
     summary.md) and prints the fleet table: per-host status and key figures with
     their ratio to the fleet median of the same GPU model, and stragglers.
     Ctrl-C stops verify (torchrun and every rank) on every host and keeps what
-    finished.  Exit 0 when every host passes, 1 when any fails, is unreachable or
-    is a straggler, 2 for a usage error, 130 when interrupted.
+    finished.  With the history (the default), each host's key figures are also
+    compared with its own baseline: a regression fails the run even when the
+    whole fleet slowed down together.  summary.html plots the figures and trends.
+    Exit 0 when every host passes, 1 when any fails, is unreachable, is a
+    straggler or regressed, 2 for a usage error, 130 when interrupted.
     """
+    from fleet.history.alerts import read_states, verify_subjects
+    from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS, read_baselines
+
     cli.quiet_libraries()
     settings = launch.VerifySettings(
         profile=cli.choice("--profile", profile, ("quick", "full")),
@@ -121,17 +154,32 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     base = cli.reports_dir(c, out)
     retention = cli.retention(keep_runs, keep_days)
     db = cli.history_path(c, history, no_history)
+    threshold = cli.fraction("--regression", regression, DEFAULT_THRESHOLD)
+    window = DEFAULT_WINDOW if baseline_runs is None else int(cli.positive_number("--baseline-runs", baseline_runs,
+                                                                                    integer=True))
+    if window < MIN_RUNS:
+        raise cli.usage_error(f"--baseline-runs must be at least {MIN_RUNS}, got {baseline_runs}")
+    command, remind = cli.notify_settings(notify, remind_days, db)
     _, selected = cli.select(c, hosts, inventory)
     with cli.run_lock(base, wait_lock):  # one run per reports directory; no host is contacted before
+        names = [h.name for h in selected]
+        baseline, trends, problem = (read_baselines(db, names, settings.profile, window, threshold)
+                                     if db is not None else (None, {}, None))
+        states, problem2 = read_states(db, "verify", names) if command else ({}, None)
+        for p in (problem, problem2):
+            if p:
+                cli.note(p)
         run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
-                                               on_started=lambda d: cli.note(f"run directory: {d}"))
+                                               on_started=lambda d: cli.note(f"run directory: {d}"),
+                                               baseline=baseline, trends=trends)
         pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
-    runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
-    _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
-    if db is not None:
-        cli.record_history(db, "verify", summary, meta, runs)
+        runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
+        _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
+        run_id = cli.record_history(db, "verify", summary, meta, runs) if db is not None else None
+        cli.notify(command, db, "verify", run_id, verify_subjects(summary), states, remind, str(run_dir),
+                   summary["exit_code"])
     cli.echo(render_table(summary))
-    cli.echo(f"\nrun directory: {run_dir}  (summary.md, summary.json, run.json, hosts/, logs/)")
+    cli.echo(f"\nrun directory: {run_dir}  (summary.html, summary.md, summary.json, run.json, hosts/, logs/)")
     if pruned:
         cli.note(f"pruned {len(pruned)} old run director{'y' if len(pruned) == 1 else 'ies'}: {', '.join(pruned)}")
     if summary["exit_code"]:
@@ -216,11 +264,12 @@ def history_(c, hosts=None, history=None, metric=None, days=None, json=None):
         "json": "also write the full report (schema gpufleet.provision/2) to this path",
         "junit": cli.HELP_OUTPUTS["junit"],
         **cli.HELP_HISTORY,
+        **cli.HELP_LOCK,
     },
 )
 def provision(c, hosts="all", inventory=None, check=False, version=None, repo_url=None, key_url=None,
               containerd=False, smoke_test=False, smoke_image=None, forks=None, timeout=None, connect_timeout=None,
-              accept_new_host_keys=False, json=None, junit=None, history=None, no_history=False):
+              accept_new_host_keys=False, json=None, junit=None, history=None, no_history=False, wait_lock=None):
     """Install and configure nvidia-container-toolkit, idempotently (README: invoke provision).
 
     Per host: repository and signing key, the package, `nvidia-ctk runtime configure` for
@@ -238,11 +287,12 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     options = cli.ssh_options(c, "provision", forks, timeout, connect_timeout, accept_new_host_keys)
     db = cli.history_path(c, history, no_history)
     options.sudo_password = become_password(selected)
-    result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
-    audit = provision_run.audit_toolkit(result, options)
-    report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
-    _outputs("provision", report, None, junit)
-    cli.record_history(db, "provision", report)
+    with cli.history_lock(db, "provision", wait_lock):
+        result = provision_run.provision_hosts(selected, overrides, options, check=bool(check))
+        audit = provision_run.audit_toolkit(result, options)
+        report = provision_run.build_report(result, path, hosts, bool(check), audit, options.sudo_password)
+        _outputs("provision", report, None, junit)
+        cli.record_history(db, "provision", report)
     cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
 
 

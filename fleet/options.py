@@ -65,6 +65,18 @@ HELP_HISTORY = {
     "no_history": "do not record this run in the history database",
 }
 
+HELP_NOTIFY = {
+    "notify": "run this shell command with a JSON of what changed (gpufleet.notify/1) on its stdin, only when a "
+              "host's status changed since its previous run (or it has a new critical Xid), and as a reminder "
+              "for a host still failing after --remind-days; needs the history",
+    "remind_days": "with --notify: remind of a host still failing after this many days (default 7)",
+}
+
+HELP_LOCK = {
+    "wait_lock": "seconds to wait for another run of this kind holding the history database's lock (default: "
+                 "fail at once, exit 2, naming the holder)",
+}
+
 HELP_OUTPUTS = {
     "prom": "also write a Prometheus textfile (for node_exporter's textfile collector) to this path, atomically",
     "junit": "also write JUnit XML (a test suite per host, a test case per check) to this path",
@@ -144,6 +156,16 @@ def positive_number(name: str, value, integer: bool = False) -> float:
     if not ok:
         raise usage_error(f"{name} must be a positive {'whole ' if integer else ''}number, got {value!r}")
     return number
+
+
+def fraction(name: str, value, default: float) -> float:
+    """A flag that is a fraction in (0, 1]; ``default`` when not given; a usage error naming the flag otherwise."""
+    if value is None:
+        return default
+    v = positive_number(name, value)
+    if v > 1:
+        raise usage_error(f"{name} must be a fraction between 0 and 1, got {value}")
+    return v
 
 
 def setting(c, name: str, value, task: Optional[str] = None):
@@ -276,11 +298,57 @@ def history_path(c, explicit: Optional[str], no_history: bool = False) -> Option
     return path
 
 
-def record_history(path: Optional[Path], kind: str, *args) -> None:
-    """Record the finished run in the history database (a failure to record is said, never fatal)."""
+def record_history(path: Optional[Path], kind: str, *args) -> Optional[str]:
+    """Record the finished run in the history database (a failure to record is said, never fatal); its run id."""
     if path is None:
-        return
+        return None
     from fleet.history import record_run
 
     run_id, problem = record_run(path, kind, *args)
     note(problem or f"recorded in the history: {path} (run {run_id})")
+    return run_id
+
+
+@contextmanager
+def history_lock(db: Optional[Path], kind: str, wait_lock) -> Iterator[None]:
+    """One audit (or provision) at a time per history database: ``<db>.<kind>.lock`` (nothing without a history)."""
+    if db is None:
+        yield
+        return
+    from fleet.runlock import LockHeld, RunLock
+
+    wait = 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(db.with_name(f"{db.name}.{kind}.lock"), wait_s=wait)
+    try:
+        lock.acquire(wait)
+    except LockHeld as e:
+        raise usage_error(str(e)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def notify_settings(notify: Optional[str], remind_days, db: Optional[Path]) -> tuple:
+    """``(command or None, remind days)`` from --notify / --remind-days; a usage error without a history."""
+    if notify is not None and not str(notify).strip():
+        raise usage_error("--notify needs a command")
+    if notify and db is None:
+        raise usage_error("--notify needs the history (it alerts on what changed since the previous run): "
+                          "drop --no-history")
+    from fleet.history.alerts import DEFAULT_REMIND_DAYS
+
+    days = DEFAULT_REMIND_DAYS if remind_days is None else positive_number("--remind-days", remind_days)
+    return (str(notify) if notify else None), days
+
+
+def notify(command: Optional[str], db: Optional[Path], kind: str, run_id: Optional[str], subjects: tuple,
+           states: dict, remind_days: float, source: Optional[str], exit_code: Optional[int]) -> None:
+    """--notify: alert on what changed (see fleet.history.alerts), saying what happened on stderr."""
+    if not command:
+        return
+    from fleet.history.alerts import notify as send
+
+    statuses, new_xids, details = subjects
+    note(send(db, command, kind, run_id, statuses, states, new_xids, details, remind_days, source, exit_code))

@@ -214,11 +214,13 @@ def test_verify_stragglers_ratios_and_checks(verify):
     assert family(samples, "gpufleet_verify_check_status") == {
         lab(host="n2", check="compute/matmul/bf16", gpu="gpu1"): 2.0,
         lab(host=WEIRD, check="collectives/allreduce_busbw", gpu=""): 3.0}
-    assert "gpufleet_verify_regressions" not in {n for n, _ in samples}
+    assert verify[0]["regressions"] == [] and verify[0]["baseline"] is None
+    assert "gpufleet_verify_regressions" not in {n for n, _ in samples}  # no history: no regression judged
 
 
 def test_verify_regressions_when_present(verify):
     summary = dict(verify[0])
+    summary["baseline"] = {"threshold": 0.9, "window": 5, "min_runs": 3, "profile": "quick"}
     summary["regressions"] = [{"host": "n1", "gpu": "gpu2", "metric": "matmul/bf16/tflops", "value": 350.0,
                                "baseline": 700.0, "ratio": 0.5, "runs": 5}]
     _, samples = parse(prom.verify_textfile(summary))

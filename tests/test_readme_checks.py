@@ -9,6 +9,7 @@ from fleet.audit.analysis import ANALYSIS_CHECK_NAMES
 from fleet.audit.checks import CHECK_NAMES
 from fleet.audit.consistency import CHECK_NAMES as FLEET_CHECK_NAMES
 from fleet.audit.xid_catalog import CATALOG_VERSION
+from fleet.history.changes import HISTORY_CHECK_NAMES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,7 +30,8 @@ def table_rows() -> dict[str, list[str]]:
 
 
 def test_readme_table_lists_every_check_name():
-    assert set(table_rows()) == set(CHECK_NAMES) | set(ANALYSIS_CHECK_NAMES) | set(FLEET_CHECK_NAMES)
+    assert set(table_rows()) == (set(CHECK_NAMES) | set(ANALYSIS_CHECK_NAMES) | set(FLEET_CHECK_NAMES)
+                                 | set(HISTORY_CHECK_NAMES))
 
 
 def test_readme_names_the_xid_policy_and_its_catalogue():

@@ -64,6 +64,26 @@ def add_fleet_checks(hosts: dict, host_vars: dict) -> None:
         h["status"] = worst([Status(h["status"])] + [c.status for c in extra]).value
 
 
+def add_history_checks(report: dict, pasts: dict, gpus_past: dict) -> None:
+    """Compare each audited host with its past audits (``fleet.history.changes``): its ``history`` block (Xids
+    new or known, counter rises, GPU identity flags), the ``counters`` and ``gpu-identity`` checks, the ``xid``
+    check's new/known note; then its status and the report's counts again."""
+    from fleet.history.changes import HostPast, annotate_xid_check, audited, compare_host
+
+    hosts = report["hosts"]
+    for name in audited(report):
+        h = hosts[name]
+        block, extra = compare_host(name, h, pasts.get(name) or HostPast(), gpus_past)
+        h["history"] = block
+        h["checks"] = list(h.get("checks", []))
+        annotate_xid_check(h["checks"], block["xids"])
+        h["checks"] += extra
+        h["status"] = worst([Status(h["status"])] + [Status(c["status"]) for c in extra]).value
+    recap = Recap({name: h["status"] for name, h in hosts.items()})
+    report["counts"] = recap.to_dict()
+    report["exit_code"] = int(recap.exit_code)
+
+
 def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
     hosts = {name: host_entry(r.state, r.value, r.message) for name, r in result.results.items()}
     for name, r in result.results.items():

@@ -18,7 +18,7 @@ from fleet.history.render import render, sparkline
 from fleet.jsonio import write_json_atomic
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
-           "metric_series", "record_audit", "record_provision", "record_run",
+           "metric_series", "read_audit_past", "record_audit", "record_provision", "record_run",
            "record_verify", "render", "runs_by_host",
            "schema_version", "sparkline"]
 
@@ -38,6 +38,25 @@ def record_run(db_path, kind: str, *args) -> tuple[str | None, str | None]:
             db.close()
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         return None, f"history not recorded in {db_path}: {exc}"
+
+
+def read_audit_past(db_path, report: dict) -> tuple[tuple | None, str | None]:
+    """((pasts, gpus_past), None) for an audit report's hosts and GPUs from the history at ``db_path`` (empty
+    when the database does not exist yet), or (None, a one-line reason) when it could not be read."""
+    from fleet.history.changes import audited, gpu_uuids
+    from fleet.history.query import audit_past
+
+    names = audited(report)
+    if not Path(db_path).exists():
+        return ({}, {}), None
+    try:
+        db = connect(db_path)
+        try:
+            return audit_past(db, names, sorted(gpu_uuids(report))), None
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        return None, f"history not read from {db_path}: {exc}"
 
 
 def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, days: float | None,

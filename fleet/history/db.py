@@ -71,8 +71,38 @@ CREATE TABLE gpus (                   -- one row per GPU UUID and host it was se
 );
 """
 
+# Version 2: what the audit compares with a host's past (fleet/history/changes.py) and the alerts sent.
+_V2 = """
+ALTER TABLE host_runs ADD COLUMN boot_id TEXT;  -- /proc/sys/kernel/random/boot_id at an audit; NULL unknown
+CREATE TABLE events (                 -- findings with an identity of their own: kind 'xid', key its kernel-log line
+    host_run INTEGER NOT NULL REFERENCES host_runs (id),
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',  -- JSON: xid, pci
+    PRIMARY KEY (host_run, kind, key)
+);
+CREATE TABLE gpu_sightings (          -- each GPU an audit saw: where (host, PCI slot) and whether it failed there
+    host_run INTEGER NOT NULL REFERENCES host_runs (id),
+    uuid TEXT NOT NULL,
+    serial TEXT,
+    slot TEXT,                        -- PCI bus id
+    failed INTEGER NOT NULL DEFAULT 0,  -- one of its per-GPU checks (<check>:gpuN) failed
+    PRIMARY KEY (host_run, uuid)
+);
+CREATE INDEX gpu_sightings_uuid ON gpu_sightings (uuid);
+CREATE TABLE alerts (                 -- what --notify reported, per host and kind of run
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL              -- changed | new-xid | reminder
+);
+CREATE INDEX alerts_host ON alerts (host, kind, sent);
+"""
+
 # MIGRATIONS[i]: version i -> i + 1, an SQL script.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -209,6 +239,9 @@ class HostRecord:
     checks: list = field(default_factory=list)  # [(name, status, message)]
     metrics: dict = field(default_factory=dict)  # key -> float
     gpus: list = field(default_factory=list)  # [(uuid, serial or None)]
+    boot_id: str | None = None
+    events: list = field(default_factory=list)  # [(kind, key, detail dict)]
+    sightings: list = field(default_factory=list)  # [(uuid, serial, slot, failed 0/1)]
 
     @classmethod
     def of(cls, host: str, h: Mapping, checks: Iterable[Mapping], metrics: Mapping[str, Any],
@@ -224,13 +257,16 @@ def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> N
     run_id, started = run[0], run[2]
     with _Tx(db):
         db.execute("DELETE FROM checks WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
-        db.execute("DELETE FROM metrics WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
+        for table in ("metrics", "events", "gpu_sightings"):
+            db.execute(f"DELETE FROM {table} WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)",
+                       (run_id,))
         db.execute("DELETE FROM host_runs WHERE run_id = ?", (run_id,))
         db.execute("INSERT OR REPLACE INTO runs (run_id, kind, started, finished, exit_code, interrupted, info) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)", run)
         for h in hosts:
-            pk = db.execute("INSERT INTO host_runs (run_id, host, status, state, message) VALUES (?, ?, ?, ?, ?)",
-                            (run_id, h.host, h.status, h.state, h.message)).lastrowid
+            pk = db.execute("INSERT INTO host_runs (run_id, host, status, state, message, boot_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (run_id, h.host, h.status, h.state, h.message,
+                                                          h.boot_id)).lastrowid
             db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
                            [(pk, *c) for c in h.checks])
             db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
@@ -241,6 +277,10 @@ def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> N
                 "first_seen = MIN(gpus.first_seen, excluded.first_seen), "
                 "last_seen = MAX(gpus.last_seen, excluded.last_seen)",
                 [(uuid, h.host, serial, started, started) for uuid, serial in h.gpus])
+            db.executemany("INSERT OR REPLACE INTO events (host_run, kind, key, detail) VALUES (?, ?, ?, ?)",
+                           [(pk, kind, key, json.dumps(detail, sort_keys=True)) for kind, key, detail in h.events])
+            db.executemany("INSERT OR REPLACE INTO gpu_sightings (host_run, uuid, serial, slot, failed) "
+                           "VALUES (?, ?, ?, ?, ?)", [(pk, *s) for s in h.sightings])
 
 
 def _run_row(run_id: str, kind: str, started: str, finished: str | None, exit_code: Any, interrupted: Any,
@@ -284,6 +324,29 @@ def audit_counters(facts: Mapping) -> dict[str, float]:
     return out
 
 
+def xid_events(facts: Mapping) -> list[dict]:
+    """The audit's Xid lines as events, each ``{"xid", "pci", "line"}``, deduplicated by line (its identity:
+    the kernel log's own timestamp makes two occurrences two lines)."""
+    xids = facts.get("xids")
+    seen, out = set(), []
+    for x in xids if isinstance(xids, list) else []:
+        line = str(x.get("line") or "").strip()
+        if line and line not in seen:
+            seen.add(line)
+            out.append({"xid": x.get("xid"), "pci": x.get("pci"), "line": line})
+    return out
+
+
+def failed_gpus(checks: Iterable[Mapping]) -> set[str]:
+    """UUIDs of the GPUs one of whose per-GPU checks (``<check>:gpuN``, details.uuid) failed."""
+    out = set()
+    for c in checks:
+        details = c.get("details") if isinstance(c.get("details"), Mapping) else {}
+        if c.get("status") == "fail" and details.get("uuid"):
+            out.add(str(details["uuid"]))
+    return out
+
+
 def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = None) -> str:
     """Record an audit report (``fleet.audit.run.build_report``'s dict): per host its status, checks, the counters
     it read (:func:`audit_counters`) and each GPU's UUID and serial.  Returns the run id."""
@@ -293,8 +356,14 @@ def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = N
     for host, h in report.get("hosts", {}).items():
         facts = h.get("facts") or {}
         gpus = facts.get("gpus") if isinstance(facts.get("gpus"), list) else []
-        hosts.append(HostRecord.of(host, h, h.get("checks") or [], audit_counters(facts),
-                                   [(g["uuid"], g.get("serial")) for g in gpus if g.get("uuid")]))
+        record = HostRecord.of(host, h, h.get("checks") or [], audit_counters(facts),
+                               [(g["uuid"], g.get("serial")) for g in gpus if g.get("uuid")])
+        record.boot_id = facts.get("boot_id") if isinstance(facts.get("boot_id"), str) else None
+        record.events = [("xid", x["line"], {"xid": x.get("xid"), "pci": x.get("pci")}) for x in xid_events(facts)]
+        failed = failed_gpus(h.get("checks") or [])
+        record.sightings = [(g["uuid"], g.get("serial"), g.get("pci_bus_id"), int(g["uuid"] in failed))
+                            for g in gpus if g.get("uuid")]
+        hosts.append(record)
     _write(db, _run_row(run_id, "audit", started, started, report.get("exit_code"), report.get("interrupted"),
                         {"schema": report.get("schema"), "pattern": report.get("pattern"),
                          "inventory": report.get("inventory")}), hosts)
@@ -304,7 +373,8 @@ def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = N
 def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs: Iterable) -> str:
     """Record a verify run: ``summary`` (``fleet.runs.verdict.judge``), ``meta`` (run.json's fields) and the
     ``HostRun`` list: per host its status, its report's checks and every metric of its report, plus the
-    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  The same run recorded
+    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  A host the verdict
+    flagged (a straggler, a regression) is recorded ``fail``: the exit code failed it.  The same run recorded
     again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
     run_id = meta.get("run_id") or summary.get("run_id")
     started = utc_iso(meta.get("started") or summary.get("started") or _time_of_run_id(run_id))
@@ -318,7 +388,10 @@ def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs:
         figures = h.get("metrics") or {}
         metrics = {k: v["value"] for k, v in figures.items() if isinstance(v, Mapping) and "value" in v}
         metrics.update(report.get("metrics") or {})
-        hosts.append(HostRecord.of(host, h, run.checks if run is not None else [], metrics))
+        record = HostRecord.of(host, h, run.checks if run is not None else [], metrics)
+        if record.status in ("pass", "warn") and (h.get("straggler") or h.get("regression")):
+            record.status = "fail"  # the run failed for this host: its figures must not become a baseline
+        hosts.append(record)
     _write(db, _run_row(run_id, "verify", started, utc_iso(finished) if finished else None, summary.get("exit_code"),
                         summary.get("interrupted", meta.get("interrupted")),
                         {"schema": summary.get("schema"), "profile": meta.get("profile"),

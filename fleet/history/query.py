@@ -100,3 +100,40 @@ def document(db: sqlite3.Connection, patterns: Iterable[str] | None = None, metr
     return {"schema": SCHEMA,
             "hosts": {host: {"runs": host_runs, "gpus": [g for g in identities if host in g["hosts"]]}
                       for host, host_runs in runs.items()}}
+
+
+def audit_past(db: sqlite3.Connection, host_names: Iterable[str], uuids: Iterable[str]) -> tuple[dict, dict]:
+    """What the history knows before an audit is recorded: ({host: HostPast}, {uuid: GpuPast}) for the given
+    hosts and GPU UUIDs (see :mod:`fleet.history.changes`)."""
+    from fleet.history.changes import GpuPast, HostPast
+
+    pasts = {}
+    for host in host_names:
+        past = HostPast()
+        row = db.execute(
+            "SELECT h.id, r.run_id, r.started, h.status, h.boot_id FROM host_runs h JOIN runs r USING (run_id) "
+            "WHERE h.host = ? AND r.kind = 'audit' AND h.state = 'ok' ORDER BY r.started DESC, r.run_id DESC "
+            "LIMIT 1", (host,)).fetchone()
+        if row is not None:
+            past.previous = {"run_id": row["run_id"], "started": row["started"], "status": row["status"],
+                             "boot_id": row["boot_id"],
+                             "counters": {k: v for k, v in db.execute(
+                                 "SELECT key, value FROM metrics WHERE host_run = ?", (row["id"],))}}
+            past.slots = {slot: uuid for uuid, slot in db.execute(
+                "SELECT uuid, slot FROM gpu_sightings WHERE host_run = ? AND slot IS NOT NULL", (row["id"],))}
+        past.xids = {(boot or "", key): first for boot, key, first in db.execute(
+            "SELECT h.boot_id, e.key, MIN(r.started) FROM events e JOIN host_runs h ON h.id = e.host_run "
+            "JOIN runs r USING (run_id) WHERE h.host = ? AND e.kind = 'xid' GROUP BY h.boot_id, e.key", (host,))}
+        pasts[host] = past
+    gpus = {}
+    for uuid in uuids:
+        gp = GpuPast()
+        sightings = db.execute(
+            "SELECT h.host, s.slot, r.started, s.failed FROM gpu_sightings s JOIN host_runs h ON h.id = s.host_run "
+            "JOIN runs r USING (run_id) WHERE s.uuid = ? ORDER BY r.started, r.run_id", (uuid,)).fetchall()
+        for host, slot, started, failed in sightings:
+            gp.last = {"host": host, "slot": slot, "started": started}
+            if failed:
+                gp.failed = {"host": host, "slot": slot, "started": started}
+        gpus[uuid] = gp
+    return pasts, gpus

@@ -343,7 +343,7 @@ def verify_textfile(summary: Mapping, reports: Optional[Mapping[str, Mapping]] =
     counts = summary.get("counts") or {}
     exp.add("gpufleet_verify_stragglers", {}, _number(counts.get("stragglers")), "Straggler records in the last run.")
     regressions = summary.get("regressions")
-    if isinstance(regressions, list):
+    if isinstance(regressions, list) and summary.get("baseline") is not None:  # judged against a history
         exp.add("gpufleet_verify_regressions", {}, len(regressions), "Regressions against the host's history.")
         for r in regressions:
             labels = {"host": r.get("host", ""), "gpu": r.get("gpu") or "", "metric": r.get("metric", "")}

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from fleet.fanout import run_fleet
+from fleet.history.baseline import with_run
 from fleet.inventory import Host
+from fleet.outputs.html import write_summary_html
 from fleet.outcome import HostError, HostState, TaskFailed, Unreachable
 from fleet.progress import Progress, Stage
 from fleet.push import Artifact, Wheelhouse, build_wheel, install_dir, prune_runs_command, push
@@ -299,8 +301,12 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
 
 def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, out_base: str = "reports",
                  pattern: str = "", progress: Progress | bool | None = None,
-                 on_started: Callable[[Path], None] | None = None) -> tuple[Path, dict]:
-    """The whole job: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary)."""
+                 on_started: Callable[[Path], None] | None = None, baseline: dict | None = None,
+                 trends: dict | None = None) -> tuple[Path, dict]:
+    """The whole job: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary).
+
+    ``baseline``: each host's own baseline from the history (``fleet.history.baseline.read_baselines``), kept in
+    run.json and judged against; ``trends``: the hosts' past key figures, plotted in summary.html."""
     hosts = list(hosts)
     started = _dt.datetime.now(_dt.timezone.utc)
     run_dir = make_run_dir(out_base, started)
@@ -322,8 +328,11 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
         "multinode": s.multinode,
         "artifact": {"file": artifact.filename, "sha256_16": artifact.digest},
     }
+    if baseline is not None:
+        meta["baseline"] = baseline
     write_run(run_dir, runs, meta)
     summary = judge(runs, meta)
     write_summary(run_dir, summary)
+    write_summary_html(run_dir, summary, with_run(trends or {}, summary))
     return run_dir, summary
 

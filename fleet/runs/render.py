@@ -57,10 +57,12 @@ def short_model(model: Optional[str], width: int = 18) -> str:
 
 
 def status_label(entry: Mapping) -> str:
-    """``pass``, ``pass/slow`` (a straggler), or for a host whose run did not end ``ok``: ``error (timed_out)``."""
+    """``pass``, ``pass/slow`` (a straggler), ``pass/regressed`` (slower than its own baseline), or for a host
+    whose run did not end ``ok``: ``error (timed_out)``."""
     if entry["state"] not in ("ok", entry["status"]):
         return f"{entry['status']} ({entry['state']})"
-    return entry["status"] + ("/slow" if entry.get("straggler") else "")
+    return (entry["status"] + ("/slow" if entry.get("straggler") else "")
+            + ("/regressed" if entry.get("regression") else ""))
 
 
 def _figure_cell(summary: Mapping, entry: Mapping, key: str) -> str:
@@ -79,6 +81,8 @@ def _counts_line(summary: Mapping) -> str:
     parts = [plural(c["hosts"], "host")] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
                                                                              "unreachable") if c.get(s)]
     parts.append(f"{plural(c.get('stragglers', 0), 'straggler')} on {plural(c.get('straggler_hosts', 0), 'host')}")
+    if c.get("regressions"):
+        parts.append(f"{plural(c['regressions'], 'regression')} on {plural(c.get('regression_hosts', 0), 'host')}")
     line = ", ".join(parts) + f"; exit code {summary['exit_code']}"
     if summary.get("interrupted"):
         line = "interrupted (Ctrl-C): hosts that had not finished are marked interrupted\n" + line
@@ -148,6 +152,10 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
                           [_straggler_row(s) for s in stragglers], max_width))
     else:
         out.append("\nstragglers: none")
+    regressions = summary.get("regressions") or []
+    if regressions:
+        out.append("\nregressions (ratio = value / the host's own baseline: the median of its last passing runs):")
+        out.append(render(REGRESSION_HEADERS, [_regression_row(r) for r in regressions], max_width))
     out.append("\n" + _counts_line(summary))
     return "\n".join(_clip(line, max_width) for line in "\n".join(out).splitlines())
 
@@ -155,6 +163,14 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
 def _straggler_row(s: Mapping) -> list:
     return [s["host"], s.get("gpu") or "-", s["metric"], fmt_value(s["value"]), fmt_value(s["median"]),
             fmt_ratio(s["ratio"]), "MAD 0" if s.get("z") is None else f"{s['z']:.1f}", s["scope"]]
+
+
+REGRESSION_HEADERS = ["HOST", "GPU", "METRIC", "VALUE", "BASELINE", "RATIO", "RUNS"]
+
+
+def _regression_row(r: Mapping) -> list:
+    return [r["host"], r.get("gpu") or "-", r["metric"], fmt_value(r["value"]), fmt_value(r["baseline"]),
+            fmt_ratio(r["ratio"]), r.get("runs") if r.get("runs") is not None else "-"]
 
 
 def _clip(line: str, width: int) -> str:
@@ -216,6 +232,11 @@ def render_markdown(summary: Mapping) -> str:
     else:
         out.append("None.")
     out.append("")
+    regressions = summary.get("regressions") or []
+    if regressions:
+        out += ["## Regressions", "", "Against each host's own baseline (the median of its last passing runs).", "",
+                _md_table([h.capitalize() for h in REGRESSION_HEADERS], [_regression_row(r) for r in regressions]),
+                ""]
 
     out += ["## Fleet statistics", ""]
     for model, f in summary.get("fleet", {}).items():

@@ -50,7 +50,13 @@ A host's status is :attr:`HostRun.status`: its report's own status when the
 run ended ``ok``, else the status :func:`fleet.outcome.status_for` gives its
 state.  The exit code is :class:`fleet.outcome.Recap`'s: 0 when every host is
 ``pass`` or ``warn`` (warn counts as a pass, as verify's own exit code does)
-and no straggler was flagged, else 1.  An empty run is 1 (nothing was verified).
+and no straggler or regression was flagged, else 1.  An empty run is 1 (nothing was verified).
+
+Regression rule
+---------------
+Against the host's own past (:mod:`fleet.history.baseline`, carried in run.json's ``baseline``): a metric of
+its report below ``threshold`` (0.9) of the median of its last passing runs (at least 3) is a regression
+(:func:`find_regressions`).  This sees what the straggler rule cannot: the whole fleet slowing down at once.
 """
 
 from __future__ import annotations
@@ -313,6 +319,31 @@ def key_figures(metric_keys: Iterable[str]) -> list:
     return matmul + [k for k in KEY_FIGURES if k in present]
 
 
+def find_regressions(host: str, metrics: Mapping[str, Any], baseline: Optional[Mapping]) -> list:
+    """A host's regressions against its own baseline (``baseline``: run.json's ``baseline`` document, see
+    :mod:`fleet.history.baseline`): every metric of its report whose key the baseline has, at less than
+    ``threshold`` of it (a lower-is-better one: above ``baseline / threshold``).  Records
+    ``{host, gpu, metric, value, baseline, ratio, runs}``; ``ratio`` is value / baseline."""
+    if not isinstance(baseline, Mapping):
+        return []
+    figures = (baseline.get("hosts") or {}).get(host) or {}
+    threshold = float(baseline.get("threshold") or FLOOR)
+    out = []
+    for key, raw in sorted(metrics.items()):
+        value, base = _number(raw), figures.get(key)
+        if value is None or not isinstance(base, Mapping) or not _number(base.get("value")):
+            continue
+        ref = float(base["value"])
+        if ref <= 0:
+            continue
+        metric, device = split_key(key)
+        slower = value < threshold * ref if higher_is_better(metric) else value > ref / threshold
+        if slower:
+            out.append({"host": host, "gpu": device, "metric": metric, "value": value, "baseline": ref,
+                        "ratio": _round(value / ref), "runs": base.get("runs")})
+    return out
+
+
 def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: ReferenceArg = None) -> dict:
     """The ``gpufleet.summary/1`` document for one run (see ``docs/summary-schema.md``).
 
@@ -320,7 +351,8 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
     ``interrupted``).  An interrupted run exits 130 whatever its hosts say.
     ``reference``: ``lookup(gpu_model) -> dict | None`` (default:
     ``verify.reference.lookup`` when importable), or a mapping model -> figures;
-    pass ``{}`` for no reference ratios.
+    pass ``{}`` for no reference ratios.  ``meta["baseline"]`` (when the run had a history): each host's
+    own baseline, against which :func:`find_regressions` judges its metrics.
     """
     runs = list(runs)
     lookup = _resolve_reference(reference)
@@ -329,6 +361,7 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
     figures: dict = {}      # host -> base -> value
     devices: dict = {}      # host -> (base, kind) -> {device: value}
     models: dict = {}       # host -> model
+    regressions: list = []
     for run in runs:
         report = run.report
         model = gpu_model(report) if report is not None else None
@@ -344,8 +377,14 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
             "metrics": {},
             "straggler": False,
             "straggler_metrics": [],
+            "regression": False,
+            "regression_metrics": [],
         }
         if run.state is HostState.OK and report is not None:
+            for r in find_regressions(run.host, report.get("metrics") or {}, meta.get("baseline")):
+                regressions.append(r)
+                entry["regression"] = True
+                entry["regression_metrics"].append(r["metric"] + (f":{r['gpu']}" if r["gpu"] else ""))
             figs, devs = host_figures(report)
             figures[run.host] = figs
             devices[run.host] = devs
@@ -394,11 +433,14 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
         if label not in entry["straggler_metrics"]:
             entry["straggler_metrics"].append(label)
 
-    recap = Recap({h: e["status"] for h, e in hosts.items()}, extra_failures=len(stragglers))
+    recap = Recap({h: e["status"] for h, e in hosts.items()}, extra_failures=len(stragglers) + len(regressions))
     interrupted = bool(meta.get("interrupted"))
     count_doc = recap.to_dict()
     count_doc["stragglers"] = len(stragglers)
     count_doc["straggler_hosts"] = sum(1 for e in hosts.values() if e["straggler"])
+    count_doc["regressions"] = len(regressions)
+    count_doc["regression_hosts"] = sum(1 for e in hosts.values() if e["regression"])
+    baseline = meta.get("baseline") if isinstance(meta.get("baseline"), Mapping) else None
 
     return {
         "schema": SCHEMA,
@@ -414,6 +456,9 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
         "hosts": hosts,
         "fleet": fleet,
         "stragglers": stragglers,
+        "regressions": regressions,
+        "baseline": None if baseline is None else {k: baseline.get(k) for k in
+                                                   ("threshold", "window", "min_runs", "profile")},
     }
 
 

@@ -13,12 +13,12 @@ from fleet.audit.facts.kernel import DMESG, DRIVER_MODULE, JOURNALCTL
 from fleet.audit.facts.lspci import LSPCI
 from fleet.audit.facts.nvlink import NVLINK_ERRORS, NVLINK_STATUS
 from fleet.audit.facts.nvidia_smi import COMPUTE_APPS, DRIVER_GPUS, NVIDIA_SMI
-from fleet.audit.facts.osrelease import OS_RELEASE, UNAME
+from fleet.audit.facts.osrelease import BOOT_ID, OS_RELEASE, UNAME
 from fleet.audit.facts.toolkit import DOCKER_RUNTIMES, NVIDIA_CTK
 
 # Run order, and precedence: a field set by an earlier fact is kept (nvidia-smi's driver version over
 # the kernel module's; dmesg's XIDs over the journal's).  A `when` may only look at earlier facts.
-FACTS: tuple[Fact, ...] = (OS_RELEASE, UNAME, LSPCI, NVIDIA_SMI, DRIVER_MODULE, NVIDIA_CTK, DOCKER_RUNTIMES,
+FACTS: tuple[Fact, ...] = (OS_RELEASE, UNAME, BOOT_ID, LSPCI, NVIDIA_SMI, DRIVER_MODULE, NVIDIA_CTK, DOCKER_RUNTIMES,
                            DMESG, JOURNALCTL, COMPUTE_APPS, DRIVER_GPUS,
                            NVLINK_STATUS, NVLINK_ERRORS, INFINIBAND, NVSWITCH, FABRIC_MANAGER)  # fabric area
 

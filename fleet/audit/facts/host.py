@@ -14,6 +14,7 @@ from fleet.framing import Section
 class HostFacts:
     os: dict = field(default_factory=dict)  # os-release keys, lowercased: id, version_id, pretty_name...
     kernel: str | None = None  # uname -r
+    boot_id: str | None = None  # /proc/sys/kernel/random/boot_id: which boot the since-boot counters count
     lspci_gpu_count: int | None = None  # NVIDIA 03xx devices on the bus; None when lspci could not run
     lspci_gpus: list = field(default_factory=list)
     lspci_error: str | None = None

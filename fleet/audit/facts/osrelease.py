@@ -1,7 +1,9 @@
-"""Facts ``os-release`` (``/etc/os-release``) and ``uname`` (``uname -r``)."""
+"""Facts ``os-release`` (``/etc/os-release``), ``uname`` (``uname -r``) and ``boot-id`` (the kernel's random id of
+the running boot: the history tells "since the last boot" with it)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from fleet.audit.facts.fact import Fact
@@ -45,3 +47,19 @@ else echo "no os-release file" >&2; return 1
 fi""", _os_release)
 
 UNAME = Fact("uname", "uname -r", _uname)
+
+
+_BOOT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_boot_id(output: str) -> str | None:
+    """/proc/sys/kernel/random/boot_id: a UUID, new at every boot; None for anything else."""
+    value = output.strip().lower()
+    return value if _BOOT_ID.match(value) else None
+
+
+def _boot_id(s: Section) -> dict:
+    return {"boot_id": parse_boot_id(s.stdout)} if s.rc == 0 else {}
+
+
+BOOT_ID = Fact("boot-id", "cat /proc/sys/kernel/random/boot_id", _boot_id)
