@@ -1,2 +1,3 @@
-"""Outputs operators already watch: a Prometheus textfile (:mod:`fleet.outputs.prom`) and JUnit XML
-(:mod:`fleet.outputs.junit`).  Pure renderers (report in, text out) and one atomic writer each."""
+"""Outputs operators already watch: a Prometheus textfile (:mod:`fleet.outputs.prom`), JUnit XML
+(:mod:`fleet.outputs.junit`) and the run's page ``summary.html`` (:mod:`fleet.outputs.html`).  Pure renderers
+(report in, text out) and one atomic writer each."""
