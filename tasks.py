@@ -116,6 +116,17 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
         **cli.HELP_CRON,
         **cli.HELP_OUTPUTS,
         **cli.HELP_HISTORY,
+        "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler; "
+               "busy nodes are skipped, nodes drained by others left alone)",
+        "slurm_host": "with --via slurm: run sbatch/squeue/scontrol/scancel over SSH on this login node "
+                      "(an inventory host or an ssh name; default: here)",
+        "shared_dir": "with --via slurm: a directory on the cluster's shared filesystem, the same path on every "
+                      "node, where the jobs write their reports (required)",
+        "partition": "with --via slurm: the jobs' partition",
+        "qos": "with --via slurm: the jobs' QoS",
+        "account": "with --via slurm: the jobs' account",
+        "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
+        "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
         "regression": "a figure below this fraction of the host's own baseline (the median of its last passing "
                       "runs of the same profile) is a regression: exit 1 (default 0.9)",
         "baseline_runs": "how many of a host's last passing runs make its baseline (default 5, at least 3 needed)",
@@ -126,7 +137,8 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
            keep_days=None, prom=None, junit=None, history=None, no_history=False, regression=None,
-           baseline_runs=None, notify=None, remind_days=None):
+           baseline_runs=None, notify=None, remind_days=None, via="ssh", slurm_host=None, shared_dir=None,
+           partition=None, qos=None, account=None, slurm_args=None, wait=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -160,24 +172,34 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     if window < MIN_RUNS:
         raise cli.usage_error(f"--baseline-runs must be at least {MIN_RUNS}, got {baseline_runs}")
     command, remind = cli.notify_settings(notify, remind_days, db)
+    slurm = cli.slurm_settings(cli.choice("--via", via, ("ssh", "slurm")), shared_dir, partition, qos, account,
+                               slurm_args, wait, settings.multinode)
+    if slurm_host and slurm is None:
+        raise cli.usage_error("--slurm-host needs --via slurm")
     _, selected = cli.select(c, hosts, inventory)
-    with cli.run_lock(base, wait_lock):  # one run per reports directory; no host is contacted before
-        names = [h.name for h in selected]
-        baseline, trends, problem = (read_baselines(db, names, settings.profile, window, threshold)
-                                     if db is not None else (None, {}, None))
-        states, problem2 = read_states(db, "verify", names) if command else ({}, None)
-        for p in (problem, problem2):
-            if p:
-                cli.note(p)
-        run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
-                                               on_started=lambda d: cli.note(f"run directory: {d}"),
-                                               baseline=baseline, trends=trends)
-        pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
-        runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
-        _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
-        run_id = cli.record_history(db, "verify", summary, meta, runs) if db is not None else None
-        cli.notify(command, db, "verify", run_id, verify_subjects(summary), states, remind, str(run_dir),
-                   summary["exit_code"])
+    from fleet.slurm.client import SlurmError
+
+    try:  # one run per reports directory; no host is contacted before the lock is held
+        with cli.run_lock(base, wait_lock), cli.slurm_client(c, slurm_host, inventory) as client:
+            names = [h.name for h in selected]
+            baseline, trends, problem = (read_baselines(db, names, settings.profile, window, threshold)
+                                         if db is not None else (None, {}, None))
+            states, problem2 = read_states(db, "verify", names) if command else ({}, None)
+            for p in (problem, problem2):
+                if p:
+                    cli.note(p)
+            run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
+                                                   on_started=lambda d: cli.note(f"run directory: {d}"),
+                                                   baseline=baseline, trends=trends,
+                                                   slurm=None if slurm is None else (client, slurm))
+            pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
+            runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
+            _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
+            run_id = cli.record_history(db, "verify", summary, meta, runs) if db is not None else None
+            cli.notify(command, db, "verify", run_id, verify_subjects(summary), states, remind, str(run_dir),
+                       summary["exit_code"])
+    except SlurmError as e:  # Slurm could not be asked: nothing was submitted, no run directory made
+        raise cli.usage_error(f"--via slurm: {e}") from None
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.html, summary.md, summary.json, run.json, hosts/, logs/)")
     if pruned:
@@ -248,6 +270,52 @@ def history_(c, hosts=None, history=None, metric=None, days=None, json=None):
     names = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
     text, _ = history_main(db, names, metric, window, json)
     cli.echo(text)
+
+
+@task(
+    name="slurm-sync",
+    auto_shortflags=False,
+    help={
+        "run_dir": "a run directory written by `invoke verify`",
+        "apply": "drain and resume as planned (default: print the plan only)",
+        "max_drain": "refuse to drain more than N nodes, or P%% of the run's nodes, in one run: drain nothing and "
+                     "exit 1 (default 10%%, at least 1 node)",
+        "resume_after": "resume a node gpufleet drained after this many consecutive passing runs in the history "
+                        "(default 2)",
+        "slurm_host": "run scontrol over SSH on this login node (default: here)",
+        "inventory": "inventory for gpufleet_slurm_node (a host's Slurm node name; default: the host's name)",
+        "history": cli.HELP_HISTORY["history"],
+        "json": "also write the plan (schema gpufleet.slurm-sync/1) to this path",
+    },
+)
+def slurm_sync(c, run_dir, apply=False, max_drain=None, resume_after=None, slurm_host=None, inventory=None,
+               history=None, json=None):
+    """Drain the nodes a verify run failed and resume the ones gpufleet drained that pass again (dry run by default).
+
+    A failing node is drained with the reason `gpufleet: <first failing check> (run <run id>)`.
+    A node drained or down for any other reason is never touched; a node that was not judged
+    (unreachable, timed out, skipped) is never drained; a node gpufleet drained is resumed after
+    --resume-after consecutive passing runs.  More drains than --max-drain: nothing is drained,
+    exit 1.  Applying the same run twice changes nothing.  Exit 0, 1 (refused or not applied), 2.
+    """
+    from fleet.slurm.apply import sync
+    from fleet.slurm.client import SlurmError
+    from fleet.slurm.sync import DEFAULT_MAX_DRAIN, DEFAULT_RESUME_AFTER
+
+    after = (DEFAULT_RESUME_AFTER if resume_after is None
+             else int(cli.positive_number("--resume-after", resume_after, integer=True)))
+    db = cli.history_path(c, history)
+    node_names = cli.slurm_node_names(c, inventory)
+    try:
+        with cli.slurm_client(c, slurm_host, inventory) as client:
+            text, doc, code = sync(run_dir, client, node_names, db, bool(apply), max_drain or DEFAULT_MAX_DRAIN,
+                                   after)
+    except (FileNotFoundError, ValueError) as e:
+        raise cli.usage_error(str(e)) from None
+    except SlurmError as e:
+        cli.note(f"gpufleet: slurm-sync: {e}")
+        raise cli.Exit(code=int(ExitCode.HOSTS_FAILED)) from None
+    cli.finish(text, doc, json, code)
 
 
 @task(

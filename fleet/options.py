@@ -352,3 +352,69 @@ def notify(command: Optional[str], db: Optional[Path], kind: str, run_id: Option
 
     statuses, new_xids, details = subjects
     note(send(db, command, kind, run_id, statuses, states, new_xids, details, remind_days, source, exit_code))
+
+
+def _inventory_hosts(c, inventory: Optional[str]) -> dict:
+    """{name: Host} of the inventory, or {} when there is none (these commands can run without one)."""
+    sources, _ = inventory_sources(c, inventory)
+    if not inventory and not any(Path(s).exists() for s in sources):
+        return {}
+    try:
+        return {h.name: h for h in load_inventory([str(s) for s in sources]).select("all")}
+    except (InventoryError, PatternError, OSError) as e:
+        raise usage_error(str(e)) from None
+
+
+def slurm_node_names(c, inventory: Optional[str]) -> dict:
+    """{inventory host: its Slurm node}: ``gpufleet_slurm_node``, else the host's own name."""
+    from fleet.slurm.nodes import node_of
+
+    return {name: node_of(name, h.vars) for name, h in _inventory_hosts(c, inventory).items()}
+
+
+@contextmanager
+def slurm_client(c, slurm_host: Optional[str], inventory: Optional[str]) -> Iterator:
+    """A :class:`fleet.slurm.client.SlurmClient` running here, or over SSH on ``slurm_host`` (an inventory host,
+    with its connection variables, or an ssh name) for the block."""
+    from fleet.outcome import HostError
+    from fleet.slurm.client import SlurmClient, SlurmError, ssh_runner
+    from fleet.transport import connect
+
+    if not slurm_host:
+        yield SlurmClient()
+        return
+    host = _inventory_hosts(c, inventory).get(slurm_host) or Host(slurm_host)
+    try:
+        transport = connect(host, ssh_options(c, "verify", None, None, None, False))
+    except HostError as e:
+        raise SlurmError(f"--slurm-host {slurm_host}: {e}") from None
+    try:
+        yield SlurmClient(ssh_runner(transport))
+    finally:
+        transport.close()
+
+
+def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account, slurm_args, wait: bool,
+                   multinode: bool):
+    """``--via slurm``'s settings (a :class:`fleet.slurm.jobs.SlurmSettings`), None for ``--via ssh``; usage errors
+    for what cannot work."""
+    import shlex
+
+    from fleet.slurm.jobs import SlurmSettings
+
+    if via != "slurm":
+        extra = [f for f, v in (("--shared-dir", shared_dir), ("--partition", partition), ("--qos", qos),
+                                ("--account", account), ("--slurm-args", slurm_args), ("--wait", wait)) if v]
+        if extra:
+            raise usage_error(f"{extra[0]} needs --via slurm")
+        return None
+    if not shared_dir or not str(shared_dir).startswith("/"):
+        raise usage_error("--via slurm needs --shared-dir: an absolute path on the cluster's shared filesystem, "
+                          "the same on every node (the jobs write their reports there)")
+    if multinode:
+        raise usage_error("--multinode --via slurm is not supported yet: run --multinode over SSH")
+    try:
+        extra_args = tuple(shlex.split(slurm_args)) if slurm_args else ()
+    except ValueError as e:
+        raise usage_error(f"--slurm-args: {e}") from None
+    return SlurmSettings(str(shared_dir), partition or None, qos or None, account or None, extra_args, bool(wait))

@@ -36,14 +36,19 @@ class HostState(str, enum.Enum):
     BAD_REPORT = "bad_report"  # ran, but what it returned is not a valid report
     INTERRUPTED = "interrupted"  # the operator stopped the run (Ctrl-C) before this host finished
     ERROR = "error"  # a bug or an unexpected condition on the controller side
+    # Under a scheduler (verify --via slurm): the host was deliberately not checked this time.
+    BUSY = "busy"  # its node runs someone else's job: a benchmark would disturb it (and be disturbed)
+    NOT_SCHEDULED = "not_scheduled"  # its job was still pending at the deadline (cancelled)
+    UNAVAILABLE = "unavailable"  # its node is drained or down by someone else: left alone
 
     def __str__(self) -> str:
         return self.value
 
 
-# Host statuses: the verdict vocabulary of every command, from best to worst.
-PASS, WARN, FAIL, ERROR, UNREACHABLE = "pass", "warn", "fail", "error", "unreachable"
-STATUSES = (PASS, WARN, FAIL, ERROR, UNREACHABLE)
+# Host statuses: the verdict vocabulary of every command, from best to worst.  ``skipped``: not checked this
+# time, on purpose (a busy or someone else's drained node under Slurm); it neither passes nor fails a run.
+PASS, WARN, SKIPPED, FAIL, ERROR, UNREACHABLE = "pass", "warn", "skipped", "fail", "error", "unreachable"
+STATUSES = (PASS, WARN, SKIPPED, FAIL, ERROR, UNREACHABLE)
 VERDICTS = (PASS, WARN, FAIL, ERROR)  # what a host's own work can conclude
 PASSING = frozenset({PASS, WARN})  # a warning is worth reading, not a failed run
 
@@ -56,6 +61,9 @@ _STATUS_OF_STATE = {
     HostState.BAD_REPORT: ERROR,
     HostState.INTERRUPTED: ERROR,
     HostState.ERROR: ERROR,
+    HostState.BUSY: SKIPPED,
+    HostState.NOT_SCHEDULED: SKIPPED,
+    HostState.UNAVAILABLE: SKIPPED,
 }
 
 
@@ -154,12 +162,17 @@ class Recap:
 
     @property
     def failed(self) -> list:
-        return [h for h, s in self.statuses.items() if s not in PASSING]
+        return [h for h, s in self.statuses.items() if s not in PASSING and s != SKIPPED]
+
+    @property
+    def skipped(self) -> list:
+        return [h for h, s in self.statuses.items() if s == SKIPPED]
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 when at least one host was selected, every host passed and nothing else failed the run; else 1."""
-        if not self.statuses or self.failed or self.extra_failures:
+        """0 when at least one host was checked, every checked host passed and nothing else failed the run (skipped
+        hosts neither pass nor fail it); else 1."""
+        if not self.succeeded or self.failed or self.extra_failures:
             return ExitCode.HOSTS_FAILED
         return ExitCode.OK
 

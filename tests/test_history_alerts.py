@@ -38,7 +38,8 @@ def test_only_changes_new_critical_xids_and_reminders_alert():
 
 
 def test_reminder_counts_from_the_last_alert_and_can_be_off():
-    st = {"n": HostAlertState("fail", failing_since="2026-11-01T02:00:00+00:00", last_alert="2026-11-20T02:00:00+00:00")}
+    st = {"n": HostAlertState("fail", failing_since="2026-11-01T02:00:00+00:00",
+                              last_alert="2026-11-20T02:00:00+00:00")}
     assert plan({"n": "fail"}, st, {}, 7, NOW) == []  # alerted 3 days ago
     assert reasons(plan({"n": "fail"}, st, {}, 2.5, NOW)) == {"n": "reminder"}
     assert plan({"n": "fail"}, st, {}, None, NOW) == []

@@ -324,12 +324,13 @@ def test_regressions_table_with_evidence(doc):
 
 def test_no_regressions_and_no_history_say_so():
     bare = make_summary(regressions=False)
-    doc = parse(page.render_html(bare))
+    doc = parse(page.render_html(copy.deepcopy(bare)))
     assert "regressions-table" not in doc.tables
     assert doc.text_of("no-regressions") == "Not judged: this summary has no history to compare with."
     assert "regressions" not in {r["cells"][0]["text"] for r in doc.tables["meta"]["rows"]}
     assert [host_cells(doc, h)["Regression"]["text"] for h in host_rows(doc)] == [""] * 9
-    bare["regressions"] = []
+    assert bare["regressions"] == [] and bare["baseline"] is None  # judge's own: no history, nothing judged
+    bare["baseline"] = {"threshold": 0.9, "window": 5, "min_runs": 3, "profile": "quick"}
     doc = parse(page.render_html(bare))
     assert doc.text_of("no-regressions") == "None."
     assert {r["cells"][0]["text"]: r["cells"][1]["text"] for r in doc.tables["meta"]["rows"]}["counts"].endswith(

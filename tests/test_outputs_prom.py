@@ -14,7 +14,7 @@ from tests.outputs_data import REFUSED, WEIRD, audit_report, verify_reports, ver
 parser = pytest.importorskip("prometheus_client.parser")
 
 T_FINISHED = 1735689900.0  # 2025-01-01T00:05:00Z
-STATUSES = ("pass", "warn", "fail", "error", "unreachable")
+STATUSES = ("pass", "warn", "skipped", "fail", "error", "unreachable")  # fleet.outcome.STATUSES, spelled out
 
 
 def parse(text: str) -> tuple[dict, dict]:

@@ -137,3 +137,16 @@ def audit_past(db: sqlite3.Connection, host_names: Iterable[str], uuids: Iterabl
                 gp.failed = {"host": host, "slot": slot, "started": started}
         gpus[uuid] = gp
     return pasts, gpus
+
+
+def passes_in_a_row(db: sqlite3.Connection, host: str, kind: str = "verify", until: str | None = None) -> int:
+    """How many of ``host``'s latest ``kind`` runs (started at or before ``until``, an ISO time) passed in a row:
+    status ``pass`` or ``warn`` (a straggler or a regression is recorded ``fail``)."""
+    n = 0
+    for (status,) in db.execute(
+            "SELECT h.status FROM host_runs h JOIN runs r USING (run_id) WHERE h.host = ? AND r.kind = ? "
+            "AND (? IS NULL OR r.started <= ?) ORDER BY r.started DESC, r.run_id DESC", (host, kind, until, until)):
+        if status not in ("pass", "warn"):
+            break
+        n += 1
+    return n

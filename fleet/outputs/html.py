@@ -44,6 +44,7 @@ REFERENCE_COLOUR = "#2b8a3e"
 STATUS_COLOURS = {  # status -> (text, background)
     "pass": ("#1a7f37", "#dafbe1"),
     "warn": ("#9a6700", "#fff8c5"),
+    "skipped": ("#57606a", "#f6f8fa"),
     "fail": ("#cf222e", "#ffebe9"),
     "error": ("#8250df", "#fbefff"),
     "unreachable": ("#57606a", "#eaeef2"),
@@ -130,8 +131,11 @@ def _mark_label(metric: Any, gpu: Any) -> str:
 
 
 def _regressions(summary: Mapping) -> Optional[list]:
+    """The regression records; None when the run was not judged against a history (no ``baseline``)."""
     regs = summary.get("regressions")
-    return [r for r in regs if isinstance(r, Mapping)] if isinstance(regs, list) else None
+    if not isinstance(regs, list) or (not regs and summary.get("baseline") is None):
+        return None
+    return [r for r in regs if isinstance(r, Mapping)]
 
 
 def _flags(summary: Mapping) -> tuple[dict, dict]:

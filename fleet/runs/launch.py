@@ -271,11 +271,14 @@ def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_fo
 
 
 def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,
-               progress: Progress | bool | None = None) -> tuple[list[HostRun], bool]:
-    """Every host's HostRun, in inventory order, and whether the run was interrupted."""
+               progress: Progress | bool | None = None, slurm=None) -> tuple[list[HostRun], bool]:
+    """Every host's HostRun, in inventory order, and whether the run was interrupted.  ``slurm``: (a
+    :class:`fleet.slurm.client.SlurmClient`, :class:`fleet.slurm.jobs.SlurmSettings`) to run it as Slurm jobs."""
     hosts = list(hosts)
     if not isinstance(progress, Progress):
         progress = Progress.auto("verify", [h.name for h in hosts], progress)
+    if slurm is not None:
+        return _run_under_slurm(hosts, artifact, s, options, progress, *slurm)  # (client, settings, routes)
     rendezvous_for = None
     if s.multinode:
         first = hosts[0]
@@ -292,29 +295,53 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
 
     result = run_fleet(hosts, node_task(artifact, s, progress.stage, rendezvous_for), options, desc="verify",
                        progress=progress, stop=stop)
+    return _finish(result), result.interrupted
+
+
+def _finish(result) -> list[HostRun]:
     runs = []
     for r in result:
         run = r.value if isinstance(r.value, HostRun) else HostRun(r.host.name)
         runs.append(run.finish(r.state, r.message, r.duration_s))
-    return runs, result.interrupted
+    return runs
+
+
+def _run_under_slurm(hosts: list[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,
+                     progress: Progress, client, slurm, routes) -> tuple[list[HostRun], bool]:
+    from fleet.slurm.jobs import JobBook, slurm_task, stopper
+
+    book = JobBook()
+    result = run_fleet(hosts, slurm_task(artifact, s, slurm, client, routes, book, progress.stage), options,
+                       desc="verify", progress=progress, stop=stopper(client, book, artifact, s, routes))
+    left = list(book.jobs.values())  # interrupted before their task could collect them
+    if left:
+        client.cancel(left)
+    return _finish(result), result.interrupted
 
 
 def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, out_base: str = "reports",
                  pattern: str = "", progress: Progress | bool | None = None,
                  on_started: Callable[[Path], None] | None = None, baseline: dict | None = None,
-                 trends: dict | None = None) -> tuple[Path, dict]:
+                 trends: dict | None = None, slurm=None) -> tuple[Path, dict]:
     """The whole job: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary).
 
     ``baseline``: each host's own baseline from the history (``fleet.history.baseline.read_baselines``), kept in
     run.json and judged against; ``trends``: the hosts' past key figures, plotted in summary.html."""
     hosts = list(hosts)
+    if slurm is not None:  # the nodes' state, read before anything is written (Slurm unreachable: SlurmError)
+        from fleet.slurm.jobs import route
+        from fleet.slurm.nodes import node_of
+
+        client, slurm_settings = slurm
+        slurm = (client, slurm_settings, route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})),
+                                               slurm_settings.wait))
     started = _dt.datetime.now(_dt.timezone.utc)
     run_dir = make_run_dir(out_base, started)
     if on_started:
         on_started(run_dir)
     s.run_id = s.run_id or run_dir.name
     artifact = build_wheel()
-    runs, interrupted = run_verify(hosts, artifact, s, options, progress=progress)
+    runs, interrupted = run_verify(hosts, artifact, s, options, progress=progress, slurm=slurm)
     finished = _dt.datetime.now(_dt.timezone.utc)
     meta = {
         "run_id": s.run_id,
@@ -326,6 +353,7 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
         "nproc": s.nproc,
         "checks": list(s.checks) or "all",
         "multinode": s.multinode,
+        "via": "slurm" if slurm is not None else "ssh",
         "artifact": {"file": artifact.filename, "sha256_16": artifact.digest},
     }
     if baseline is not None:

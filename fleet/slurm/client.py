@@ -1,0 +1,109 @@
+"""The Slurm commands gpufleet runs: here (a login node), or over SSH on ``--slurm-host``.
+
+Every command is an argv list; over SSH each word is quoted (an inventory value never reaches a shell
+unquoted).  A command that fails raises :class:`SlurmError` with its output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from fleet.shell import quote
+from fleet.slurm.nodes import SlurmNode, fields, parse_show_node
+
+COMMAND_TIMEOUT_S = 60.0
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed (or could not run)."""
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def local_runner(argv: list[str], timeout: float) -> Result:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise SlurmError(f"{argv[0]}: not found here (run on a login node, or give --slurm-host)") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{' '.join(argv[:3])}: no answer within {timeout:g} s") from None
+    return Result(r.returncode, r.stdout, r.stderr)
+
+
+def ssh_runner(transport) -> Callable[[list[str], float], Result]:
+    """Run on a login node through an open :class:`fleet.transport.Transport` (one at a time: one SSH session)."""
+    lock = threading.Lock()
+
+    def run(argv: list[str], timeout: float) -> Result:
+        with lock:
+            r = transport.run(" ".join(quote(a) for a in argv), timeout=timeout)
+        return Result(r.exit_code, r.stdout, r.stderr)
+
+    return run
+
+
+class SlurmClient:
+    def __init__(self, runner: Callable[[list[str], float], Result] = local_runner,
+                 timeout: float = COMMAND_TIMEOUT_S) -> None:
+        self.runner = runner
+        self.timeout = timeout
+
+    def run(self, *argv: str, ok: Iterable[int] = (0,)) -> Result:
+        r = self.runner(list(argv), self.timeout)
+        if r.rc not in tuple(ok):
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+            raise SlurmError(f"{' '.join(argv[:3])} exited {r.rc}: {tail[0][:300]}")
+        return r
+
+    def nodes(self, names: Iterable[str] | None = None) -> dict[str, SlurmNode]:
+        """The nodes' state (every node without ``names``); a name Slurm does not know is absent."""
+        names = list(names) if names is not None else None
+        if names is not None and not names:
+            return {}
+        r = self.run("scontrol", "-o", "show", "node", *([",".join(names)] if names else []), ok=(0, 1))
+        if r.rc != 0 and "not found" not in (r.stderr + r.stdout).lower():
+            raise SlurmError(f"scontrol show node exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+        found = parse_show_node(r.stdout)
+        if r.rc != 0 and names:  # one unknown name fails the whole query: ask one by one
+            found = {}
+            for name in names:
+                one = self.runner(["scontrol", "-o", "show", "node", name], self.timeout)
+                found.update(parse_show_node(one.stdout) if one.rc == 0 else {})
+        return found
+
+    def drain(self, node: str, reason: str) -> None:
+        self.run("scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={reason}")
+
+    def resume(self, node: str) -> None:
+        self.run("scontrol", "update", f"NodeName={node}", "State=RESUME")
+
+    def sbatch(self, options: list[str], command: str) -> str:
+        """Submit ``command`` (one shell line, run by the job's ``sh -c``) with ``options``; its job id."""
+        r = self.run("sbatch", "--parsable", *options, f"--wrap={command}")
+        job = r.stdout.strip().split(";")[0]
+        if not job.isdigit():
+            raise SlurmError(f"sbatch printed no job id: {r.stdout.strip()[:200]!r}")
+        return job
+
+    def job(self, job_id: str) -> dict[str, str] | None:
+        """``scontrol show job -o``'s fields (JobState, ExitCode, Reason, NodeList...), None when Slurm forgot it."""
+        r = self.runner(["scontrol", "-o", "show", "job", str(job_id)], self.timeout)
+        if r.rc != 0:
+            if "invalid job id" in (r.stderr + r.stdout).lower():
+                return None
+            raise SlurmError(f"scontrol show job {job_id} exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+        line = next((ln for ln in r.stdout.splitlines() if ln.strip()), "")
+        return fields(line) if line else None
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = [str(j) for j in job_ids if j]
+        if ids:
+            self.run("scancel", *ids, ok=(0, 1))

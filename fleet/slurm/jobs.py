@@ -1,0 +1,240 @@
+"""``verify --via slurm``: one Slurm job per node, so that no benchmark ever runs beside someone's job.
+
+Per selected host (its Slurm node: ``gpufleet_slurm_node``, else its inventory name), from the node's state
+read once before anything is submitted (:func:`route`):
+
+- **busy** (running someone's jobs): not checked, ``busy`` (a skip, not a failure), unless ``--wait`` queues
+  a job behind theirs;
+- **drained or down by someone else**: ``unavailable``, left alone;
+- **drained by gpufleet**: it runs no jobs, so it is checked directly over SSH, the usual way, and can earn its
+  way back (``slurm-sync`` resumes it after enough passing runs);
+- otherwise: verify is pushed over SSH as usual, then submitted as a job pinned to the node
+  (``--nodelist``, ``--exclusive``, the partition/QoS/account given, a time limit from ``--timeout``) running
+  the pushed verify under torchrun with the host's ``gpufleet_verify_env``.  The report is written to
+  ``<shared dir>/<run id>/<host>/report.json`` on the cluster's shared filesystem and read back from there.
+
+A job still pending at its deadline is cancelled and the host is ``not_scheduled``; one running past
+``--timeout`` is cancelled and ``timed_out``.  Ctrl-C cancels every job this run submitted.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from fleet.inventory import Host
+from fleet.outcome import HostError, HostState, TimedOut
+from fleet.push import Artifact, push
+from fleet.runs.launch import (
+    VerifySettings, _fetch, classify, node_run_dir, node_task, nproc_for, run_command_line, stop_remote,
+    torchrun_argv, verify_env,
+)
+from fleet.runs.record import HostRun
+from fleet.runs.run_dir import safe_name
+from fleet.shell import quote
+from fleet.slurm.client import SlurmClient, SlurmError
+from fleet.slurm.nodes import SlurmNode, node_of
+
+POLL_S = 2.0
+DEFAULT_PENDING_S = 120.0  # without --wait: how long an idle node's job may stay pending before it is given up
+
+
+class Busy(HostError):
+    state = HostState.BUSY
+
+
+class NotScheduled(HostError):
+    state = HostState.NOT_SCHEDULED
+
+
+class Unavailable(HostError):
+    state = HostState.UNAVAILABLE
+
+
+@dataclass
+class SlurmSettings:
+    shared_dir: str  # on the cluster's shared filesystem, the same path on every node
+    partition: str | None = None
+    qos: str | None = None
+    account: str | None = None
+    extra: tuple = ()  # --slurm-args, split
+    wait: bool = False  # queue behind other jobs instead of skipping a busy node
+    pending_s: float = DEFAULT_PENDING_S
+
+
+@dataclass
+class Route:
+    how: str  # slurm | ssh | busy | unavailable | unknown
+    node: str
+    why: str = ""
+
+
+def route(hosts: list[Host], nodes: Mapping[str, SlurmNode], wait: bool) -> dict[str, Route]:
+    """How each host is checked, from its node's state (pure)."""
+    out = {}
+    for h in hosts:
+        name = node_of(h.name, h.vars)
+        n = nodes.get(name)
+        if n is None:
+            out[h.name] = Route("unknown", name, f"Slurm has no node {name!r} (set gpufleet_slurm_node)")
+        elif (n.drained or n.down) and n.ours:
+            out[h.name] = Route("ssh", name, f"drained by gpufleet ({n.reason}): checked over SSH")
+        elif n.drained or n.down:
+            out[h.name] = Route("unavailable", name, f"node {name} is {n.describe()}: left alone")
+        elif n.busy and not wait:
+            out[h.name] = Route("busy", name, f"node {name} is {n.state.lower()} (running jobs): not checked; "
+                                              f"--wait queues behind them")
+        else:
+            out[h.name] = Route("slurm", name, f"node {name} is {n.state.lower()}")
+    return out
+
+
+def job_options(host: Host, node: str, s: VerifySettings, slurm: SlurmSettings, log: str) -> list[str]:
+    """sbatch's options for one host's job (argv words; quoted when sent over SSH)."""
+    minutes = max(1, math.ceil(s.timeout / 60) + 1)
+    opts = [f"--nodelist={node}", "--nodes=1", "--exclusive", f"--job-name=gpufleet-verify-{s.run_id}",
+            f"--time={minutes}", f"--output={log}", "--open-mode=append"]
+    for flag, value in (("--partition", slurm.partition), ("--qos", slurm.qos), ("--account", slurm.account)):
+        if value:
+            opts.append(f"{flag}={value}")
+    return opts + list(slurm.extra)
+
+
+@dataclass
+class JobBook:
+    """The jobs this run submitted (host -> job id), so that Ctrl-C cancels every one of them."""
+
+    jobs: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, host: str, job: str) -> None:
+        with self.lock:
+            self.jobs[host] = job
+
+    def pop(self, host: str) -> str | None:
+        with self.lock:
+            return self.jobs.pop(host, None)
+
+
+def _exit_status(info: Mapping) -> int | None:
+    """``ExitCode=rc:signal`` -> the shell's exit status (128 + signal when killed)."""
+    rc, _, sig = str(info.get("ExitCode", "")).partition(":")
+    try:
+        rc_i, sig_i = int(rc), int(sig or 0)
+    except ValueError:
+        return None
+    return 128 + sig_i if sig_i else rc_i
+
+
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                   "BOOT_FAIL", "DEADLINE"})
+
+
+def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, client: SlurmClient,
+               routes: Mapping[str, Route], book: JobBook, stage: Callable[[str, str], None],
+               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    """The per-host work under Slurm (see the module)."""
+    direct = node_task(artifact, s, stage)
+
+    def task(t) -> HostRun:
+        host = t.host
+        r = routes[host.name]
+        if r.how == "busy":
+            raise Busy(r.why)
+        if r.how == "unavailable":
+            raise Unavailable(r.why)
+        if r.how == "unknown":
+            raise HostError(r.why)
+        if r.how == "ssh":
+            return direct(t)
+        run = HostRun(host.name)
+        try:
+            stage(host.name, "pushing")
+            pushed = push(t, artifact, wheelhouse=s.wheelhouse)
+            run.push = {"directory": pushed.directory, "uploaded": pushed.uploaded, "probe": pushed.probe,
+                        "summary": pushed.summary()}
+            shared = posixpath.join(slurm.shared_dir, s.run_id, safe_name(host.name))
+            report = f"{shared}/report.json"
+            here = node_run_dir(s.run_id, host.name)
+            argv = torchrun_argv("venv/bin/python", nproc_for(s.nproc, pushed.probe), report, s)
+            line = run_command_line(argv, verify_env(host), pushed.directory, here, s.timeout)
+            t.run(f"mkdir -p {quote(shared)}", timeout=30)  # the shared directory, as the job will see it
+            stage(host.name, "queued")
+            try:
+                job = client.sbatch(job_options(host, r.node, s, slurm, f"{shared}/slurm-%j.out"), line)
+            except SlurmError as exc:
+                raise HostError(f"sbatch failed: {exc}") from None
+            book.add(host.name, job)
+            run.message = f"Slurm job {job} on {r.node}"
+            info = _wait(client, job, host.name, s, slurm, stage, clock, sleep)
+            book.pop(host.name)
+            run.exit_code = _exit_status(info)
+            state = info.get("JobState", "")
+            run.output = (_fetch(t, f"{shared}/slurm-{job}.out") or b"").decode("utf-8", "replace")
+            stage(host.name, "fetching")
+            data = _fetch(t, report)
+        except HostError as e:
+            e.partial = run
+            raise
+        if state == "TIMEOUT":
+            raise TimedOut(f"Slurm job {job} hit its time limit on {r.node}", partial=run)
+        if state not in ("COMPLETED", "FAILED"):
+            raise HostError(f"Slurm job {job} ended {state} on {r.node} ({info.get('Reason', '')})", partial=run)
+        if data is not None:
+            run.accept_report(data, "report.json")
+        classify(run, s.timeout)
+        return run
+
+    return task
+
+
+def _wait(client: SlurmClient, job: str, host: str, s: VerifySettings, slurm: SlurmSettings, stage,
+          clock, sleep) -> dict:
+    """Poll the job until it ends; cancel it at its deadline (pending: not_scheduled; running: timed_out)."""
+    start = clock()
+    pending_limit = s.timeout if slurm.wait else slurm.pending_s
+    running_since = None
+    while True:
+        try:
+            info = client.job(job)
+        except SlurmError as exc:
+            client.cancel([job])
+            raise HostError(f"Slurm job {job}: {exc}") from None
+        if info is None:
+            raise HostError(f"Slurm job {job}: Slurm forgot it before gpufleet saw it end")
+        state = info.get("JobState", "")
+        if state in FINAL:
+            return info
+        now = clock()
+        if state == "RUNNING" and running_since is None:
+            running_since = now
+            stage(host, "running")
+        if running_since is None and now - start > pending_limit:
+            client.cancel([job])
+            raise NotScheduled(f"Slurm job {job} still {state.lower()} after {pending_limit:g} s "
+                               f"({info.get('Reason', '')}): cancelled")
+        if running_since is not None and now - running_since > s.timeout + 30:
+            client.cancel([job])
+            raise TimedOut(f"Slurm job {job} ran past {s.timeout:g} s: cancelled")
+        sleep(POLL_S)
+
+
+def stopper(client: SlurmClient, book: JobBook, artifact: Artifact, s: VerifySettings, routes: Mapping[str, Route]):
+    """Ctrl-C: cancel the host's job (or stop its SSH-run verify)."""
+    from fleet.push import install_dir
+
+    def stop(t) -> None:
+        job = book.pop(t.host.name)
+        if job:
+            try:
+                client.cancel([job])
+            except SlurmError:
+                pass
+        elif routes.get(t.host.name) and routes[t.host.name].how == "ssh":
+            stop_remote(t, install_dir(t.host, artifact, s.wheelhouse), s.run_id)
+
+    return stop

@@ -1,0 +1,226 @@
+"""gpufleet against a real Slurm (tests/slurmcluster.py: Debian's slurm-wlm and munge, one slurmctld and three
+slurmd): verify as jobs, busy nodes skipped, slurm-sync's drains and resumes, and gpufleet-check as the
+cluster's HealthCheckProgram.  Each inventory host is a real sshd test host (where verify is pushed) mapped to a
+Slurm node with gpufleet_slurm_node; the jobs run the pushed verify for real (on the CPU, gloo)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sshd import REPO, fake_nvidia_smi, invoke_env, run_invoke
+
+pytestmark = pytest.mark.slow
+
+HOSTS = {"sl-1": "gpu1", "sl-2": "gpu2", "sl-3": "gpu3"}
+
+
+def _vars(farm, name, **extra):
+    return {"ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(farm.root / name / "cache"),
+            "gpufleet_slurm_node": HOSTS[name], **extra}
+
+
+@pytest.fixture(scope="module")
+def fleet(farm, slurm, tmp_path_factory):
+    """The three hosts, their inventory, and an environment where Slurm's clients reach the test cluster."""
+    for name in HOSTS:
+        farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
+    base = tmp_path_factory.mktemp("slurm-fleet")
+    inv = base / "hosts.yaml"
+    inv.write_text(farm.inventory(list(HOSTS)))
+    env = invoke_env(farm, base / "home")
+    env.update(slurm.env)
+    return {"inv": inv, "env": env, "base": base, "db": base / "history.sqlite",
+            "shared": slurm.shared / "gpufleet"}
+
+
+def verify(fleet, out: Path, *extra: str, inventory: Path | None = None):
+    return run_invoke(["verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]), "--hosts", "gpu-nodes",
+                       "--inventory", str(inventory or fleet["inv"]), "--out", str(out), "--history",
+                       str(fleet["db"]), "--nproc", "1", "--checks", "collectives", "--timeout", "240", *extra],
+                      fleet["env"], timeout=600)
+
+
+def last_run(out: Path) -> Path:
+    return sorted(p for p in out.iterdir() if p.is_dir())[-1]
+
+
+def sync(fleet, run_dir: Path, *extra: str):
+    return run_invoke(["slurm-sync", str(run_dir), "--inventory", str(fleet["inv"]), "--history", str(fleet["db"]),
+                      *extra], fleet["env"])
+
+
+def reason(slurm, node: str) -> tuple[str, str]:
+    f = slurm.show_node(node)
+    return f["State"], f.get("Reason", "")
+
+
+def test_verify_via_slurm_passes_with_reports_through_the_shared_directory(fleet, slurm, tmp_path):
+    r = verify(fleet, tmp_path / "reports")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "pass"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["via"] == "slurm"
+    for h in run["hosts"]:
+        assert h["message"].startswith("Slurm job ") and h["message"].endswith(f" on {HOSTS[h['host']]}")
+        shared = fleet["shared"] / run["run_id"] / h["host"] / "report.json"
+        assert (run_dir / h["report"]).read_bytes() == shared.read_bytes()  # collected from the shared directory
+    assert {j["JobState"] for j in _jobs(slurm, f"gpufleet-verify-{run['run_id']}")} == {"COMPLETED"}
+
+
+def _jobs(slurm, name: str) -> list[dict]:
+    r = slurm.run("squeue", "-h", "-t", "all", "-n", name, "-o", "%i")
+    return [slurm.jobs(i)[0] for i in r.stdout.split()]
+
+
+def test_a_node_busy_with_another_job_is_skipped_as_busy(fleet, slurm, tmp_path):
+    blocker = slurm.sbatch("--nodelist=gpu3", "--exclusive", "--wrap=sleep 600")
+    try:
+        deadline = time.monotonic() + 30
+        while slurm.jobs(blocker)[0]["JobState"] != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = verify(fleet, tmp_path / "reports")
+        assert r.returncode == 0, r.stdout + r.stderr  # busy is a skip, not a failure
+        summary = json.loads((last_run(tmp_path / "reports") / "summary.json").read_text())
+        busy = summary["hosts"]["sl-3"]
+        assert (busy["status"], busy["state"]) == ("skipped", "busy")
+        assert "node gpu3 is allocated (running jobs)" in busy["message"]
+        assert summary["counts"]["skipped"] == 1 and summary["counts"]["pass"] == 2
+        assert slurm.jobs(blocker)[0]["JobState"] == "RUNNING"  # the other job was left alone
+    finally:
+        slurm.run("scancel", str(blocker))
+    slurm.wait_nodes("idle", nodes=["gpu3"], timeout=60)
+
+
+def test_slurm_sync_drains_ours_leaves_theirs_and_resumes_after_passing_runs(fleet, slurm, tmp_path):
+    faulty = tmp_path / "faulty.yaml"
+    doc = fleet["inv"].read_text().replace(
+        "gpufleet_slurm_node: gpu2", "gpufleet_slurm_node: gpu2\n          gpufleet_verify_env:\n"
+                                     "            GPUFLEET_VERIFY_FAULT: allreduce-wrong")
+    assert doc != fleet["inv"].read_text()
+    faulty.write_text(doc)
+    slurm.run("scontrol", "update", "nodename=gpu3", "state=drain", "reason=maintenance", check=True)
+    try:
+        r = verify(fleet, tmp_path / "reports", inventory=faulty)
+        assert r.returncode == 1, r.stdout + r.stderr
+        run_dir = last_run(tmp_path / "reports")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["hosts"]["sl-2"]["status"] == "fail"
+        assert (summary["hosts"]["sl-3"]["status"], summary["hosts"]["sl-3"]["state"]) == ("skipped", "unavailable")
+
+        plan = sync(fleet, run_dir)  # a dry run first: nothing changes
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert "would drain" in plan.stdout and reason(slurm, "gpu2")[0] == "IDLE"
+        applied = sync(fleet, run_dir, "--apply", "--json", str(tmp_path / "sync.json"))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        state, why = reason(slurm, "gpu2")
+        assert state == "IDLE+DRAIN"
+        assert why.startswith(f"gpufleet: collectives/allreduce_correct (run {run_dir.name}) [")
+        assert reason(slurm, "gpu3") == ("IDLE+DRAIN", reason(slurm, "gpu3")[1])
+        assert reason(slurm, "gpu3")[1].startswith("maintenance [")  # the administrator's, untouched
+        assert reason(slurm, "gpu1")[0] == "IDLE"
+        doc = json.loads((tmp_path / "sync.json").read_text())
+        assert {a["host"]: a["action"] for a in doc["actions"]} == {"sl-1": "none", "sl-2": "drain", "sl-3": "none"}
+        again = sync(fleet, run_dir, "--apply")  # idempotent
+        assert again.returncode == 0 and "0 to drain, 0 to resume" in again.stdout
+        assert reason(slurm, "gpu2") == (state, why)
+
+        # gpu2 passes again: checked over SSH while drained (it runs no jobs); resumed after two passing runs
+        for night in range(2):
+            r = verify(fleet, tmp_path / "reports")
+            assert r.returncode == 0, r.stdout + r.stderr
+            run = json.loads((last_run(tmp_path / "reports") / "run.json").read_text())
+            sl2 = next(h for h in run["hosts"] if h["host"] == "sl-2")
+            assert not sl2["message"].startswith("Slurm job")  # it ran over SSH
+            step = sync(fleet, last_run(tmp_path / "reports"), "--apply")
+            assert step.returncode == 0, step.stdout + step.stderr
+            assert reason(slurm, "gpu2")[0] == ("IDLE+DRAIN" if night == 0 else "IDLE")
+        assert reason(slurm, "gpu3")[1].startswith("maintenance [")
+    finally:
+        slurm.run("scontrol", "update", "nodename=gpu2,gpu3", "state=resume")
+
+
+def test_a_run_where_most_nodes_fail_drains_nothing(fleet, slurm, tmp_path):
+    from fleet.runs.run_dir import write_run, write_summary
+    from fleet.runs.verdict import judge
+    from tests.report_builder import arrived, node_report
+
+    wrong = [{"name": "collectives/allreduce_correct", "status": "fail", "message": "all_reduce result is wrong"}]
+    runs = [arrived(node_report(h, [], {"allreduce/busbw_gbps": 1.0}, checks=wrong)) for h in ("sl-1", "sl-2")]
+    runs.append(arrived(node_report("sl-3", [], {"allreduce/busbw_gbps": 1.0})))
+    meta = {"run_id": "20261123T030000Z", "started": "2026-11-23T03:00:00+00:00", "finished": None}
+    run_dir = tmp_path / "20261123T030000Z"
+    run_dir.mkdir()
+    write_run(run_dir, runs, meta)
+    write_summary(run_dir, judge(runs, meta))
+    r = sync(fleet, run_dir, "--apply")
+    assert r.returncode == 1
+    assert "refused: 2 nodes would be drained, more than --max-drain allows (1)" in r.stdout
+    assert {n: slurm.node_states()[n] for n in ("gpu1", "gpu2", "gpu3")} == {"gpu1": "idle", "gpu2": "idle",
+                                                                             "gpu3": "idle"}
+
+
+# ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
+
+@pytest.fixture(scope="module")
+def health_cluster(tmp_path_factory):
+    """A cluster of its own whose HealthCheckProgram is gpufleet-check --drain; gpu2's nvidia-smi reports a lost
+    GPU, the others a healthy RTX 3090."""
+    from tests.slurmcluster import SlurmCluster, missing_tools
+
+    if missing_tools():
+        pytest.skip(f"Slurm/munge not installed (no {', '.join(missing_tools())}): see .ci/run")
+    base = tmp_path_factory.mktemp("hc")
+    wrapper = base / "health-check"
+    cluster = SlurmCluster(base / "c", extra_conf=[f"HealthCheckProgram={wrapper}", "HealthCheckInterval=5",
+                                                   "HealthCheckNodeState=ANY"])
+    bins = {}
+    for node in cluster.nodes:
+        b = base / "bin" / node.name
+        b.mkdir(parents=True)
+        (b / "nvidia-smi").write_text(fake_nvidia_smi("rtx-3090-v12.xml", "lost" if node.name == "gpu2" else "ok"))
+        (b / "nvidia-smi").chmod(0o755)
+        bins[node.name] = b
+    expect = base / "expect.yaml"
+    expect.write_text("gpufleet_gpu_count: 1\n")
+    # Each slurmd sees its own run directory at the path slurm.conf names: the wrapper learns its node there.
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'node=$(cat "{cluster.node_mount}/run/gpufleet-node" 2>/dev/null) || exit 0\n'
+        f'PATH="{base}/bin/$node:/usr/bin:/bin"; export PATH\n'
+        f'PYTHONPATH="{REPO}"; export PYTHONPATH\n'
+        f'exec {sys.executable} -m fleet.nodecheck --expect "{expect}" --drain --node "$node" '
+        f'>> "{base}/check-$node.log" 2>&1\n')
+    wrapper.chmod(0o755)
+    for node in cluster.nodes:
+        node.run_dir.mkdir(parents=True, exist_ok=True)
+        (node.run_dir / "gpufleet-node").write_text(node.name + "\n")
+    cluster.start()
+    try:
+        yield cluster, base
+    finally:
+        cluster.stop()
+
+
+def test_gpufleet_check_as_health_check_program_drains_the_faulty_node(health_cluster):
+    cluster, base = health_cluster
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if cluster.show_node("gpu2").get("State") == "IDLE+DRAIN":
+            break
+        time.sleep(1)
+    f = cluster.show_node("gpu2")
+    assert f["State"] == "IDLE+DRAIN", (base / "check-gpu2.log").read_text() if (base / "check-gpu2.log").exists() \
+        else f
+    assert f["Reason"].startswith("gpufleet: nvidia-smi (gpufleet-check) [")
+    log = (base / "check-gpu2.log").read_text()
+    assert "gpufleet-check: FAIL: nvidia-smi:" in log and "drained gpu2" in log
+    healthy = (base / "check-gpu1.log").read_text()
+    assert "gpufleet-check: ok:" in healthy
+    assert {n: cluster.show_node(n)["State"] for n in ("gpu1", "gpu3")} == {"gpu1": "IDLE", "gpu3": "IDLE"}

@@ -1,0 +1,113 @@
+"""Slurm's node states parsed from real `scontrol -o show node` output, and slurm-sync's plan (pure): exact actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.slurm.jobs import route
+from fleet.inventory.model import Host
+from fleet.slurm.nodes import SlurmNode, parse_show_node
+from fleet.slurm.sync import drain_reason, max_drain_count, plan, render
+
+DATA = Path(__file__).resolve().parent / "data" / "slurm"
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    return parse_show_node((DATA / "scontrol-o-show-node.txt").read_text())
+
+
+def test_states_and_reasons_from_real_output(nodes):
+    assert sorted(nodes) == ["gpu1", "gpu2", "gpu3"]
+    assert nodes["gpu1"] == SlurmNode("gpu1", "IDLE+DRAIN", "maintenance window", "root", "2026-11-23T16:37:01")
+    assert (nodes["gpu1"].drained, nodes["gpu1"].ours, nodes["gpu1"].busy) == (True, False, False)
+    assert (nodes["gpu2"].state, nodes["gpu2"].busy, nodes["gpu2"].drained, nodes["gpu2"].reason) == (
+        "ALLOCATED", True, False, "")
+    assert nodes["gpu3"].reason == "gpufleet: ecc:gpu1 (run 20261123T020000Z)" and nodes["gpu3"].ours
+
+
+def test_down_and_draining_states():
+    assert SlurmNode("n", "DOWN+NOT_RESPONDING").down
+    assert SlurmNode("n", "IDLE*").base == "IDLE"
+    draining = SlurmNode("n", "MIXED+DRAIN", "gpufleet: xid (run r)")
+    assert draining.busy and draining.drained and draining.ours
+
+
+def summary(statuses: dict, **extra) -> dict:
+    hosts = {}
+    for h, status in statuses.items():
+        hosts[h] = {"status": status, "state": "ok" if status in ("pass", "warn", "fail") else "unreachable",
+                    "failing_checks": [{"name": "compute/matmul/bf16", "status": "fail", "message": "wrong"}]
+                    if status == "fail" else [], "message": ""}
+        hosts[h].update(extra.get(h, {}))
+    return {"run_id": "20261123T020000Z", "hosts": hosts}
+
+
+def acts(p) -> dict:
+    return {a.host: a.action for a in p.actions}
+
+
+def test_plan_drains_failing_leaves_others_and_resumes_earned(nodes):
+    nodes = dict(nodes, gpu4=SlurmNode("gpu4", "IDLE"), gpu5=SlurmNode("gpu5", "IDLE"),
+                 gpu6=SlurmNode("gpu6", "IDLE+DRAIN", "gpufleet: xid (run x)"))
+    s = summary({"gpu1": "fail", "gpu2": "pass", "gpu3": "pass", "gpu4": "fail", "gpu5": "unreachable",
+                 "gpu6": "pass", "ghost": "fail"})
+    p = plan(s, {}, nodes, {"gpu3": 2, "gpu6": 1}, resume_after=2, max_drain=5)
+    assert acts(p) == {"gpu1": "none", "gpu2": "none", "gpu3": "resume", "gpu4": "drain", "gpu5": "none",
+                       "gpu6": "none", "ghost": "none"}
+    why = {a.host: a.why for a in p.actions}
+    assert why["gpu1"] == 'left alone: idle+drain ("maintenance window" by root), not gpufleet\'s'
+    assert why["gpu5"].startswith("not judged (unreachable")
+    assert why["gpu6"] == "passing, 1 of 2 passing runs in a row needed to resume"
+    assert p.drains[0].reason == "gpufleet: compute/matmul/bf16 (run 20261123T020000Z)"
+    assert p.refused is None
+    text = render(p, applied=False)
+    assert text.startswith("slurm-sync for run 20261123T020000Z: 1 to drain, 1 to resume (dry run: --apply to do it)")
+
+
+def test_already_drained_by_gpufleet_is_left_as_it_is(nodes):
+    p = plan(summary({"gpu3": "fail"}), {}, nodes, {}, max_drain=1)
+    assert acts(p) == {"gpu3": "none"} and p.actions[0].why.startswith("already drained by gpufleet")
+
+
+def test_too_many_drains_drains_nothing_and_says_why():
+    nodes = {f"n{i}": SlurmNode(f"n{i}", "IDLE") for i in range(3)}
+    p = plan(summary({"n0": "fail", "n1": "fail", "n2": "pass"}), {}, nodes, {}, max_drain=1)
+    assert len(p.drains) == 2 and p.refused.startswith("2 nodes would be drained, more than --max-drain allows (1)")
+    assert "drain refused (see below)" in render(p, applied=False)
+    assert render(p, applied=False).startswith("slurm-sync for run 20261123T020000Z: 0 to drain")
+
+
+def test_straggler_or_regression_is_a_failure_named_in_the_reason():
+    nodes = {"n0": SlurmNode("n0", "IDLE")}
+    s = summary({"n0": "pass"}, n0={"regression": True, "regression_metrics": ["matmul/bf16/tflops:gpu3"]})
+    (a,) = plan(s, {}, nodes, {}, max_drain=1).actions
+    assert a.action == "drain" and a.reason == "gpufleet: regressed on matmul/bf16/tflops:gpu3 (run 20261123T020000Z)"
+
+
+def test_inventory_node_names_map_hosts_to_nodes():
+    nodes = {"c-001": SlurmNode("c-001", "IDLE")}
+    (a,) = plan(summary({"node1": "fail"}), {"node1": "c-001"}, nodes, {}, max_drain=1).actions
+    assert (a.host, a.node, a.action) == ("node1", "c-001", "drain")
+
+
+def test_max_drain_spec():
+    assert [max_drain_count("10%", n) for n in (3, 10, 25, 1000)] == [1, 1, 2, 100]
+    assert max_drain_count("3", 1000) == 3 and max_drain_count(0, 5) == 0
+    for bad in ("ten", "-1", "150%"):
+        with pytest.raises(ValueError):
+            max_drain_count(bad, 10)
+
+
+def test_reason_is_bounded():
+    assert len(drain_reason("x" * 500, "20261123T020000Z")) == 120
+
+
+def test_route_busy_unavailable_ours_unknown(nodes):
+    hosts = [Host("gpu1"), Host("gpu2"), Host("gpu3"), Host("h4", {"gpufleet_slurm_node": "gpu9"})]
+    r = route(hosts, nodes, wait=False)
+    assert {h: x.how for h, x in r.items()} == {"gpu1": "unavailable", "gpu2": "busy", "gpu3": "ssh",
+                                                "h4": "unknown"}
+    assert route(hosts, nodes, wait=True)["gpu2"].how == "slurm"
