@@ -30,3 +30,21 @@ def farm(tmp_path_factory):
     f = SshdFarm(tmp_path_factory.mktemp("farm"))
     yield f
     f.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real Slurm cluster (tests/slurmcluster.py): slurmctld, gpu1..gpu3 and a munged of its own, started
+    once for the session and stopped after it.  Skipped only where Slurm or munge is not installed."""
+    from tests.slurmcluster import SlurmCluster, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"Slurm/munge not installed (no {', '.join(missing)}): apt-get install slurm-wlm munge "
+                    "(see .ci/run)")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
