@@ -37,27 +37,31 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(farm,
     names = ["fw-1", "fw-2", "fw-3"]
     for name in names:
         farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
+    # one thread per rank: the controller and the test's sshd keep the other core, so a CPU figure varies less
     healthy = tmp_path / "healthy.yaml"
-    healthy.write_text(farm.inventory(names))
+    healthy.write_text(farm.inventory(names, group_vars={"gpufleet_verify_env": {"OMP_NUM_THREADS": "1"}}))
     # the same fleet after a bad update: every host's matmuls at a third of their speed, all alike
     slowed = tmp_path / "slowed.yaml"
-    slowed.write_text(farm.inventory(names, group_vars={"gpufleet_verify_env": {"GPUFLEET_VERIFY_FAULT":
-                                                                                  "compute-slow"}}))
+    slowed.write_text(farm.inventory(names, group_vars={"gpufleet_verify_env": {
+        "OMP_NUM_THREADS": "1", "GPUFLEET_VERIFY_FAULT": "compute-slow"}}))
     env = invoke_env(farm, tmp_path / "home")
     db, out = tmp_path / "history.sqlite", tmp_path / "reports"
+    # one host at a time: clean figures.  --regression 0.5: a CPU matmul on this shared 2-core machine wanders by
+    # 15 % from night to night (measured: 0.725 to 0.885 TFLOP/s), a GPU's by far less; the planted slowdown is 3x.
     common = ["verify", "--hosts", "gpu-nodes", "--out", str(out), "--history", str(db), "--nproc", "1",
-              "--checks", "compute", "--forks", "1", "--timeout", "300"]  # one host at a time: clean figures
-    # three passing nights make the baseline; a night that a busy test machine made noisy (a straggler: exit 1,
-    # recorded fail) is no baseline and is run again, at most twice
-    passing, outputs = 0, []
-    for _night in range(5):
+              "--checks", "compute", "--forks", "1", "--timeout", "300", "--regression", "0.5"]
+    # each host needs three passing nights for a baseline; a night in which noise made a host a straggler (exit 1,
+    # that host recorded fail) is no baseline for it, so nights go on until every host has three (at most seven)
+    summaries = []
+    for _night in range(7):
         r = run_invoke([*common, "--inventory", str(healthy)], env, timeout=600)
         assert r.returncode in (0, 1), r.stdout + r.stderr
-        passing += r.returncode == 0
-        outputs.append(r.stdout)
-        if passing == 3:
+        summaries.append(json.loads((sorted(p for p in out.iterdir() if p.is_dir())[-1] / "summary.json").read_text()))
+        passed = {h: sum(s["hosts"][h]["status"] == "pass" and not s["hosts"][h]["straggler"] for s in summaries)
+                  for h in names}
+        if min(passed.values()) >= 3:
             break
-    assert passing == 3, "\n".join(outputs)
+    assert min(passed.values()) >= 3, [s["stragglers"] for s in summaries]
     prom = tmp_path / "verify.prom"
     r = run_invoke([*common, "--inventory", str(slowed), "--prom", str(prom)], env, timeout=600)
     assert r.returncode == 1, r.stdout + r.stderr
@@ -66,12 +70,12 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(farm,
     assert summary["stragglers"] == []  # the fleet median moved with every host
     regressed = {r["host"] for r in summary["regressions"] if r["metric"].startswith("matmul/")}
     assert regressed == set(names)
-    assert all(r["ratio"] < 0.9 and r["runs"] == 3 for r in summary["regressions"])
+    assert all(r["ratio"] < 0.5 and r["runs"] == min(passed[r["host"]], 5) for r in summary["regressions"])
     assert all(summary["hosts"][h]["status"] == "pass" and summary["hosts"][h]["regression"] for h in names)
     assert summary["exit_code"] == 1 and summary["counts"]["regression_hosts"] == 3
     assert "pass/regressed" in r.stdout and "regressions (ratio = value / the host's own baseline" in r.stdout
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["baseline"]["threshold"] == 0.9 and set(run["baseline"]["hosts"]) == set(names)
+    assert run["baseline"]["threshold"] == 0.5 and set(run["baseline"]["hosts"]) == set(names)
     samples = _prom_samples(prom)
     assert samples["gpufleet_verify_regressions"] == {(): float(len(summary["regressions"]))}
     assert {dict(k)["host"] for k in samples["gpufleet_verify_regression_ratio"]} == set(names)

@@ -140,10 +140,16 @@ def test_slurm_sync_drains_ours_leaves_theirs_and_resumes_after_passing_runs(fle
             assert not sl2["message"].startswith("Slurm job")  # it ran over SSH
             step = sync(fleet, last_run(tmp_path / "reports"), "--apply")
             assert step.returncode == 0, step.stdout + step.stderr
-            assert reason(slurm, "gpu2")[0] == ("IDLE+DRAIN" if night == 0 else "IDLE")
+            if night == 0:
+                assert reason(slurm, "gpu2")[0] == "IDLE+DRAIN"  # one passing run: not yet
+            else:
+                assert "DRAIN" not in reason(slurm, "gpu2")[0] and "resumed" in step.stdout
+                slurm.wait_nodes("idle", nodes=["gpu2"], timeout=60)  # back in the job pool
         assert reason(slurm, "gpu3")[1].startswith("maintenance [")
     finally:
-        slurm.run("scontrol", "update", "nodename=gpu2,gpu3", "state=resume")
+        for node in ("gpu2", "gpu3"):
+            slurm.run("scontrol", "update", f"nodename={node}", "state=resume")  # an error when not drained
+        slurm.wait_nodes("idle", timeout=60)  # a resumed node is "not responding" until slurmctld's next ping
 
 
 def test_a_run_where_most_nodes_fail_drains_nothing(fleet, slurm, tmp_path):
@@ -151,6 +157,7 @@ def test_a_run_where_most_nodes_fail_drains_nothing(fleet, slurm, tmp_path):
     from fleet.runs.verdict import judge
     from tests.report_builder import arrived, node_report
 
+    slurm.wait_nodes("idle", timeout=60)
     wrong = [{"name": "collectives/allreduce_correct", "status": "fail", "message": "all_reduce result is wrong"}]
     runs = [arrived(node_report(h, [], {"allreduce/busbw_gbps": 1.0}, checks=wrong)) for h in ("sl-1", "sl-2")]
     runs.append(arrived(node_report("sl-3", [], {"allreduce/busbw_gbps": 1.0})))
@@ -195,6 +202,7 @@ def health_cluster(tmp_path_factory):
         f'node=$(cat "{cluster.node_mount}/run/gpufleet-node" 2>/dev/null) || exit 0\n'
         f'PATH="{base}/bin/$node:/usr/bin:/bin"; export PATH\n'
         f'PYTHONPATH="{REPO}"; export PYTHONPATH\n'
+        f'SLURM_CONF="{cluster.conf}"; export SLURM_CONF\n'
         f'exec {sys.executable} -m fleet.nodecheck --expect "{expect}" --drain --node "$node" '
         f'>> "{base}/check-$node.log" 2>&1\n')
     wrapper.chmod(0o755)

@@ -111,3 +111,57 @@ def test_route_busy_unavailable_ours_unknown(nodes):
     assert {h: x.how for h, x in r.items()} == {"gpu1": "unavailable", "gpu2": "busy", "gpu3": "ssh",
                                                 "h4": "unknown"}
     assert route(hosts, nodes, wait=True)["gpu2"].how == "slurm"
+
+
+class ScriptedSlurm:
+    """A runner answering `scontrol -o show job` with job states in turn (the real cluster's lines are in
+    tests/test_slurm_e2e.py); records every command."""
+
+    def __init__(self, states: list[str]):
+        self.states = list(states)
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv, timeout):
+        from fleet.slurm.client import Result
+
+        self.calls.append(argv)
+        if argv[:3] == ["scontrol", "-o", "show"]:
+            state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            return Result(0, f"JobId=7 JobName=x JobState={state} Reason=Resources ExitCode=0:0 RunTime=00:00:01\n",
+                          "")
+        return Result(0, "", "")
+
+
+def _wait_with(runner, wait=False, timeout=100.0):
+    from fleet.runs.launch import VerifySettings
+    from fleet.slurm.client import SlurmClient
+    from fleet.slurm.jobs import SlurmSettings, _wait
+
+    ticks = iter(range(0, 100000, 10))  # every poll, ten seconds pass
+    s = VerifySettings(timeout=timeout)
+    slurm = SlurmSettings("/shared", wait=wait, pending_s=60)
+    return _wait(SlurmClient(runner), "7", "h", s, slurm, lambda h, st: None, lambda: next(ticks), lambda _: None)
+
+
+def test_a_job_still_pending_at_its_deadline_is_cancelled_not_scheduled():
+    from fleet.slurm.jobs import NotScheduled
+
+    runner = ScriptedSlurm(["PENDING"])
+    with pytest.raises(NotScheduled, match=r"Slurm job 7 still pending after 60 s \(Resources\): cancelled"):
+        _wait_with(runner)
+    assert runner.calls[-1] == ["scancel", "7"]
+
+
+def test_with_wait_a_pending_job_may_wait_its_whole_timeout_then_runs_to_the_end():
+    runner = ScriptedSlurm(["PENDING"] * 8 + ["RUNNING", "COMPLETED"])
+    info = _wait_with(runner, wait=True, timeout=100)
+    assert info["JobState"] == "COMPLETED" and ["scancel", "7"] not in runner.calls
+
+
+def test_a_job_running_past_its_timeout_is_cancelled_timed_out():
+    from fleet.outcome import TimedOut
+
+    runner = ScriptedSlurm(["RUNNING"])
+    with pytest.raises(TimedOut, match="ran past 100 s"):
+        _wait_with(runner, timeout=100)
+    assert runner.calls[-1] == ["scancel", "7"]
