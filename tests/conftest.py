@@ -48,3 +48,20 @@ def slurm(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    """A bridge network (tests/netfarm.py) for the module's hosts: ``bridge.add_namespace(name)``, then
+    ``farm.add_host(name, netns=ns)``; closed (namespaces, veths, bridge) after the module.  Skipped with the
+    reason where it cannot be made (not root; ip, tc, nft, unshare or nsenter missing)."""
+    from tests.netfarm import BridgeNetwork, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    network = BridgeNetwork(tmp_path_factory.mktemp("bridge"))
+    try:
+        yield network
+    finally:
+        network.close()

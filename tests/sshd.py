@@ -28,6 +28,12 @@ Two more kinds, for the connection options of an inventory (they need root):
   (``unshare --mount``, private propagation) where a shadow file of the test's own,
   holding only that password's hash for the login user, is bind-mounted over
   ``/etc/shadow``; this machine's own ``/etc/shadow`` is never touched.
+
+And hosts on a network of their own (``add_host(..., netns=ns)``, with ``ns`` from
+``BridgeNetwork.add_namespace``, tests/netfarm.py): the host's sshd runs in a network namespace joined
+by a veth pair to a bridge in this machine's namespace, listening on the namespace's address
+(``10.X.Y.N``, port 22), where the test process reaches it over the bridge; its link can be shaped
+or cut (see docs/testing-network.md).
 """
 
 from __future__ import annotations
@@ -43,10 +49,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from fleet.transport import SshOptions
+from fleet.transport import SshOptions, known_hosts_name
+
+if TYPE_CHECKING:
+    from tests.netfarm import NetNs
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -231,6 +241,7 @@ class TestHost:
     proc: subprocess.Popen | None = None
     network: "PrivateNetwork | None" = None  # the private network its sshd runs in (behind a bastion)
     helpers: list = field(default_factory=list)  # processes stopped with it (a bastion's relay and network)
+    netns: "NetNs | None" = None  # the bridge network namespace its sshd runs in (tests/netfarm.py)
 
     @property
     def bin(self) -> Path:
@@ -423,6 +434,8 @@ class SshdFarm:
         network: PrivateNetwork | None = None,
         sysfs: Path | None = None,
         nvlink: dict[str, Path] | None = None,
+        netns: NetNs | None = None,
+        port: int = 22,
     ) -> TestHost:
         """A test host.
 
@@ -435,12 +448,21 @@ class SshdFarm:
         ``sysfs``: the directory the audit reads as ``/sys`` (``GPUFLEET_SYSFS``, a recorded tree); by
         default an empty one of the host's own, so this machine's devices never reach a host's results.
         ``nvlink``: what the fake ``nvidia-smi nvlink -s`` / ``-e`` print (see :func:`fake_nvidia_smi`).
+        ``netns``: a namespace on a bridge network (``BridgeNetwork.add_namespace``, tests/netfarm.py): the
+        host's sshd runs in it, listening on the namespace's own address at ``port`` (22 by default; the
+        namespace has a port space of its own), reached from here over the bridge.  ``port`` is used only
+        with ``netns``.
         """
         network = network or (behind.network if behind is not None else None)
+        if netns is not None and network is not None:
+            raise ValueError("a test host runs in a bridge namespace (netns=) or a private network, not both")
         if sftp and SFTP_SERVER is None:
             raise RuntimeError("no sftp-server program found (openssh-sftp-server): test hosts need one")
-        address = self._address()
-        port = free_port(address)
+        if netns is not None:
+            address = netns.address
+        else:
+            address = self._address()
+            port = free_port(address)
         hroot = self.root / name
         (hroot / "bin").mkdir(parents=True)
         host = TestHost(name, address, port, hroot)
@@ -495,6 +517,9 @@ class SshdFarm:
         if network is not None:
             argv = network.enter(argv)
             host.network = network
+        if netns is not None:
+            argv = netns.enter(argv)
+            host.netns = netns
         host.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         if network is not None:
             network.wait_listening(address, port)
@@ -503,7 +528,7 @@ class SshdFarm:
         if known:
             pub = Path(f"{hostkey}.pub").read_text().split()
             with open(self.known_hosts, "a") as f:
-                f.write(f"[{address}]:{port} {pub[0]} {pub[1]}\n")
+                f.write(f"{known_hosts_name(address, port)} {pub[0]} {pub[1]}\n")
         host.vars = {
             "ansible_host": address,
             "ansible_port": port,
