@@ -127,6 +127,15 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
         "account": "with --via slurm: the jobs' account",
         "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
         "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
+        "pairwise": "with --multinode: find the bad host or link by pairing hosts (two-node all_reduce sweeps at "
+                    "once, suspects re-paired with good hosts) instead of one ring over every host",
+        "rounds": "with --pairwise: rounds of fresh random pairings before re-pairing suspects (default 1)",
+        "pair_timeout": "with --pairwise: seconds each pair may run before it is stopped and counted as hung "
+                        "(default 120)",
+        "pair_floor": "with --pairwise: a pair below this fraction of the median pair's bus bandwidth is slow "
+                      "(default 0.7)",
+        "topology": "with --pairwise: random (default), rack (pair within a gpufleet_rack first) or cross (across "
+                    "racks)",
         "regression": "a figure below this fraction of the host's own baseline (the median of its last passing "
                       "runs of the same profile) is a regression: exit 1 (default 0.9)",
         "baseline_runs": "how many of a host's last passing runs make its baseline (default 5, at least 3 needed)",
@@ -138,7 +147,8 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
            keep_days=None, prom=None, junit=None, history=None, no_history=False, regression=None,
            baseline_runs=None, notify=None, remind_days=None, via="ssh", slurm_host=None, shared_dir=None,
-           partition=None, qos=None, account=None, slurm_args=None, wait=False):
+           partition=None, qos=None, account=None, slurm_args=None, wait=False, pairwise=False, rounds=None,
+           pair_timeout=None, pair_floor=None, topology="random"):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -176,6 +186,8 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
                                slurm_args, wait, settings.multinode)
     if slurm_host and slurm is None:
         raise cli.usage_error("--slurm-host needs --via slurm")
+    pair = cli.pairwise_settings(pairwise, settings.multinode, slurm is not None, rounds, pair_timeout, pair_floor,
+                                 topology)
     _, selected = cli.select(c, hosts, inventory)
     from fleet.slurm.client import SlurmError
 
@@ -188,10 +200,16 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
             for p in (problem, problem2):
                 if p:
                     cli.note(p)
-            run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
-                                                   on_started=lambda d: cli.note(f"run directory: {d}"),
-                                                   baseline=baseline, trends=trends,
-                                                   slurm=None if slurm is None else (client, slurm))
+            if pair is not None:
+                from fleet.runs.pairwise_run import pairwise_fleet
+
+                run_dir, summary = pairwise_fleet(selected, settings, options, pair, out_base=str(base),
+                                                  pattern=hosts, on_started=lambda d: cli.note(f"run directory: {d}"))
+            else:
+                run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
+                                                       on_started=lambda d: cli.note(f"run directory: {d}"),
+                                                       baseline=baseline, trends=trends,
+                                                       slurm=None if slurm is None else (client, slurm))
             pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
             runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
             _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
@@ -243,7 +261,12 @@ def report(c, run_dir, json=None):
         runs, meta = load_run(run_dir)
     except (FileNotFoundError, ValueError) as e:
         raise cli.usage_error(str(e)) from None
-    summary = judge(runs, meta)
+    if meta.get("pairwise"):
+        from fleet.runs.pairwise_run import judge_pairwise
+
+        summary = judge_pairwise(meta)
+    else:
+        summary = judge(runs, meta)
     cli.finish(render_table(summary), summary, json, summary["exit_code"])
 
 

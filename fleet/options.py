@@ -418,3 +418,25 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
     except ValueError as e:
         raise usage_error(f"--slurm-args: {e}") from None
     return SlurmSettings(str(shared_dir), partition or None, qos or None, account or None, extra_args, bool(wait))
+
+
+def pairwise_settings(pairwise: bool, multinode: bool, via_slurm: bool, rounds, pair_timeout, pair_floor,
+                      topology: str):
+    """``--pairwise``'s settings (a :class:`fleet.runs.pairwise_run.PairwiseSettings`), None without it."""
+    given = [f for f, v in (("--rounds", rounds), ("--pair-timeout", pair_timeout), ("--pair-floor", pair_floor))
+             if v is not None]
+    if not pairwise:
+        if given:
+            raise usage_error(f"{given[0]} needs --pairwise")
+        return None
+    if not multinode:
+        raise usage_error("--pairwise needs --multinode (it isolates the bad host or link of a multi-node run)")
+    if via_slurm:
+        raise usage_error("--pairwise --via slurm is not supported yet: run it over SSH")
+    from fleet.runs.pairwise_run import PairwiseSettings
+
+    return PairwiseSettings(
+        rounds=1 if rounds is None else int(positive_number("--rounds", rounds, integer=True)),
+        pair_timeout=120.0 if pair_timeout is None else positive_number("--pair-timeout", pair_timeout),
+        floor=fraction("--pair-floor", pair_floor, 0.7),
+        topology=choice("--topology", topology, ("random", "rack", "cross")))

@@ -290,6 +290,30 @@ def _hosts_section(summary: Mapping) -> str:
     return '<h2>Hosts</h2>\n' + intro + "\n" + _table(headers, rows, "hosts-table")
 
 
+def _pairs_section(summary: Mapping) -> str:
+    """A pairwise run's pairs and culprits (``verify --multinode --pairwise``); empty for other runs."""
+    pairs = summary.get("pairs")
+    if pairs is None:
+        return ""
+    culprits = summary.get("culprits") or []
+    out = ['<h2>Pairwise isolation</h2>']
+    if culprits:
+        items = "".join(
+            f"<li><b>{_e('host ' + c['host'] if 'host' in c else 'link ' + ' ↔ '.join(c['link']))}</b>: "
+            + "; ".join(_e(e) for e in c.get("evidence") or []) + "</li>" for c in culprits)
+        out.append(f'<ul id="culprits">{items}</ul>')
+    else:
+        out.append('<p class="note" id="culprits">No culprit: every host had a good pair.</p>')
+    headers = [("Round", "num"), ("Hosts", ""), ("Bus bandwidth GB/s", "num"), ("Status", ""), ("Reason", "")]
+    rows = [f'<tr><td class="num">{_e(p.get("round"))}</td><td class="host">{_e(" + ".join(p.get("hosts") or []))}'
+            f'</td><td class="num">{_e(fmt_value(_number(p.get("busbw_gbps"))))}</td>'
+            f'<td class="status"><span class="badge st-{"pass" if p.get("status") == "pass" else "fail"}">'
+            f'{_e(p.get("status"))}</span></td>'
+            f'<td>{_e(p.get("reason") or "")}</td></tr>' for p in pairs]
+    out.append(_table(headers, rows, "pairs-table"))
+    return "\n".join(out)
+
+
 def _stragglers_section(summary: Mapping) -> str:
     stragglers = summary.get("stragglers") or []
     out = ['<h2>Stragglers</h2>']
@@ -635,6 +659,7 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None) -> str:
         '<header id="header">', _header(summary), "</header>",
         "<main>",
         f'<section id="hosts">{_hosts_section(summary)}</section>',
+        f'<section id="pairs">{_pairs_section(summary)}</section>' if summary.get("pairs") is not None else "",
         f'<section id="stragglers">{_stragglers_section(summary)}</section>',
         f'<section id="regressions">{_regressions_section(summary)}</section>',
         f'<section id="plots">{_plots_section(summary, trends)}</section>',

@@ -152,6 +152,19 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
                           [_straggler_row(s) for s in stragglers], max_width))
     else:
         out.append("\nstragglers: none")
+    pairs = summary.get("pairs")
+    if pairs is not None:
+        out.append("\npairs (two-node all_reduce; status against the median pair):")
+        out.append(render(["ROUND", "HOSTS", "BUSBW GB/s", "STATUS", "REASON"],
+                          [[p["round"], "+".join(p["hosts"]), fmt_value(p.get("busbw_gbps")), p["status"],
+                            p.get("reason") or ""] for p in pairs], max_width))
+        culprits = summary.get("culprits") or []
+        out.append("culprits: " + ("none" if not culprits else "; ".join(
+            (f"host {c['host']}" if "host" in c else f"link {' <-> '.join(c['link'])}") for c in culprits)))
+        for c in culprits:
+            out.extend(f"  {c.get('host') or ' <-> '.join(c['link'])}: {e}" for e in c["evidence"])
+        if summary.get("unsettled"):
+            out.append("not settled (too few good partners to tell): " + ", ".join(summary["unsettled"]))
     regressions = summary.get("regressions") or []
     if regressions:
         out.append("\nregressions (ratio = value / the host's own baseline: the median of its last passing runs):")

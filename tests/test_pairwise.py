@@ -1,0 +1,139 @@
+"""Pairwise isolation (fleet.runs.pairwise, pure): pairing, judging, re-pairing and the verdict, with exact answers
+for a slow host, a hung host, a bad link and a healthy fleet; the pairwise summary and its table."""
+
+from __future__ import annotations
+
+import random
+
+from fleet.outcome import HostState
+from fleet.runs.pairwise import PairResult, classify, pair_up, retest_pairs, tried_together, verdict
+from fleet.runs.pairwise_run import judge_pairwise, pair_outcome
+from fleet.runs.record import HostRun
+from fleet.runs.render import render_table
+from tests.report_builder import arrived, node_report
+
+
+def simulate(hosts, bad_host=None, bad_link=None, hang=False, rounds=1, seed=1):
+    """The rounds pairwise_fleet runs, with each pair's outcome given by the planted fault."""
+    rng = random.Random(seed)
+    results: list[PairResult] = []
+
+    def run(groups, n):
+        for g in groups:
+            r = PairResult(tuple(g), n, busbw_gbps=10.0)
+            if bad_host in g or (bad_link and set(bad_link) <= set(g)):
+                if hang:
+                    r.busbw_gbps, r.outcome, r.reason = None, "hang", "did not finish within 30 s"
+                else:
+                    r.busbw_gbps = 0.8
+            results.append(r)
+
+    n = 0
+    for _ in range(rounds):
+        n += 1
+        run(pair_up(hosts, rng), n)
+    for _ in range(4):
+        classify(results)
+        v = verdict(results)
+        groups = retest_pairs(v.suspects, v.cleared, tried_together(results))
+        if not groups:
+            break
+        n += 1
+        run(groups, n)
+    classify(results)
+    return results, verdict(results)
+
+
+def test_pairs_cover_every_host_once_an_odd_one_joins_a_pair_of_three():
+    pairs = pair_up([f"h{i}" for i in range(7)], random.Random(3))
+    assert sorted(len(p) for p in pairs) == [2, 2, 3]
+    assert sorted(h for p in pairs for h in p) == [f"h{i}" for i in range(7)]
+    assert pair_up(["solo"], random.Random(0)) == [("solo",)]
+
+
+def test_rack_and_cross_topologies():
+    racks = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    for seed in range(5):
+        within = pair_up(list(racks), random.Random(seed), racks, "rack")
+        assert all(len({racks[h] for h in p}) == 1 for p in within)
+        across = pair_up(list(racks), random.Random(seed), racks, "cross")
+        assert all(len({racks[h] for h in p}) == 2 for p in across)
+
+
+def test_a_slow_host_is_the_culprit_the_others_cleared():
+    hosts = [f"n{i}" for i in range(6)]
+    results, v = simulate(hosts, bad_host="n3")
+    assert v.culprits == [{"host": "n3", "evidence": v.culprits[0]["evidence"]}]
+    assert len(v.culprits[0]["evidence"]) == 2 and all(": slow, 0.8 GB/s" in e for e in v.culprits[0]["evidence"])
+    assert v.cleared == set(hosts) - {"n3"} and v.suspects == []
+    assert len(results) <= 3 + 2 * 2  # O(N): one round, then a re-test of the two suspects (one more if needed)
+
+
+def test_a_hung_host_is_the_culprit():
+    results, v = simulate([f"n{i}" for i in range(4)], bad_host="n0", hang=True)
+    assert [c.get("host") for c in v.culprits] == ["n0"]
+    assert all(r.status == "hang" for r in results if "n0" in r.hosts)
+    assert all("hung (did not finish within 30 s)" in e for e in v.culprits[0]["evidence"])
+
+
+def test_a_pair_bad_only_together_points_at_their_link():
+    hosts = ["a", "b", "c", "d"]
+    rng_pairs = pair_up(hosts, random.Random(1))
+    link = rng_pairs[0]  # make round 1 pair the two ends of the bad link
+    results, v = simulate(hosts, bad_link=link)
+    assert [c.get("link") for c in v.culprits] == [list(link)]
+    assert v.cleared == set(hosts) and not [c for c in v.culprits if "host" in c]
+
+
+def test_a_healthy_fleet_has_no_culprit_over_several_rounds():
+    results, v = simulate([f"n{i}" for i in range(5)], rounds=3)
+    assert v.culprits == [] and v.suspects == [] and {r.status for r in results} == {"pass"}
+    assert len(results) == 3 * 2
+
+
+def test_a_pair_with_a_wrong_result_is_wrong_whatever_its_speed():
+    r = PairResult(("a", "b"), 1, 10.0, outcome="wrong", reason="collectives/allreduce_correct: mismatch")
+    classify([r, PairResult(("c", "d"), 1, 10.0)])
+    assert r.status == "wrong"
+
+
+def test_pair_outcome_from_the_hosts_records():
+    ok = arrived(node_report("a", [], {"allreduce/busbw_gbps": 3.5}))
+    member = HostRun("b", HostState.OK, exit_code=0)
+    assert pair_outcome(("a", "b"), {"a": ok, "b": member}, 1, 30).busbw_gbps == 3.5
+    hung = HostRun("b", HostState.TIMED_OUT, "verify did not finish within 30s on the node")
+    r = pair_outcome(("a", "b"), {"a": HostRun("a", HostState.TIMED_OUT), "b": hung}, 2, 30)
+    assert (r.outcome, r.reason) == ("hang", "did not finish within 30 s on a, b")
+    wrong = arrived(node_report("a", [], {"allreduce/busbw_gbps": 3.5}, checks=[
+        {"name": "collectives/allreduce_correct", "status": "fail", "message": "max error 1.0"}]))
+    assert pair_outcome(("a", "b"), {"a": wrong, "b": member}, 1, 30).outcome == "wrong"
+
+
+def test_pairwise_summary_fails_the_culprit_and_renders_the_pairs():
+    results, v = simulate([f"n{i}" for i in range(4)], bad_host="n2")
+    meta = {"run_id": "20261123T050000Z", "started": "s", "finished": "f", "interrupted": False,
+            "pairwise": {"hosts": [f"n{i}" for i in range(4)], "floor": 0.7, "pair_timeout": 30},
+            "pairs": [r.to_dict() for r in results]}
+    summary = judge_pairwise(meta)
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"n0": "pass", "n1": "pass", "n2": "fail",
+                                                                     "n3": "pass"}
+    assert summary["hosts"]["n2"]["culprit"] is True and summary["exit_code"] == 1
+    assert [c.get("host") for c in summary["culprits"]] == ["n2"]
+    assert summary["pairs"] == [r.to_dict() for r in results]
+    table = render_table(summary)
+    assert "culprits: host n2" in table and "pairs (two-node all_reduce" in table
+    healthy = dict(meta, pairs=[PairResult(("n0", "n1"), 1, 10.0).to_dict(),
+                                PairResult(("n2", "n3"), 1, 10.0).to_dict()])
+    ok = judge_pairwise(healthy)
+    assert ok["exit_code"] == 0 and ok["culprits"] == [] and "culprits: none" in render_table(ok)
+
+
+
+def test_the_html_page_shows_pairs_and_culprits():
+    from fleet.outputs.html import render_html
+
+    results, _ = simulate([f"n{i}" for i in range(4)], bad_host="n2")
+    meta = {"run_id": "r", "pairwise": {"hosts": [f"n{i}" for i in range(4)]}, "pairs": [r.to_dict() for r in results]}
+    page = render_html(judge_pairwise(meta))
+    assert '<table id="pairs-table">' in page and page.count("<tr><td class=\"num\">") == len(results)
+    assert '<ul id="culprits"><li><b>host n2</b>' in page
