@@ -418,3 +418,22 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
     except ValueError as e:
         raise usage_error(f"--slurm-args: {e}") from None
     return SlurmSettings(str(shared_dir), partition or None, qos or None, account or None, extra_args, bool(wait))
+
+
+def sustained_timeout(settings, explicit: bool) -> float:
+    """verify's per-host timeout: as given; else, for nightly/acceptance or DCGM, room for the sustained stages
+    (their duration, the short stages and DCGM's levels: r3 takes about 30 min, r4 longer).  A --duration longer
+    than an explicit --timeout is a usage error."""
+    from verify.profiles import DURATION
+
+    budget = settings.duration if settings.duration is not None else DURATION.get(settings.profile, 0.0)
+    dcgm = {None: 0.0, 1: 120.0, 2: 600.0, 3: 2700.0, 4: 7200.0}[settings.dcgm_level]
+    need = budget + dcgm + (600.0 if budget or dcgm else 0.0)
+    if settings.duration is not None and settings.profile not in DURATION:
+        raise usage_error(f"--duration is for --profile nightly or acceptance, not {settings.profile}")
+    if explicit:
+        if need > settings.timeout:
+            raise usage_error(f"--timeout {settings.timeout:g} s is shorter than the run needs (about {need:g} s: "
+                              f"the sustained stages, the short ones and DCGM)")
+        return settings.timeout
+    return max(settings.timeout, need)
