@@ -422,12 +422,13 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
 
 def sustained_timeout(settings, explicit: bool) -> float:
     """verify's per-host timeout: as given; else, for nightly/acceptance or DCGM, room for the sustained stages
-    (their duration, the short stages and DCGM's levels: r3 takes about 30 min, r4 longer).  A --duration longer
+    (their duration, the short stages and DCGM's level's time limit).  A --duration longer
     than an explicit --timeout is a usage error."""
+    from verify.dcgm import SUGGESTED_TIMEOUT_S
     from verify.profiles import DURATION
 
     budget = settings.duration if settings.duration is not None else DURATION.get(settings.profile, 0.0)
-    dcgm = {None: 0.0, 1: 120.0, 2: 600.0, 3: 2700.0, 4: 7200.0}[settings.dcgm_level]
+    dcgm = SUGGESTED_TIMEOUT_S.get(settings.dcgm_level, 0.0) if settings.dcgm_level else 0.0
     need = budget + dcgm + (600.0 if budget or dcgm else 0.0)
     if settings.duration is not None and settings.profile not in DURATION:
         raise usage_error(f"--duration is for --profile nightly or acceptance, not {settings.profile}")

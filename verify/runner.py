@@ -202,8 +202,9 @@ class Runner:
             from verify import dcgm
 
             if w.local_rank == 0:  # one diagnostic per node: DCGM runs it on every GPU of the node
-                self._stage("dcgm", lambda: dcgm.run(self.args.dcgm_level, self.args.dcgm_allow_skips,
-                                                     timeout=self.args.timeout), "rank")
+                level = self.args.dcgm_level
+                self._stage("dcgm", lambda: dcgm.run(level, self.args.dcgm_allow_skips,
+                                                     timeout=dcgm.SUGGESTED_TIMEOUT_S[level]), "rank")
             vdist.barrier(w)
 
     def _per_device_sampled(self, name: str, devices, skipped, fn) -> None:
