@@ -41,7 +41,9 @@ def test_nightly_runs_burn_and_memory_test_for_its_budget(farm, tmp_path):
     assert checks["telemetry:cpu0"]["status"] == "skip" and "CPU run" in checks["telemetry:cpu0"]["message"]
     assert [c["status"] for n, c in checks.items() if n.startswith("memtest")] and all(
         c["status"] == "pass" for n, c in checks.items() if n.startswith("memtest"))
-    assert ok["stages"]["burn"] >= 21.0 and ok["stages"]["memtest"] >= 9.0  # 70 % and 30 % of 30 s
+    # 70 % and 30 % of 30 s: the burn runs its budget out (to the end of its last interval, 0.25 s on a CPU); the memory
+    # test starts a pass only if it fits, so it ends inside its budget, having used most of it
+    assert 21.0 <= ok["stages"]["burn"] <= 24.0 and 0.8 * 9.0 <= ok["stages"]["memtest"] <= 9.5
     assert ok["metrics"]["burn/fp32/seconds:cpu0"] >= 21.0
     sdc = json.loads((run_dir / "hosts" / "burn-sdc.json").read_text())
     bad = {c["name"]: c for c in sdc["checks"]}["burn/correct/fp32:cpu0"]
