@@ -102,7 +102,13 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
     auto_shortflags=False,
     help={
         **cli.HELP_COMMON,
-        "profile": "quick (default; about a minute) or full (larger sizes, longer sweeps)",
+        "profile": "quick (default; about a minute), full (larger sizes, longer sweeps), nightly (quick plus a few "
+                   "minutes of burn and memory test per GPU) or acceptance (full plus 30 minutes of them)",
+        "duration": "nightly/acceptance: seconds of sustained stages per GPU (burn 70 %, memory test 30 %; "
+                    "default 300 / 1800); --timeout grows to fit",
+        "dcgm_level": "also run DCGM's diagnostic `dcgmi diag -r N` (1-4) where dcgmi is present; each DCGM test is "
+                      "a check",
+        "dcgm_allow_skips": "a test DCGM skipped is not a failure (it is by default)",
         "nproc": "ranks per host: auto (one per GPU; 1 on a host without) or a number",
         "timeout": "seconds verify may run on a host before it is stopped (default 1800)",
         "out": "directory under which the run directory <UTC timestamp>/ is made "
@@ -145,7 +151,8 @@ def push(c, hosts="all", inventory=None, wheelhouse=None, forks=None, timeout=No
 def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeout=None, out=None,
            force=False, multinode=False, rdzv_port=str(launch.DEFAULT_RDZV_PORT), checks="all", wheelhouse=None,
            forks=None, connect_timeout=None, accept_new_host_keys=False, wait_lock=None, keep_runs=None,
-           keep_days=None, prom=None, junit=None, history=None, no_history=False, regression=None,
+           keep_days=None, prom=None, junit=None, history=None, no_history=False, duration=None, dcgm_level=None,
+           dcgm_allow_skips=False, regression=None,
            baseline_runs=None, notify=None, remind_days=None, via="ssh", slurm_host=None, shared_dir=None,
            partition=None, qos=None, account=None, slurm_args=None, wait=False, pairwise=False, rounds=None,
            pair_timeout=None, pair_floor=None, topology="random"):
@@ -166,12 +173,16 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
 
     cli.quiet_libraries()
     settings = launch.VerifySettings(
-        profile=cli.choice("--profile", profile, ("quick", "full")),
+        profile=cli.choice("--profile", profile, ("quick", "full", "nightly", "acceptance")),
         nproc=str(nproc) if str(nproc) == "auto" else str(int(cli.positive_number("--nproc", nproc, integer=True))),
         timeout=cli.positive_number("--timeout", cli.setting(c, "timeout", timeout, "verify")),
         force=bool(force), multinode=bool(multinode),
         rdzv_port=int(cli.positive_number("--rdzv-port", rdzv_port, integer=True)),
-        checks=cli.verify_checks(checks), wheelhouse=cli.wheelhouse(wheelhouse))
+        checks=cli.verify_checks(checks), wheelhouse=cli.wheelhouse(wheelhouse),
+        duration=cli.positive_number("--duration", duration) if duration is not None else None,
+        dcgm_level=int(cli.choice("--dcgm-level", str(dcgm_level), ("1", "2", "3", "4"))) if dcgm_level else None,
+        dcgm_allow_skips=bool(dcgm_allow_skips))
+    settings.timeout = cli.sustained_timeout(settings, timeout is not None)
     options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)
     base = cli.reports_dir(c, out)
     retention = cli.retention(keep_runs, keep_days)

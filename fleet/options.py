@@ -440,3 +440,23 @@ def pairwise_settings(pairwise: bool, multinode: bool, via_slurm: bool, rounds, 
         pair_timeout=120.0 if pair_timeout is None else positive_number("--pair-timeout", pair_timeout),
         floor=fraction("--pair-floor", pair_floor, 0.7),
         topology=choice("--topology", topology, ("random", "rack", "cross")))
+
+
+def sustained_timeout(settings, explicit: bool) -> float:
+    """verify's per-host timeout: as given; else, for nightly/acceptance or DCGM, room for the sustained stages
+    (their duration, the short stages and DCGM's level's time limit).  A --duration longer
+    than an explicit --timeout is a usage error."""
+    from verify.dcgm import SUGGESTED_TIMEOUT_S
+    from verify.profiles import DURATION
+
+    budget = settings.duration if settings.duration is not None else DURATION.get(settings.profile, 0.0)
+    dcgm = SUGGESTED_TIMEOUT_S.get(settings.dcgm_level, 0.0) if settings.dcgm_level else 0.0
+    need = budget + dcgm + (600.0 if budget or dcgm else 0.0)
+    if settings.duration is not None and settings.profile not in DURATION:
+        raise usage_error(f"--duration is for --profile nightly or acceptance, not {settings.profile}")
+    if explicit:
+        if need > settings.timeout:
+            raise usage_error(f"--timeout {settings.timeout:g} s is shorter than the run needs (about {need:g} s: "
+                              f"the sustained stages, the short ones and DCGM)")
+        return settings.timeout
+    return max(settings.timeout, need)

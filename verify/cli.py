@@ -8,7 +8,7 @@ import sys
 from verify import SCHEMA, __version__, faults
 from verify.profiles import PROFILES
 
-STAGES = ("collectives", "ddp", "compute", "memory", "inference", "pipeline")
+STAGES = ("collectives", "ddp", "compute", "memory", "inference", "pipeline", "burn", "memtest", "dcgm")
 
 EPILOG = f"""\
 stages (--checks): {', '.join(STAGES)}; the environment checks always run.
@@ -61,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: under a minute on a 2-core CPU, a few minutes on an 8-GPU node; "
-                        "full: larger sizes and longer sweeps (default: %(default)s)")
+                        "full: larger sizes and longer sweeps; nightly: quick plus a few minutes of burn and "
+                        "memory test per device; acceptance: full plus 30 minutes of them (default: %(default)s)")
+    p.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+                   help="nightly/acceptance: seconds of sustained stages per device (burn 70 %%, memory test 30 %%; "
+                        "default nightly 300, acceptance 1800)")
+    p.add_argument("--dcgm-level", type=int, choices=(1, 2, 3, 4), default=None, metavar="N",
+                   help="also run `dcgmi diag -r N -j` where dcgmi is present (stage dcgm)")
+    p.add_argument("--dcgm-allow-skips", action="store_true",
+                   help="a DCGM test DCGM skipped is not a failure (it is by default)")
     p.add_argument("--out", default="verify-report.json", metavar="PATH",
                    help="report file, written by rank 0 atomically (default: %(default)s in the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

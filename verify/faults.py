@@ -18,6 +18,10 @@ code path misbehave, so the test suite can prove the matching check fails:
                        collectives stage (the run must end with an error, not hang)
 ``rank-hang``          the last rank (of 2 or more) sleeps at the collectives
                        stage (the process-group timeout must end the run)
+``burn-corrupt``       the burn's product is shifted in its second interval
+                       (``burn/correct/*`` must fail: silent data corruption)
+``memtest-bitflip``    one bit flips in device memory between a pattern's write
+                       and its read-back (``memtest`` must fail)
 
 Never set it on a production node: a planted fault makes the report fail.
 """
@@ -30,7 +34,7 @@ from typing import Mapping, Optional
 ENV_VAR = "GPUFLEET_VERIFY_FAULT"
 KNOWN = frozenset(
     {"ddp-perturb", "allreduce-wrong", "checkpoint-corrupt", "matmul-corrupt", "compute-slow", "rank-exit",
-     "rank-hang"}
+     "rank-hang", "burn-corrupt", "memtest-bitflip"}
 )
 
 

@@ -32,6 +32,10 @@ class Profile:
     jpeg_count: int
     jpeg_side: int
     jpeg_workers: int
+    # the sustained stages (nightly, acceptance): seconds of burn and of memory test per device, the burn's size
+    burn_s: float = 0.0
+    memtest_s: float = 0.0
+    burn_n: int = 0
 
 
 _CPU = {
@@ -47,7 +51,12 @@ _GPU = {
                     tuple(1 << p for p in range(20, 31, 2)) + (1 * GiB,),
                     224, 64, 30, 128, 10, 224, (1, 8, 32, 128, 256), 1024, 256, 8),
 }
-PROFILES = tuple(_CPU)
+# Sustained profiles: a base profile's stages, then the burn (70 % of --duration) and the memory test (the
+# other 30 %) on every device; --duration defaults to DURATION.  The short stages' own minutes come on top.
+SUSTAINED = {"nightly": "quick", "acceptance": "full"}
+DURATION = {"nightly": 300.0, "acceptance": 1800.0}
+BURN_SHARE = 0.7
+PROFILES = tuple(_CPU) + tuple(SUSTAINED)
 
 
 def fit_matmul(n: int, free_bytes: int, share: float = 0.4) -> int:
@@ -64,14 +73,20 @@ def fit_bytes(nbytes: int, free_bytes: int, copies: int = 2, share: float = 0.4)
     return nbytes
 
 
-def make(name: str, device_type: str, free_bytes: Optional[int] = None) -> Profile:
-    """The profile ``name`` for ``device_type`` (``cpu``/``cuda``), fitted to ``free_bytes``."""
+def make(name: str, device_type: str, free_bytes: Optional[int] = None, duration: Optional[float] = None) -> Profile:
+    """The profile ``name`` for ``device_type`` (``cpu``/``cuda``), fitted to ``free_bytes``; ``duration``: the
+    sustained stages' budget in seconds (nightly and acceptance; default :data:`DURATION`)."""
     table = _GPU if device_type == "cuda" else _CPU
-    if name not in table:
-        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(table)}")
-    prof = table[name]
+    if name not in table and name not in SUSTAINED:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+    prof = table[SUSTAINED.get(name, name)]
+    if name in SUSTAINED:
+        budget = DURATION[name] if duration is None else float(duration)
+        prof = replace(prof, name=name, burn_s=BURN_SHARE * budget, memtest_s=(1 - BURN_SHARE) * budget,
+                       burn_n=prof.matmul_n)
     if free_bytes is None:
         return prof
     return replace(prof, matmul_n=fit_matmul(prof.matmul_n, free_bytes),
+                   burn_n=fit_matmul(prof.burn_n, free_bytes, share=0.2) if prof.burn_n else 0,
                    copy_bytes=fit_bytes(prof.copy_bytes, free_bytes),
                    allreduce_sizes=tuple(s for s in prof.allreduce_sizes if 3 * s <= 0.4 * free_bytes) or (MiB,))

@@ -13,18 +13,26 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 
 import torch
 from tqdm import tqdm
 
-from verify import SCHEMA, __version__, collectives, compute, ddp, guard, inference, memory, pipeline, profiles
+from verify import SCHEMA, __version__, burn, collectives, compute, ddp, faults, guard, inference, memory, pipeline
+from verify import profiles, telemetry
 from verify import dist as vdist
 from verify import env as venv
 from verify import reference, report
 from verify.status import ERROR, PASS, SKIP, exit_code, make_check, overall
 
 WORLD_STAGES = ("collectives", "ddp")
+
+
+def nvml_uuid(device) -> str:
+    """A CUDA device's UUID as NVML spells it (``GPU-xxxxxxxx-...``)."""
+    u = str(torch.cuda.get_device_properties(device).uuid)
+    return u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}"
 
 
 class Abort(Exception):
@@ -69,6 +77,7 @@ class Runner:
     def __init__(self, args, planted=frozenset()):
         self.args, self.planted = args, planted
         self.metrics, self.scoped = {}, []
+        self.stage_seconds: dict = {}
         self.world = None
         self.bar = None
 
@@ -120,6 +129,7 @@ class Runner:
     def _stage(self, name: str, fn, scope: str) -> None:
         if self.bar is not None:
             self.bar.set_description(f"verify {name}")
+        started = time.monotonic()
         try:
             metrics, checks = fn()
         except Terminated as exc:
@@ -135,6 +145,7 @@ class Runner:
             self.metrics.update(metrics)
             self.scoped += [(scope, c) for c in checks]
         finally:
+            self.stage_seconds[name] = round(self.stage_seconds.get(name, 0.0) + time.monotonic() - started, 3)
             if self.bar is not None:
                 self.bar.update(1)
 
@@ -177,6 +188,41 @@ class Runner:
             self._per_device("inference", devices, skipped, lambda d, lb: inference.run(d, lb, prof))
         if "pipeline" in selected and w.is_main:
             self._stage("pipeline", lambda: pipeline.run(prof), "world")
+        if "burn" in selected and prof.burn_s > 0:
+            self._per_device_sampled("burn", devices, skipped, lambda d, lb: burn.run(
+                d, lb, prof.burn_s, prof.burn_n, refs[lb], interval_s=1.0 if d.type == "cuda" else 0.25,
+                corrupt_at=2 if faults.planted("burn-corrupt") else None))
+        if "memtest" in selected and prof.memtest_s > 0:
+            from verify import memtest
+
+            flip = (0, 12345, 3) if faults.planted("memtest-bitflip") else None
+            self._per_device("memtest", devices, skipped, lambda d, lb: memtest.run(
+                d, lb, prof.memtest_s, max_bytes=None if d.type == "cuda" else 64 << 20, flip=flip))
+        if "dcgm" in selected and getattr(self.args, "dcgm_level", None):
+            from verify import dcgm
+
+            if w.local_rank == 0:  # one diagnostic per node: DCGM runs it on every GPU of the node
+                level = self.args.dcgm_level
+                self._stage("dcgm", lambda: dcgm.run(level, self.args.dcgm_allow_skips,
+                                                     timeout=dcgm.SUGGESTED_TIMEOUT_S[level]), "rank")
+            vdist.barrier(w)
+
+    def _per_device_sampled(self, name: str, devices, skipped, fn) -> None:
+        """A per-device stage with NVML telemetry sampled every second while it runs (GPUs only)."""
+        cuda = [d for d in devices if d.type == "cuda" and self._label(d) not in skipped]
+        if not cuda:
+            self._per_device(name, devices, skipped, fn)
+            if devices and devices[0].type != "cuda":
+                self.scoped += [("device", make_check(f"telemetry:{self._label(d)}", SKIP,
+                                                      "telemetry needs a GPU (NVML): this is a CPU run",
+                                                      device=self._label(d))) for d in devices]
+            return
+        labels = {nvml_uuid(d): self._label(d) for d in cuda}
+        with telemetry.Sampler(list(labels)) as sampler:
+            self._per_device(name, devices, skipped, fn)
+        m, c = telemetry.checks(sampler, labels, burn.downsample)
+        self.metrics.update(m)
+        self.scoped += [("device", x) for x in c]
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -195,7 +241,7 @@ class Runner:
             return self._finish_alone(started, env_info, info, "cuda", str(exc))
         apps = guard.query_compute_apps() if use_cuda else None  # before any CUDA context of ours
         free = torch.cuda.mem_get_info(devices[0])[0] if use_cuda else None
-        prof = profiles.make(self.args.profile, devices[0].type, free)
+        prof = profiles.make(self.args.profile, devices[0].type, free, getattr(self.args, "duration", None))
         aborted = None
         try:
             self.world = vdist.init(devices[0], self.args.timeout)
@@ -270,7 +316,9 @@ class Runner:
                       "launcher": "torchrun" if vdist.launched_by_torchrun() else "single-process",
                       "ranks": entries},
             "options": {"checks": list(self.args.checks), "force": self.args.force, "timeout_s": self.args.timeout,
-                        "requested_device": self.args.device},
+                        "requested_device": self.args.device, "duration_s": getattr(self.args, "duration", None),
+                        "dcgm_level": getattr(self.args, "dcgm_level", None)},
+            "stages": dict(self.stage_seconds),
         }
         if self.planted:
             doc["faults"] = sorted(self.planted)

@@ -38,6 +38,7 @@ from fleet.transport import SshOptions, Transport
 
 VERIFY_ENV_VAR = "gpufleet_verify_env"  # inventory: extra environment for verify (NCCL_*, OMP_NUM_THREADS...)
 DEFAULT_RDZV_PORT = 29400
+SUSTAINED_PROFILES = ("nightly", "acceptance")
 STOP_TIMEOUT_S = 15.0  # how long stopping a node's run may take
 KEEP_NODE_RUNS = 5  # run folders kept on a node (its reports and pid files); older ones are removed
 
@@ -53,6 +54,9 @@ class VerifySettings:
     rdzv_port: int = DEFAULT_RDZV_PORT
     checks: tuple = ()  # verify stages to run; () for all
     wheelhouse: Wheelhouse | None = None  # air-gapped nodes: wheels installed beside verify
+    duration: float | None = None  # nightly/acceptance: seconds of sustained stages per device
+    dcgm_level: int | None = None  # also `dcgmi diag -r N` where present
+    dcgm_allow_skips: bool = False
 
 
 def nproc_for(setting: str, probe: dict) -> int:
@@ -83,6 +87,14 @@ def torchrun_argv(python: str, nproc: int, out: str, s: VerifySettings, rendezvo
         argv.append("--force")
     if s.checks:
         argv += ["--checks", ",".join(s.checks)]
+    if s.duration is not None:
+        argv += ["--duration", f"{s.duration:g}"]
+    if s.dcgm_level is not None:
+        argv += ["--dcgm-level", str(int(s.dcgm_level))]
+    if s.dcgm_allow_skips:
+        argv.append("--dcgm-allow-skips")
+    if s.profile in SUSTAINED_PROFILES or s.dcgm_level is not None:  # the ranks wait on each other that long
+        argv += ["--timeout", f"{max(300.0, s.timeout):g}"]
     return argv
 
 
