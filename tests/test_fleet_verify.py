@@ -141,10 +141,13 @@ def invoke_env_for_report():
 
 def test_planted_slow_host_is_a_straggler(farm, tmp_path):
     names = ["s-1", "s-2", "s-3", "s-4", "s-slow"]
+    # one thread per rank: the controller and the test's sshds keep the other core, so the healthy hosts' CPU
+    # figures stay close to each other (with two threads they wander by more than the 10 % floor on a busy machine)
     for name in names[:-1]:
-        farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
-    farm.add_host("s-slow", fixture=None, gpus=0,
-                  extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={"GPUFLEET_VERIFY_FAULT": "compute-slow"}))
+        farm.add_host(name, fixture=None, gpus=0,
+                      extra_vars=_vars(farm, name, gpufleet_verify_env={"OMP_NUM_THREADS": "1"}))
+    farm.add_host("s-slow", fixture=None, gpus=0, extra_vars=_vars(farm, "s-slow", gpufleet_verify_env={
+        "OMP_NUM_THREADS": "1", "GPUFLEET_VERIFY_FAULT": "compute-slow"}))
     inv = parse_inventory(farm.inventory(names), "s.yaml")
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     # one host at a time, so that the healthy hosts' figures are not blurred by each other

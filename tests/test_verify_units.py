@@ -387,4 +387,7 @@ def test_verify_imports_only_stdlib_torch_torchvision_pillow_tqdm():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 seen.add((path.name, node.module.split(".")[0]))
     assert {m for _, m in seen} >= {"torch", "torchvision", "PIL", "tqdm"}
-    assert [(f, m) for f, m in sorted(seen) if m not in allowed] == []
+    # the one optional import: NVML for telemetry under load, imported where it is used, its absence a skip
+    optional = {("telemetry.py", "pynvml")}
+    assert [(f, m) for f, m in sorted(seen) if m not in allowed and (f, m) not in optional] == []
+    assert "import pynvml" not in (pkg / "telemetry.py").read_text().split("def nvml")[0]  # never at import time
