@@ -221,7 +221,7 @@ def classify(run: HostRun, timeout: float) -> None:
         run.message = f"verify exited {run.exit_code} (report status {status!r})" + (f": {why}" if why else "")
 
 
-def _fetch(t: Transport, remote: str) -> Optional[bytes]:
+def fetch_file(t: Transport, remote: str) -> Optional[bytes]:
     """The remote file's bytes, or None when it does not exist."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "report.json"
@@ -267,7 +267,7 @@ def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_fo
                 raise
             run.output, run.exit_code = r.stdout + r.stderr, r.exit_code
             stage(host.name, "fetching")
-            data = _fetch(t, f"{pushed.directory}/{here}/report.json")
+            data = fetch_file(t, f"{pushed.directory}/{here}/report.json")
         except HostError as e:
             e.partial = run  # keep what we had: the push summary, the output so far
             raise
@@ -307,10 +307,11 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
 
     result = run_fleet(hosts, node_task(artifact, s, progress.stage, rendezvous_for), options, desc="verify",
                        progress=progress, stop=stop)
-    return _finish(result), result.interrupted
+    return host_runs(result), result.interrupted
 
 
-def _finish(result) -> list[HostRun]:
+def host_runs(result) -> list[HostRun]:
+    """Each host's HostRun from a fan-out's results, finished with how its work ended."""
     runs = []
     for r in result:
         run = r.value if isinstance(r.value, HostRun) else HostRun(r.host.name)
@@ -328,7 +329,7 @@ def _run_under_slurm(hosts: list[Host], artifact: Artifact, s: VerifySettings, o
     left = list(book.jobs.values())  # interrupted before their task could collect them
     if left:
         client.cancel(left)
-    return _finish(result), result.interrupted
+    return host_runs(result), result.interrupted
 
 
 def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, out_base: str = "reports",

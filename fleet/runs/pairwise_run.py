@@ -20,7 +20,7 @@ from fleet.inventory import Host
 from fleet.outcome import ExitCode, HostState, Recap
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
-from fleet.runs.launch import VerifySettings, _finish, node_task, stop_remote
+from fleet.runs.launch import VerifySettings, host_runs, node_task, stop_remote
 from fleet.runs.pairwise import (
     DEFAULT_FLOOR, PairResult, classify, pair_up, retest_pairs, tried_together, verdict,
 )
@@ -86,7 +86,7 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
 
     result = run_fleet(members, node_task(artifact, rs, progress.stage, rendezvous_for), opts, desc="pairwise",
                        progress=progress, stop=stop)
-    runs = {r.host: r for r in _finish(result)}
+    runs = {r.host: r for r in host_runs(result)}
     out = []
     for i, g in enumerate(groups):
         sub = run_dir / "pairs" / f"r{round_no}-{i}"

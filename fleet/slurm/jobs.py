@@ -30,7 +30,7 @@ from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TimedOut
 from fleet.push import Artifact, push
 from fleet.runs.launch import (
-    VerifySettings, _fetch, classify, node_run_dir, node_task, nproc_for, run_command_line, stop_remote,
+    VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, run_command_line, stop_remote,
     torchrun_argv, verify_env,
 )
 from fleet.runs.record import HostRun
@@ -174,9 +174,9 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             book.pop(host.name)
             run.exit_code = _exit_status(info)
             state = info.get("JobState", "")
-            run.output = (_fetch(t, f"{shared}/slurm-{job}.out") or b"").decode("utf-8", "replace")
+            run.output = (fetch_file(t, f"{shared}/slurm-{job}.out") or b"").decode("utf-8", "replace")
             stage(host.name, "fetching")
-            data = _fetch(t, report)
+            data = fetch_file(t, report)
         except HostError as e:
             e.partial = run
             raise
