@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from fleet.outcome import HostState
-from fleet.runs.pairwise import PairResult, classify, pair_up, retest_pairs, tried_together, verdict
+from fleet.runs.pairwise import PairResult, classify, next_groups, pair_up, verdict
 from fleet.runs.pairwise_run import judge_pairwise, pair_outcome
 from fleet.runs.record import HostRun
 from fleet.runs.render import render_table
@@ -34,8 +34,7 @@ def simulate(hosts, bad_host=None, bad_link=None, hang=False, rounds=1, seed=1):
         run(pair_up(hosts, rng), n)
     for _ in range(4):
         classify(results)
-        v = verdict(results)
-        groups = retest_pairs(v.suspects, v.cleared, tried_together(results))
+        groups = next_groups(results)
         if not groups:
             break
         n += 1
@@ -83,6 +82,25 @@ def test_a_pair_bad_only_together_points_at_their_link():
     results, v = simulate(hosts, bad_link=link)
     assert [c.get("link") for c in v.culprits] == [list(link)]
     assert v.cleared == set(hosts) and not [c for c in v.culprits if "host" in c]
+    # confirmed: the pair ran twice, bad both times
+    assert [r.status for r in results if set(r.hosts) == set(link)] == ["slow", "slow"]
+
+
+def test_a_pair_slow_once_and_good_once_is_noise_not_a_link():
+    runs = [PairResult(("a", "b"), 1, 10.0), PairResult(("c", "d"), 1, 10.0),
+            PairResult(("a", "b"), 2, 2.0), PairResult(("c", "d"), 2, 10.0)]
+    classify(runs)
+    assert [r.status for r in runs] == ["pass", "pass", "slow", "pass"]
+    v = verdict(runs)
+    assert v.culprits == [] and v.suspects == [] and v.recheck == [] and next_groups(runs) == []
+
+
+def test_a_pair_bad_once_only_together_is_run_again_before_it_is_blamed():
+    runs = [PairResult(("a", "b"), 1, 2.0), PairResult(("c", "d"), 1, 10.0), PairResult(("a", "c"), 2, 10.0),
+            PairResult(("b", "d"), 2, 10.0)]
+    classify(runs)
+    v = verdict(runs)
+    assert v.culprits == [] and v.recheck == [("a", "b")] and next_groups(runs) == [("a", "b")]
 
 
 def test_a_healthy_fleet_has_no_culprit_over_several_rounds():

@@ -82,6 +82,8 @@ def test_a_healthy_fleet_has_no_culprit_over_several_rounds(net, tmp_path):
     r, summary, _, _ = pairwise(net, tmp_path / "reports", "--rounds", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     assert summary["culprits"] == [] and summary["unsettled"] == []
-    assert [p["round"] for p in summary["pairs"]] == [1, 1, 2, 2]
-    assert {p["status"] for p in summary["pairs"]} == {"pass"}
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {h: "pass" for h in NAMES}
+    assert [p["round"] for p in summary["pairs"]][:4] == [1, 1, 2, 2]
+    # on this shared CPU a pair can come out slow by chance; it is then run again, and passes: noise, no link
+    assert all(p["status"] == "pass" for p in summary["pairs"][4:])
     assert all(p["busbw_gbps"] > 0 for p in summary["pairs"])

@@ -13,8 +13,9 @@ method, over plain SSH:
 3. **Re-pairing** (:func:`retest_pairs`): each host of a bad pair not yet cleared is paired with a host from a good
    pair it has not been tried with, until each suspect is cleared or condemned.  Work stays O(N) per round.
 4. **Verdict** (:func:`verdict`): a host with a good pair is cleared; a host bad with every partner, at least two
-   of them and one cleared elsewhere, is a **culprit**; a bad pair both of whose hosts are cleared elsewhere points
-   at the **link** between them.  Suspects that could not be settled are reported as such.
+   of them and one cleared elsewhere, is a **culprit**; a pair bad only together (both hosts cleared elsewhere) is
+   run once more (:func:`next_groups`), and bad again it points at the **link** between them (good once, it was
+   noise).  Suspects that could not be settled are reported as such.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Verdict:
     cleared: set = field(default_factory=set)
     culprits: list = field(default_factory=list)  # [{"host" | "link", "evidence": [...]}]
     suspects: list = field(default_factory=list)  # hosts in bad pairs not yet settled
+    recheck: list = field(default_factory=list)  # pairs bad once, both hosts good elsewhere: run again to confirm
 
     @property
     def settled(self) -> bool:
@@ -132,10 +134,24 @@ def verdict(results: Iterable[PairResult]) -> Verdict:
             v.culprits.append({"host": h, "evidence": [_evidence(r) for r in rs]})
         else:
             v.suspects.append(h)
+    # A pair bad only together points at their link, once confirmed: run again, bad every time.  A pair that was
+    # also good once was noise, not a link.
+    by_pair: dict[frozenset, list] = {}
     for r in results:
-        if r.status in BAD and len(r.hosts) == 2 and all(h in v.cleared for h in r.hosts):
-            v.culprits.append({"link": list(r.hosts), "evidence": [_evidence(r)] + [
-                _evidence(o) for h in r.hosts for o in pairs_of[h] if o is not r and o.status == "pass"][:4]})
+        if len(r.hosts) == 2:
+            by_pair.setdefault(frozenset(r.hosts), []).append(r)
+    for key, runs in by_pair.items():
+        if not all(h in v.cleared for h in key) or not any(r.status in BAD for r in runs):
+            continue
+        if any(r.status == "pass" for r in runs):
+            continue
+        if len(runs) >= 2:
+            hosts = list(runs[0].hosts)
+            v.culprits.append({"link": hosts, "evidence": [_evidence(r) for r in runs] + [
+                _evidence(o) for h in hosts for o in pairs_of[h] if frozenset(o.hosts) != key
+                and o.status == "pass"][:4]})
+        else:
+            v.recheck.append(tuple(runs[0].hosts))
     return v
 
 
@@ -150,6 +166,19 @@ def retest_pairs(suspects: Sequence[str], cleared: Iterable[str], tried: set) ->
             free.remove(partner)
             pairs.append((s, partner))
     return pairs
+
+
+def next_groups(results: list[PairResult]) -> list[tuple]:
+    """The next re-pairing round: each unsettled suspect with a cleared host it has not run with, and each pair bad
+    only together run once more to confirm (hosts already busy this round wait)."""
+    v = verdict(results)
+    groups = retest_pairs(v.suspects, v.cleared, tried_together(results))
+    busy = {h for g in groups for h in g}
+    for pair in v.recheck:
+        if not busy & set(pair):
+            groups.append(pair)
+            busy |= set(pair)
+    return groups
 
 
 def tried_together(results: Iterable[PairResult]) -> set:

@@ -21,9 +21,7 @@ from fleet.outcome import ExitCode, HostState, Recap
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
 from fleet.runs.launch import VerifySettings, host_runs, node_task, stop_remote
-from fleet.runs.pairwise import (
-    DEFAULT_FLOOR, PairResult, classify, pair_up, retest_pairs, tried_together, verdict,
-)
+from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups, pair_up, verdict
 from fleet.runs.record import HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import SCHEMA
@@ -127,8 +125,7 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
         if interrupted:
             break
         classify(results, p.floor)
-        v = verdict(results)
-        groups = retest_pairs(v.suspects, v.cleared, tried_together(results))
+        groups = next_groups(results)
         if not groups:
             break
         round_no += 1
