@@ -62,6 +62,7 @@ def test_a_rate_limited_host_is_the_culprit(net, tmp_path):
     assert all(p["status"] == "pass" for p in summary["pairs"] if "pw-c" not in p["hosts"])
     assert len({p for pair in summary["pairs"] if "pw-c" in pair["hosts"] for p in pair["hosts"]} - {"pw-c"}) >= 2
     assert "culprits: host pw-c" in r.stdout
+    assert '<ul id="culprits"><li><b>host pw-c</b>' in (run_dir / "summary.html").read_text()
     # `gpufleet report` judges the run again from run.json: the same verdict
     again = run_invoke(["report", str(run_dir)], net["env"])
     assert again.returncode == 1 and "culprits: host pw-c" in again.stdout

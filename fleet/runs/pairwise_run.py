@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 from fleet.fanout import run_fleet
 from fleet.inventory import Host
 from fleet.outcome import ExitCode, HostState, Recap
+from fleet.outputs.html import write_summary_html
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
 from fleet.runs.launch import VerifySettings, host_runs, node_task, stop_remote
@@ -143,6 +144,7 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
     write_run(run_dir, [], meta)
     summary = judge_pairwise(meta)
     write_summary(run_dir, summary)
+    write_summary_html(run_dir, summary)
     return run_dir, summary
 
 
