@@ -269,10 +269,19 @@ def retention(keep_runs, keep_days) -> tuple:
 @contextmanager
 def run_lock(directory: Path, wait_lock) -> Iterator[None]:
     """Hold ``directory``'s run lock for the block; another run holding it is a usage error (exit 2) naming it."""
-    from fleet.runlock import LockHeld, RunLock, lock_path_for
+    from fleet.runlock import lock_path_for
+
+    with _held(lock_path_for(directory), wait_lock):
+        yield
+
+
+@contextmanager
+def _held(path: Path, wait_lock) -> Iterator[None]:
+    """Hold the lock file ``path`` for the block (``--wait-lock`` seconds of waiting); held by another run: exit 2."""
+    from fleet.runlock import LockHeld, RunLock
 
     wait = 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
-    lock = RunLock(lock_path_for(directory), wait_s=wait)
+    lock = RunLock(path, wait_s=wait)
     try:
         lock.acquire(wait)
     except LockHeld as e:
@@ -315,19 +324,8 @@ def history_lock(db: Optional[Path], kind: str, wait_lock) -> Iterator[None]:
     if db is None:
         yield
         return
-    from fleet.runlock import LockHeld, RunLock
-
-    wait = 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(db.with_name(f"{db.name}.{kind}.lock"), wait_s=wait)
-    try:
-        lock.acquire(wait)
-    except LockHeld as e:
-        raise usage_error(str(e)) from None
-    try:
+    with _held(db.with_name(f"{db.name}.{kind}.lock"), wait_lock):
         yield
-    finally:
-        lock.release()
 
 
 def notify_settings(notify: Optional[str], remind_days, db: Optional[Path]) -> tuple:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tests.sshd import descendants
+
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DAEMONS = ("munged", "slurmctld", "slurmd", "slurmstepd")
 CLIENTS = ("sbatch", "srun", "squeue", "scontrol", "scancel", "sinfo")
@@ -142,25 +144,6 @@ def _pids_in_mnt_ns(ns: str) -> list[int]:
     return pids
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def _kill(pids: list[int], sig: int = signal.SIGKILL) -> None:
     for pid in pids:
         if pid == os.getpid():
@@ -175,7 +158,7 @@ def _stop(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; the process and any children it still has."""
     if proc is None:
         return
-    kids = _descendants(proc.pid) if proc.poll() is None else []
+    kids = descendants(proc.pid) if proc.poll() is None else []
     if proc.poll() is None:
         proc.terminate()
         try:

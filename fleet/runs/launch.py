@@ -241,6 +241,15 @@ def stop_remote(t: Transport, directory: str, run_id: str) -> None:
     t.run(stop_command(f"{directory}/{node_run_dir(run_id, t.host.name)}"), timeout=STOP_TIMEOUT_S)
 
 
+def push_for(t: Transport, run: HostRun, artifact: Artifact, s: VerifySettings, stage: Stage):
+    """Push verify to the host (once per content hash) and record the push in its HostRun."""
+    stage(t.host.name, "pushing")
+    pushed = push(t, artifact, wheelhouse=s.wheelhouse)
+    run.push = {"directory": pushed.directory, "uploaded": pushed.uploaded, "probe": pushed.probe,
+                "summary": pushed.summary()}
+    return pushed
+
+
 def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_for=None):
     """The per-host work: push, run, fetch.  Returns the host's HostRun; a host error carries it as ``partial``."""
 
@@ -248,10 +257,7 @@ def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_fo
         host = t.host
         run = HostRun(host.name)
         try:
-            stage(host.name, "pushing")
-            pushed = push(t, artifact, wheelhouse=s.wheelhouse)
-            run.push = {"directory": pushed.directory, "uploaded": pushed.uploaded, "probe": pushed.probe,
-                        "summary": pushed.summary()}
+            pushed = push_for(t, run, artifact, s, stage)
             rdzv = rendezvous_for(host) if rendezvous_for else None
             if rdzv:
                 run.member = Member(rdzv["node_rank"], rdzv["nnodes"], rdzv["endpoint"])

@@ -28,9 +28,9 @@ from typing import Callable, Mapping
 
 from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TimedOut
-from fleet.push import Artifact, push
+from fleet.push import Artifact
 from fleet.runs.launch import (
-    VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, run_command_line, stop_remote,
+    VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, push_for, run_command_line, stop_remote,
     torchrun_argv, verify_env,
 )
 from fleet.runs.record import HostRun
@@ -153,10 +153,7 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             return direct(t)
         run = HostRun(host.name)
         try:
-            stage(host.name, "pushing")
-            pushed = push(t, artifact, wheelhouse=s.wheelhouse)
-            run.push = {"directory": pushed.directory, "uploaded": pushed.uploaded, "probe": pushed.probe,
-                        "summary": pushed.summary()}
+            pushed = push_for(t, run, artifact, s, stage)
             shared = posixpath.join(slurm.shared_dir, s.run_id, safe_name(host.name))
             report = f"{shared}/report.json"
             here = node_run_dir(s.run_id, host.name)
