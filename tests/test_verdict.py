@@ -15,6 +15,7 @@ from fleet.runs.verdict import (
     host_figures,
     is_slow,
     judge,
+    key_figures,
     split_key,
 )
 from tests.report_builder import arrived, node_report
@@ -425,3 +426,10 @@ def test_render_markdown():
     assert len(strag) == 1 and "| matmul/bf16/tflops |" in strag[0] and "| fleet |" in strag[0]
     assert f"### {A100} (8 hosts)" in md
     assert "loss did not fall" in md
+
+
+def test_key_figures_put_matmul_dtypes_first_in_their_order():
+    keys = ["memory/d2d/gbps", "matmul/fp32/tflops", "matmul/fp8/tflops", "allreduce/busbw_gbps",
+            "matmul/int8/tflops", "matmul/bf16/tflops", "burn/bf16/tflops"]
+    assert key_figures(keys) == ["matmul/bf16/tflops", "matmul/fp8/tflops", "matmul/fp32/tflops",
+                                         "matmul/int8/tflops", "memory/d2d/gbps", "allreduce/busbw_gbps"]

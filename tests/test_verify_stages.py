@@ -25,6 +25,49 @@ def test_matmul_error_within_tolerance_and_corruption_caught(dt):
     assert corrupt > compute.TOLERANCE[dt] and corrupt == pytest.approx(1.0, abs=0.2)
 
 
+@pytest.mark.skipif(not compute.fp8_in_torch(), reason="this torch has no float8_e4m3fn/_scaled_mm")
+def test_fp8_product_checked_on_the_cpu():
+    # verify runs fp8 only on GPUs (Ada, Hopper); torch's CPU _scaled_mm runs the same product and check code
+    clean = compute.matmul_error(CPU, "fp8", 256)
+    assert 0 < clean <= compute.TOLERANCE["fp8"]
+    a, b = compute.operands(CPU, "fp8", 256, 7)
+    assert a.dtype == b.dtype == torch.float8_e4m3fn and b.stride() == (1, 256)  # column-major, as _scaled_mm wants
+    assert compute.product(a, b, "fp8").dtype == torch.bfloat16
+    corrupt = compute.matmul_error(CPU, "fp8", 256, corrupt=True)
+    assert corrupt > compute.TOLERANCE["fp8"] and corrupt == pytest.approx(1.0, abs=0.2)
+
+
+@pytest.mark.parametrize("dt, capability, torch_fp8, why", [
+    ("fp8", (9, 0), True, None),  # Hopper
+    ("fp8", (8, 9), True, None),  # Ada
+    ("fp8", (8, 0), True, "no fp8 tensor cores on compute capability 8.0 (Ada, 8.9, and Hopper, 9.0, have them)"),
+    ("fp8", (7, 5), True, "no fp8 tensor cores on compute capability 7.5 (Ada, 8.9, and Hopper, 9.0, have them)"),
+    ("fp8", (9, 0), False, f"torch {torch.__version__} has no fp8 matmul (float8_e4m3fn and _scaled_mm)"),
+    ("bf16", (7, 0), True, "no bf16 tensor cores on compute capability 7.0"),
+    ("tf32", (7, 5), True, "no tf32 tensor cores on compute capability 7.5"),
+    ("bf16", (8, 0), True, None),
+    ("fp16", (7, 0), False, None),
+    ("fp32", (6, 0), False, None),
+])
+def test_which_dtypes_a_gpu_has(dt, capability, torch_fp8, why):
+    assert compute.why_unsupported(dt, capability, torch_fp8) == why
+
+
+def test_throughput_is_the_best_of_the_sizes():
+    tflops, n, iters, by_size = compute.best_matmul(CPU, "fp32", (256, 512), 0.05)
+    assert sorted(by_size) == [256, 512] and n in by_size and iters >= 1
+    assert tflops == by_size[n] == max(by_size.values())
+    metrics, check = compute.throughput_check(CPU, "cpu0", "fp32", (256, 512), 0.05, None)
+    assert set(metrics) == {"matmul/fp32/tflops:cpu0"}
+    assert check["details"]["size"] in (256, 512) and sorted(check["details"]["tflops_by_size"]) == ["256", "512"]
+    best = check["details"]["tflops_by_size"][str(check["details"]["size"])]
+    assert check["observed"] == pytest.approx(best, abs=1e-4) == pytest.approx(max(
+        check["details"]["tflops_by_size"].values()), abs=1e-4)
+    assert "(best of 256: " in check["message"] and ", 512: " in check["message"]
+    one = compute.throughput_check(CPU, "cpu0", "fp32", (256,), 0.05, None)[1]
+    assert "best of" not in one["message"] and one["details"]["size"] == 256
+
+
 def test_matmul_tflops_formula_and_cpu_measurement():
     assert compute.matmul_tflops(1024, 2 * 1024 ** 3 / 1e12) == pytest.approx(1.0)
     tflops, iters = compute.bench_matmul(CPU, "fp32", 256, 0.05)

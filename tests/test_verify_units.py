@@ -265,6 +265,16 @@ def test_profiles_sizes_are_multiples_of_256_and_fit_memory():
         profiles.make("bogus", "cpu")
 
 
+def test_gpu_matmul_figure_is_taken_over_a_sweep_fitted_to_memory():
+    assert profiles.make("full", "cuda", 80 << 30).sizes() == (4096, 8192, 16384)
+    assert profiles.make("quick", "cuda", 80 << 30).sizes() == (4096, 8192)
+    assert profiles.make("full", "cuda", 1 << 30).sizes() == (4096,)  # 3 fp32 16384^2 matrices need 3 GiB
+    assert profiles.make("acceptance", "cuda", 80 << 30).sizes() == (4096, 8192, 16384)
+    assert profiles.make("quick", "cpu").sizes() == (512,) and profiles.make("full", "cpu").sizes() == (2048,)
+    sizes = profiles.make("full", "cuda").allreduce_sizes  # each size once, ascending: 1 MiB to 1 GiB
+    assert sizes == tuple(sorted(set(sizes))) and sizes[0] == 1 << 20 and sizes[-1] == 1 << 30
+
+
 def test_rank_info_from_torchrun_variables():
     assert vdist.rank_info({}) == {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}
     env = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}

@@ -26,13 +26,12 @@ from typing import Callable, Optional
 
 import torch
 
-from verify import reference
+from verify import compute, reference
 from verify.status import ERROR, FAIL, PASS, SKIP, WARN, make_check
 
 SAG = 0.90  # last quarter's median / first quarter's median below this: throughput sagged
 SPREAD = 0.20  # (p95 - p5) / median above this: throughput varied
 TOLERANCE = {"bf16": 2e-2, "fp16": 4e-3, "fp8": 1e-1, "tf32": 4e-3, "fp32": 1e-5}
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}
 MAX_POINTS = 120  # samples kept in the report per device and dtype
 
 
@@ -47,29 +46,10 @@ class BurnResult:
 
 
 def dtypes_for(device: torch.device) -> tuple:
+    """The burn's dtypes: bf16 and fp16 on a GPU, fp8 where it has them (and torch can); fp32 on a CPU."""
     if device.type != "cuda":
         return ("fp32",)
-    out = ["bf16", "fp16"]
-    major, _ = torch.cuda.get_device_capability(device)
-    if major >= 9 and hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
-        out.append("fp8")
-    return tuple(out)
-
-
-def _product(a: torch.Tensor, b: torch.Tensor, dt: str, scale: Optional[torch.Tensor]) -> torch.Tensor:
-    if dt == "fp8":
-        return torch._scaled_mm(a, b, scale_a=scale, scale_b=scale, out_dtype=torch.bfloat16)
-    return a @ b
-
-
-def _operands(device: torch.device, dt: str, n: int, seed: int):
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    a = torch.randn(n, n, generator=g).to(device)
-    b = torch.randn(n, n, generator=g).to(device)
-    if dt == "fp8":
-        scale = torch.ones((), device=device)
-        return a.to(torch.float8_e4m3fn), b.to(torch.float8_e4m3fn).t().contiguous().t(), scale
-    return a.to(DTYPES[dt]), b.to(DTYPES[dt]), None
+    return ("bf16", "fp16") + (("fp8",) if compute.unsupported(device, "fp8") is None else ())
 
 
 def _sync(device: torch.device) -> None:
@@ -83,8 +63,8 @@ def burn(device: torch.device, dt: str, n: int, seconds: float, interval_s: floa
     intervals (and after the last).  ``corrupt_at``: the test suite's planted corruption, one element of the
     product shifted in that interval.  Stops at the first mismatch."""
     res = BurnResult(dt)
-    a, b, scale = _operands(device, dt, n, seed=1234)
-    ref = _product(a, b, dt, scale).float()
+    a, b = compute.operands(device, dt, n, seed=1234)
+    ref = compute.product(a, b, dt).float()
     scale_ref = ref.abs().max().item() or 1.0
     flops = 2.0 * n ** 3
     start = clock()
@@ -96,7 +76,7 @@ def burn(device: torch.device, dt: str, n: int, seconds: float, interval_s: floa
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
         while True:
-            c = _product(a, b, dt, scale)
+            c = compute.product(a, b, dt)
             iters += 1
             if iters % 4 == 0:
                 _sync(device)
@@ -190,7 +170,7 @@ def run(device: torch.device, label: str, seconds: float, n: int, ref, interval_
             checks.append(make_check(f"burn/correct/{dt}:{label}", PASS,
                                      f"{dt}: the product matched its first result at {r.checks_done} checks over "
                                      f"{r.seconds:.0f} s (max error {r.max_error:.2g})", device=label))
-        figure = reference.expected(ref, "matmul", dt if dt != "fp8" else "fp8") if ref else None
+        figure = reference.expected(ref, "matmul", dt) if ref else None
         achievable = figure.get("achievable") if isinstance(figure, dict) else None
         status, message, figs = stability(r.samples, achievable)
         checks.append(make_check(name, status, f"{dt} {n}x{n}x{n} for {r.seconds:.0f} s: {message}", device=label,

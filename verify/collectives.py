@@ -12,6 +12,7 @@ Correctness: rank r contributes ``(r + 1) * w`` with ``w[i] = i % 7 + 1``
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 import torch
@@ -20,7 +21,7 @@ import torch.distributed as dist
 from verify import dist as vdist
 from verify import faults
 from verify.status import FAIL, PASS, SKIP, make_check
-from verify.timing import iterations_for, synchronize, time_iters
+from verify.timing import iterations_for, synchronize, time_iters, warmup_seconds
 
 
 def bus_factor(world_size: int) -> float:
@@ -77,18 +78,26 @@ def correctness(world, numel: int) -> tuple:
     return wrong == 0, wrong
 
 
-def time_allreduce(world, nbytes: int, min_time: float) -> float:
-    """Seconds one all_reduce of ``nbytes`` takes (the slowest rank's figure)."""
+def time_allreduce(world, nbytes: int, min_time: float, blocks: int = 3) -> float:
+    """Seconds one all_reduce of ``nbytes`` takes: after a warm-up (as long as :mod:`verify.timing`'s), the median of
+    ``blocks`` timed blocks, each block the slowest rank's figure.  Rank 0 sets the counts, so every rank calls
+    all_reduce equally often."""
     buf = torch.randn(nbytes // 4, device=world.device)
     op = lambda: dist.all_reduce(buf)  # noqa: E731
     for _ in range(2):
         op()
     synchronize(world.device)
     one = time_iters(op, world.device, 1)
-    iters = vdist.broadcast(world, iterations_for(one, min_time, 200))  # every rank the same count
-    vdist.barrier(world)
-    seconds = time_iters(op, world.device, iters) / iters
-    return max(vdist.gather(world, seconds))
+    warm, iters = vdist.broadcast(world, (iterations_for(one, warmup_seconds(world.device, min_time), 1000),
+                                          iterations_for(one, min_time / blocks, 200)))
+    for _ in range(warm):
+        op()
+    synchronize(world.device)
+    per_block = []
+    for _ in range(blocks):
+        vdist.barrier(world)
+        per_block.append(max(vdist.gather(world, time_iters(op, world.device, iters) / iters)))
+    return statistics.median(per_block)
 
 
 def barrier_check(world) -> dict:

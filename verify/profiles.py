@@ -36,6 +36,13 @@ class Profile:
     burn_s: float = 0.0
     memtest_s: float = 0.0
     burn_n: int = 0
+    # the sizes the throughput figure is the best of (empty: matmul_n alone); on a GPU the fastest shape
+    # differs by model and dtype
+    matmul_sizes: tuple = ()
+
+    def sizes(self) -> tuple:
+        """The matmul sizes the throughput figure is taken over."""
+        return self.matmul_sizes or (self.matmul_n,)
 
 
 _CPU = {
@@ -46,10 +53,11 @@ _CPU = {
 }
 _GPU = {
     "quick": Profile("quick", 8192, 1024, 0.3, 1 * GiB, 256 * MiB, (1 * MiB, 16 * MiB, 64 * MiB, 256 * MiB),
-                     224, 32, 10, 64, 8, 224, (1, 32, 128), 256, 256, 4),
+                     224, 32, 10, 64, 8, 224, (1, 32, 128), 256, 256, 4, matmul_sizes=(4096, 8192)),
     "full": Profile("full", 16384, 2048, 1.0, 4 * GiB, 1 * GiB,
-                    tuple(1 << p for p in range(20, 31, 2)) + (1 * GiB,),
-                    224, 64, 30, 128, 10, 224, (1, 8, 32, 128, 256), 1024, 256, 8),
+                    tuple(1 << p for p in range(20, 31, 2)),  # 1 MiB to 1 GiB
+                    224, 64, 30, 128, 10, 224, (1, 8, 32, 128, 256), 1024, 256, 8,
+                    matmul_sizes=(4096, 8192, 16384)),
 }
 # Sustained profiles: a base profile's stages, then the burn (70 % of --duration) and the memory test (the
 # other 30 %) on every device; --duration defaults to DURATION.  The short stages' own minutes come on top.
@@ -87,6 +95,7 @@ def make(name: str, device_type: str, free_bytes: Optional[int] = None, duration
     if free_bytes is None:
         return prof
     return replace(prof, matmul_n=fit_matmul(prof.matmul_n, free_bytes),
+                   matmul_sizes=tuple(sorted({fit_matmul(n, free_bytes) for n in prof.matmul_sizes})),
                    burn_n=fit_matmul(prof.burn_n, free_bytes, share=0.2) if prof.burn_n else 0,
                    copy_bytes=fit_bytes(prof.copy_bytes, free_bytes),
                    allreduce_sizes=tuple(s for s in prof.allreduce_sizes if 3 * s <= 0.4 * free_bytes) or (MiB,))

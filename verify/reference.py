@@ -5,8 +5,10 @@ or architecture whitepaper:
 
 - ``matmul_tflops``: dense (no structured sparsity) matrix-multiply TFLOP/s per
   dtype: ``fp32`` (plain FP32, no tensor cores), ``tf32``, ``bf16`` and
-  ``fp16`` (tensor cores with FP32 accumulate, which is what PyTorch uses).
-  ``None`` where the chip has no such tensor-core path (T4, V100: no TF32/BF16).
+  ``fp16`` (tensor cores with FP32 accumulate, which is what PyTorch uses),
+  ``fp8`` (e4m3, FP32 accumulate: the GeForce whitepaper's "with FP32
+  accumulate" figure, half its FP16-accumulate one).  ``None`` where the chip
+  has no such tensor-core path (T4, V100: no TF32/BF16; before Ada: no FP8).
 - ``memory_gbps``: device memory bandwidth, GB/s (1e9 bytes).  Compared with
   verify's ``memory/d2d/gbps``, which counts bytes read plus bytes written.
 - ``pcie_gbps``: host link bandwidth *per direction*, GB/s (datasheets quote
@@ -18,7 +20,8 @@ kernels verify runs: ``peak * ACHIEVABLE[kind]`` (documented fractions below,
 matmul 0.70, memory 0.85, PCIe 0.80 of peak).  On an H100 80GB HBM3 verify's
 quick profile measured 716 of 989 bf16 TFLOP/s (0.72), 52 of 67 fp32 (0.77),
 3010 of 3350 GB/s in a device copy (0.90) and 55 of 64 GB/s each way over
-PCIe Gen5 (0.86).
+PCIe Gen5 (0.86).  The fp8 fraction is the matmul one, not yet measured
+here on an fp8 GPU.
 
 Grading (:func:`grade`): a measured figure at or above ``WARN_BELOW`` (0.8) of
 the achievable figure passes, below it warns, below ``FAIL_BELOW`` (0.5) of it
@@ -68,12 +71,12 @@ _GA102_WP = ("NVIDIA Ampere GA102 GPU Architecture whitepaper v2, Appendix A (Ge
 PCIE_GEN3, PCIE_GEN4, PCIE_GEN5 = 16.0, 32.0, 64.0  # x16, GB/s per direction
 
 
-def _entry(model, source, fp32, tf32, bf16, fp16, memory, pcie):
+def _entry(model, source, fp32, tf32, bf16, fp16, memory, pcie, fp8=None):
     return {
         "model": model,
         "source": source[0],
         "source_url": source[1],
-        "matmul_tflops": {"fp32": fp32, "tf32": tf32, "bf16": bf16, "fp16": fp16},
+        "matmul_tflops": {"fp32": fp32, "tf32": tf32, "bf16": bf16, "fp16": fp16, "fp8": fp8},
         "memory_gbps": memory,
         "pcie_gbps": pcie,
     }
@@ -82,24 +85,24 @@ def _entry(model, source, fp32, tf32, bf16, fp16, memory, pcie):
 # key -> peak figures.  Tensor-core figures are the datasheets' dense ones
 # (half of the "with sparsity" figures where only those are printed).
 TABLE = {
-    "h100-sxm": _entry("H100 SXM5 80GB", _H100_DS, 67.0, 494.7, 989.4, 989.4, 3350.0, PCIE_GEN5),
-    "h100-pcie": _entry("H100 PCIe 80GB", _H100_DS, 51.2, 378.0, 756.0, 756.0, 2000.0, PCIE_GEN5),
-    "h100-nvl": _entry("H100 NVL 94GB", _H100_DS, 60.0, 417.5, 835.0, 835.0, 3900.0, PCIE_GEN5),
-    "h200-sxm": _entry("H200 SXM 141GB", _H200_DS, 67.0, 494.7, 989.4, 989.4, 4800.0, PCIE_GEN5),
-    "h200-nvl": _entry("H200 NVL 141GB", _H200_DS, 60.0, 417.5, 835.5, 835.5, 4800.0, PCIE_GEN5),
+    "h100-sxm": _entry("H100 SXM5 80GB", _H100_DS, 67.0, 494.7, 989.4, 989.4, 3350.0, PCIE_GEN5, 1978.9),
+    "h100-pcie": _entry("H100 PCIe 80GB", _H100_DS, 51.2, 378.0, 756.0, 756.0, 2000.0, PCIE_GEN5, 1513.0),
+    "h100-nvl": _entry("H100 NVL 94GB", _H100_DS, 60.0, 417.5, 835.0, 835.0, 3900.0, PCIE_GEN5, 1670.5),
+    "h200-sxm": _entry("H200 SXM 141GB", _H200_DS, 67.0, 494.7, 989.4, 989.4, 4800.0, PCIE_GEN5, 1978.9),
+    "h200-nvl": _entry("H200 NVL 141GB", _H200_DS, 60.0, 417.5, 835.5, 835.5, 4800.0, PCIE_GEN5, 1670.5),
     "a100-sxm-80gb": _entry("A100 SXM4 80GB", _A100_DS, 19.5, 156.0, 312.0, 312.0, 2039.0, PCIE_GEN4),
     "a100-sxm-40gb": _entry("A100 SXM4 40GB", _A100_DS, 19.5, 156.0, 312.0, 312.0, 1555.0, PCIE_GEN4),
     "a100-pcie-80gb": _entry("A100 PCIe 80GB", _A100_DS, 19.5, 156.0, 312.0, 312.0, 1935.0, PCIE_GEN4),
     "a100-pcie-40gb": _entry("A100 PCIe 40GB", _A100_DS, 19.5, 156.0, 312.0, 312.0, 1555.0, PCIE_GEN4),
-    "l40s": _entry("L40S", _L40S_DS, 91.6, 183.0, 362.05, 362.05, 864.0, PCIE_GEN4),
-    "l40": _entry("L40", _L40_DS, 90.5, 90.5, 181.05, 181.05, 864.0, PCIE_GEN4),
+    "l40s": _entry("L40S", _L40S_DS, 91.6, 183.0, 362.05, 362.05, 864.0, PCIE_GEN4, 733.0),
+    "l40": _entry("L40", _L40_DS, 90.5, 90.5, 181.05, 181.05, 864.0, PCIE_GEN4, 362.05),
     "a10g": _entry("A10G (AWS)", _A10G_SRC, 31.52, 35.0, 70.0, 70.0, 600.0, PCIE_GEN4),
     "a10": _entry("A10", _A10_DS, 31.2, 62.5, 125.0, 125.0, 600.0, PCIE_GEN4),
-    "l4": _entry("L4", _L4_DS, 30.3, 60.0, 121.0, 121.0, 300.0, PCIE_GEN4),
+    "l4": _entry("L4", _L4_DS, 30.3, 60.0, 121.0, 121.0, 300.0, PCIE_GEN4, 242.5),
     "t4": _entry("T4", _T4_DS, 8.1, None, None, 65.0, 320.0, PCIE_GEN3),
     "v100-sxm2": _entry("V100 SXM2", _V100_DS, 15.7, None, None, 125.0, 900.0, PCIE_GEN3),
     "v100-pcie": _entry("V100 PCIe", _V100_DS, 14.0, None, None, 112.0, 900.0, PCIE_GEN3),
-    "rtx-4090": _entry("GeForce RTX 4090", _ADA_WP, 82.6, 82.6, 165.2, 165.2, 1008.0, PCIE_GEN4),
+    "rtx-4090": _entry("GeForce RTX 4090", _ADA_WP, 82.6, 82.6, 165.2, 165.2, 1008.0, PCIE_GEN4, 330.3),
     "rtx-3090": _entry("GeForce RTX 3090", _GA102_WP, 35.6, 35.6, 71.0, 71.0, 936.0, PCIE_GEN4),
 }
 

@@ -1,9 +1,10 @@
 """Timing: CUDA events on GPU, perf_counter on CPU, always after a warm-up.
 
-:func:`measure` warms up for a quarter of the time budget (clocks ramp, CPU
-vector units power up, libraries pick their kernels), then times three blocks
-of calls and keeps the median block, so one burst of noise from another
-process does not become the figure.
+:func:`measure` warms up for a quarter of the time budget, and on a GPU for at
+least :data:`GPU_WARMUP_S` (clocks ramp from idle, CPU vector units power up,
+libraries pick their kernels), then times three blocks of calls and keeps the
+median block, so one burst of noise from another process does not become the
+figure.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from typing import Callable
 
 import torch
+
+GPU_WARMUP_S = 1.0  # seconds of warm-up before a GPU figure, whatever the time budget
 
 
 def synchronize(device: torch.device) -> None:
@@ -56,11 +59,16 @@ def warm_up(fn: Callable[[], object], device: torch.device, calls: int, seconds:
     return n
 
 
+def warmup_seconds(device: torch.device, min_time: float) -> float:
+    """Seconds of warm-up before a figure timed for ``min_time`` on ``device``."""
+    return max(min_time / 4, GPU_WARMUP_S) if device.type == "cuda" else min_time / 4
+
+
 def measure(fn: Callable[[], object], device: torch.device, min_time: float,
             warmup: int = 2, max_iters: int = 1000, blocks: int = 3) -> tuple:
     """``(seconds per call, calls timed)``: warm up, then the median of ``blocks`` timed blocks
     that together last about ``min_time``."""
-    warm_up(fn, device, warmup, min_time / 4, max_iters)
+    warm_up(fn, device, warmup, warmup_seconds(device, min_time), 50 * max_iters)  # the time bounds it
     synchronize(device)
     iters = iterations_for(time_iters(fn, device, 1), min_time / blocks, max_iters)
     per_call = [time_iters(fn, device, iters) / iters for _ in range(blocks)]

@@ -79,7 +79,7 @@ Z_FACTOR = 0.6745
 
 # The table's key figures, in column order; matmul dtypes come first (see key_figures()).
 KEY_FIGURES = ("memory/d2d/gbps", "memory/h2d/gbps", "allreduce/busbw_gbps", "ddp/resnet50/images_per_s")
-MATMUL_DTYPES = ("bf16", "fp16", "tf32", "fp32")
+MATMUL_DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32")
 
 _DEVICE_RE = re.compile(r"^(?P<base>.+):(?P<kind>[A-Za-z]+)(?P<index>\d+)$")
 _TIME_WORDS = frozenset({"ms", "us", "ns", "s", "sec", "secs", "second", "seconds", "msec", "usec",
