@@ -112,7 +112,8 @@ def product(a: torch.Tensor, b: torch.Tensor, dt: str, out: Optional[torch.Tenso
     """``a @ b`` in ``dt`` (fp8: e4m3 in, unit scales, bf16 out, fast accumulation); ``out`` where given."""
     if dt == "fp8":
         one = torch.ones((), dtype=torch.float32, device=a.device)
-        return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=True)
+        c = torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=True)
+        return c[0] if isinstance(c, tuple) else c  # torch 2.1 to 2.3 also returned the output's amax
     return torch.matmul(a, b, out=out) if out is not None else torch.matmul(a, b)
 
 
