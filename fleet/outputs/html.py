@@ -12,7 +12,13 @@ no URL of any kind; plots are PNG images inlined as ``data:`` URIs.
 - plots, drawn with matplotlib (the optional extra ``gpufleet[report]``): per key figure, the fleet's
   distribution (a point per host, grouped by GPU model, the median of each model, stragglers and
   regressions in colours of their own); per host with a history, a small trend per metric.  Without
-  matplotlib the page says so in one line and keeps every table.
+  matplotlib the page says so in one line and keeps every table;
+- under sustained load (the nightly and acceptance profiles' burn, only when a host's report has its series): per
+  host, the burn's throughput over time (a line per device and dtype) with the SM clock, temperature and power
+  sampled meanwhile, a failing or warning device in the straggler or regression colour; under it a table of the
+  summary figures (drawn without matplotlib too).  The series are in the hosts' reports, not in the summary:
+  :func:`series_checks` picks them out (pure), :func:`write_summary_html` reads the reports from the run
+  directory (:func:`read_host_reports`, a missing or unreadable one: no series for that host).
 
 Every string that comes from the summary (host names, messages, check names) is escaped.
 """
@@ -23,14 +29,17 @@ import base64
 import datetime as _dt
 import html
 import io
+import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from fleet.jsonio import write_text_atomic
 from fleet.outcome import STATUSES, plural
 from fleet.runs.render import fmt_ratio, fmt_value, short_name
+from fleet.runs.run_dir import report_path
 from fleet.runs.verdict import higher_is_better, split_key
 
 FILENAME = "summary.html"
@@ -54,6 +63,16 @@ INSTALL_NOTE = "Plots need matplotlib: pip install 'gpufleet[report]'."
 # Trend plots drawn at most (one image per host): hosts with a straggler, a regression or a failing
 # status first, then the others in run order.  The rest are in ``gpufleet history``.
 MAX_TREND_HOSTS = 64
+# Hosts drawn under sustained load (a figure and a table each): those with a failing or warning burn or telemetry
+# check, or a failing status, first.  Fewer than the trends: each figure is up to four panels of lines.
+MAX_SUSTAINED_HOSTS = 24
+# A device's lines under sustained load (none orange or violet: those mark a failing or warning check).
+DEVICE_COLOURS = ("#1c7ed6", "#0ca678", "#495057", "#1098ad", "#74b816", "#1864ab", "#2b8a3e", "#868e96")
+DTYPE_STYLES = ("-", "--", ":", "-.")
+# The telemetry series a report may carry, in panel order: key, name, unit, table header, the check's figure.
+TELEMETRY_SERIES = (("sm_mhz", "SM clock", "MHz", "Mean SM MHz", "mean_sm_mhz"),
+                    ("temp_c", "temperature", "°C", "Max °C", "max_temp_c"),
+                    ("power_w", "power", "W", "Mean W", "mean_power_w"))
 DPI = 100
 
 STATUS_CSS = "\n".join(f".st-{s} {{ color: {fg}; background: {bg}; }}" for s, (fg, bg) in STATUS_COLOURS.items())
@@ -96,6 +115,7 @@ tr.interrupted td {{ color: #6c757d; }}
 figure {{ margin: 0 0 8px; }}
 figure img {{ display: block; max-width: 100%; height: auto; border: 1px solid #e9ecef; }}
 figcaption {{ font-size: 12px; color: #495057; }}
+div.sustained {{ margin: 0 0 20px; }}
 footer {{ margin-top: 32px; font-size: 12px; color: #6c757d; }}
 """
 
@@ -635,16 +655,308 @@ def _plot(draw, alt: str, caption: str, cls: str) -> str:
     return _img(b64, width, height, alt, caption, cls)
 
 
+# --------------------------------------------------------------------------- under sustained load
+
+_BURN = re.compile(r"burn/([^/:]+):(.+)")  # burn/bf16:gpu0; not burn/correct/bf16:gpu0 (no series)
+_TELEMETRY = re.compile(r"telemetry:(.+)")
+_SEVERITY = {"pass": 0, "skip": 0, "warn": 1, "fail": 2, "error": 3}  # verify's; anything else counts as error
+
+
+def _has_points(values: Any) -> bool:
+    return isinstance(values, list) and any(_number(v) is not None for v in values)
+
+
+def _series_kind(check: Any) -> Optional[str]:
+    """``"burn"`` or ``"telemetry"`` for a check that carries a series to plot; None for any other."""
+    if not isinstance(check, Mapping) or not isinstance(check.get("name"), str):
+        return None
+    details = check.get("details")
+    if not isinstance(details, Mapping):
+        return None
+    if _BURN.fullmatch(check["name"]):
+        return "burn" if _has_points(details.get("series_tflops")) else None
+    if _TELEMETRY.fullmatch(check["name"]) and check.get("status") != "skip":
+        series = details.get("series")
+        if isinstance(series, Mapping) and any(_has_points(series.get(k)) for k, *_ in TELEMETRY_SERIES):
+            return "telemetry"
+    return None
+
+
+def series_checks(reports: Mapping) -> dict:
+    """``{host: [its burn and telemetry checks that carry a series, in report order]}`` of ``{host: verify
+    report}`` (pure).  Hosts without such a check are left out; the checks are the reports' own dicts."""
+    out = {}
+    for host, report in reports.items():
+        checks = report.get("checks") if isinstance(report, Mapping) else None
+        found = [c for c in checks if _series_kind(c)] if isinstance(checks, list) else []
+        if found:
+            out[host] = found
+    return out
+
+
+def read_host_reports(run_dir: str | os.PathLike, hosts: Iterable[str]) -> dict:
+    """``{host: report}`` of ``run_dir/hosts/<host>.json`` for each of ``hosts``; a report that is missing,
+    unreadable or no JSON is left out (its host just has no series on the page)."""
+    out = {}
+    for host in hosts:
+        try:
+            out[host] = json.loads((Path(run_dir) / report_path(str(host))).read_bytes())
+        except (OSError, ValueError, RecursionError):
+            continue
+    return out
+
+
+def _usable(checks: Any) -> list:
+    return [c for c in checks if _series_kind(c)] if isinstance(checks, list) else []
+
+
+def _severity(status: Any) -> int:
+    return _SEVERITY.get(status, 3) if isinstance(status, str) else 3
+
+
+def _status_class(status: Any) -> str:
+    """The ``st-*`` class of a check status (verify's ``skip`` is the page's ``skipped``)."""
+    status = "skipped" if status == "skip" else status
+    return status if status in STATUS_COLOURS else "error"
+
+
+def _flag_colour(status: Any) -> Optional[str]:
+    """A failing (or erring) check's lines in the straggler colour, a warning one's in the regression colour."""
+    level = _severity(status)
+    return STRAGGLER_COLOUR if level >= 2 else REGRESSION_COLOUR if level == 1 else None
+
+
+def _flag_class(status: Any) -> str:
+    level = _severity(status)
+    return " slow" if level >= 2 else " regressed" if level == 1 else ""
+
+
+def _worst(checks: Sequence[Mapping]) -> str:
+    worst = "pass"
+    for c in checks:
+        if _severity(c.get("status")) > _severity(worst):
+            worst = str(c.get("status"))
+    return worst
+
+
+def _split(checks: Sequence[Mapping]) -> tuple[list, dict, list, list]:
+    """``(burns [(device, dtype, check)], telemetry {device: check}, devices, dtypes)``, in report order."""
+    burns, tele, devices, dtypes = [], {}, [], []
+    for c in checks:
+        kind = _series_kind(c)
+        if kind == "burn":
+            dtype, device = _BURN.fullmatch(c["name"]).groups()
+            burns.append((device, dtype, c))
+            dtypes += [dtype] if dtype not in dtypes else []
+        elif kind == "telemetry":
+            device = _TELEMETRY.fullmatch(c["name"]).group(1)
+            tele.setdefault(device, c)
+        else:
+            continue
+        devices += [device] if device not in devices else []
+    return burns, tele, devices, dtypes
+
+
+def _panels(burns: list, tele: Mapping) -> list:
+    """``"burn"`` (when there is a burn series), then each telemetry key some device has a series of."""
+    return (["burn"] if burns else []) + [k for k, *_ in TELEMETRY_SERIES
+                                          if any(_has_points(c["details"]["series"].get(k)) for c in tele.values())]
+
+
+def _points(values: list, seconds_per_point: float, offset: float = 0.0) -> tuple[list, list]:
+    """``(x, y)``: each point at the middle of the seconds it covers, from ``offset``; non-numbers left out."""
+    xs, ys = [], []
+    for i, v in enumerate(values):
+        if _number(v) is not None:
+            xs.append(offset + (i + 0.5) * seconds_per_point)
+            ys.append(float(v))
+    return xs, ys
+
+
+def _seconds_per_point(values: list, period: Any, samples: Any) -> float:
+    """A downsampled point covers ``samples / len(values)`` original intervals of ``period`` seconds (1 s when the
+    report does not say)."""
+    period = _number(period)
+    period = period if period and period > 0 else 1.0
+    samples = _number(samples)
+    return period * samples / len(values) if samples and samples >= len(values) else period
+
+
+def _sustained(mpl: _Mpl, host: str, checks: Sequence[Mapping]) -> tuple:
+    """One host under sustained load, panels sharing the time axis: ``(png base64, width, height)``."""
+    burns, tele, devices, dtypes = _split(checks)
+    colour = {d: DEVICE_COLOURS[i % len(DEVICE_COLOURS)] for i, d in enumerate(devices)}
+    style = {dt: DTYPE_STYLES[i % len(DTYPE_STYLES)] for i, dt in enumerate(dtypes)}
+    panels = _panels(burns, tele)
+    fig = mpl.figure(8.4, 1.55 * len(panels) + 0.75)
+    grid = fig.add_gridspec(len(panels), 2, width_ratios=[5.0, 1.0])  # the legend's own column, beside all panels
+    axes = []
+    for i in range(len(panels)):
+        axes.append(fig.add_subplot(grid[i, 0], sharex=axes[0] if axes else None))
+    handles = []
+    per_line = len(burns) <= 8
+    ends: dict = {}  # device -> seconds its dtypes so far took: a device runs its dtypes one after another
+    for ax, panel in zip(axes, panels):
+        if panel == "burn":
+            lo, hi = math.inf, -math.inf
+            for device, dtype, c in burns:
+                d = c["details"]
+                values = d["series_tflops"]
+                spp = _seconds_per_point(values, d.get("interval_s"), d.get("samples"))
+                xs, ys = _points(values, spp, ends.get(device, 0.0))
+                ends[device] = ends.get(device, 0.0) + spp * len(values)
+                flag = _flag_colour(c.get("status"))
+                label = f"{device} {dtype}" + (f": {c.get('status')}" if flag else "")
+                ax.plot(xs, ys, color=flag or colour[device], linestyle=style[dtype], linewidth=2.0 if flag else 1.2,
+                        zorder=3 if flag else 2)
+                lo, hi = min([lo] + ys), max([hi] + ys)
+                if per_line:
+                    handles.append(mpl.Line2D([], [], color=flag or colour[device], linestyle=style[dtype],
+                                              label=_mpl_text(label)))
+                elif flag:
+                    handles.append(mpl.Line2D([], [], color=flag, linestyle=style[dtype], label=_mpl_text(label)))
+            ax.set_ylim(*_trend_range(lo, hi))
+            ax.set_ylabel("burn\nTFLOP/s", fontsize=8)
+            continue
+        for device, c in tele.items():
+            d = c["details"]
+            values = d["series"].get(panel)
+            if not _has_points(values):
+                continue
+            xs, ys = _points(values, _seconds_per_point(values, d.get("period_s"), d.get("samples")))
+            flag = _flag_colour(c.get("status"))
+            ax.plot(xs, ys, color=flag or colour[device], linewidth=2.0 if flag else 1.2, zorder=3 if flag else 2)
+        ax.set_ylabel(_mpl_text(next(f"{name}\n{unit}" for k, name, unit, *_ in TELEMETRY_SERIES if k == panel)),
+                      fontsize=8)
+    if not per_line or not burns:  # a device's colour, a dtype's line style
+        handles = [mpl.Line2D([], [], color=colour[d], label=_mpl_text(d)) for d in devices] + (
+            [mpl.Line2D([], [], color=MEDIAN_COLOUR, linestyle=style[dt], label=_mpl_text(dt)) for dt in dtypes]
+            if len(dtypes) > 1 else []) + handles
+    for device, c in tele.items():
+        flag = _flag_colour(c.get("status"))
+        if flag:
+            handles.append(mpl.Line2D([], [], color=flag, label=_mpl_text(f"{device} telemetry: {c.get('status')}")))
+    for i, ax in enumerate(axes):
+        ax.tick_params(labelsize=7, labelbottom=i == len(axes) - 1)
+        ax.grid(color="#e9ecef")
+    axes[-1].set_xlabel("seconds into the burn", fontsize=8)
+    key = fig.add_subplot(grid[:, 1])
+    key.axis("off")
+    key.legend(handles=handles, loc="upper left", fontsize=7, frameon=False, borderaxespad=0)
+    fig.suptitle(_mpl_text(host), fontsize=9)
+    return mpl.png(fig)
+
+
+def _figure(value: Any, fmt) -> str:
+    v = _number(value)
+    return "-" if v is None else fmt(v)
+
+
+def _sustained_table(checks: Sequence[Mapping], ident: str) -> str:
+    """A row per device: its status, per dtype the median TFLOP/s and last quarter / first quarter, and the
+    telemetry figures."""
+    burns, tele, devices, dtypes = _split(checks)
+    headers = [("Device", ""), ("Status", "")]
+    for dt in dtypes:
+        headers += [(f"{dt} TF/s", "num"), (f"{dt} last/first", "num")]
+    if tele:
+        headers += [(header, "num") for *_, header, _ in TELEMETRY_SERIES]
+    rows = []
+    for device in devices:
+        mine = [c for d, _, c in burns if d == device] + ([tele[device]] if device in tele else [])
+        worst = _worst(mine)
+        labels = "".join(
+            f'<span class="label" title="{_e(c.get("message"))}">'
+            f'{_e(_BURN.fullmatch(c["name"]).group(1) if _series_kind(c) == "burn" else "telemetry")} '
+            f'{_e(c.get("status"))}</span>' for c in mine if _severity(c.get("status")) > 0)
+        cells = [f'<td class="device">{_e(device)}</td>',
+                 f'<td class="status"><span class="badge st-{_status_class(worst)}">{_e(worst)}</span>{labels}</td>']
+        for dt in dtypes:
+            c = next((c for d, t, c in burns if d == device and t == dt), None)
+            if c is None:
+                cells += ['<td class="num">-</td>'] * 2
+                continue
+            d, cls = c["details"], "num" + _flag_class(c.get("status"))
+            median = _e(_figure(d.get("median"), fmt_value))
+            if _number(d.get("reference_ratio")) is not None:
+                median += f'<span class="sub ref">ref ×{_e(fmt_ratio(_number(d["reference_ratio"])))}</span>'
+            first, last = _number(d.get("first_quarter")), _number(d.get("last_quarter"))
+            sag = fmt_ratio(last / first) if first and last is not None else "-"
+            cells += [f'<td class="{cls}">{median}</td>', f'<td class="{cls}">{_e(sag)}</td>']
+        if tele:
+            c = tele.get(device)
+            cls = "num" + (_flag_class(c.get("status")) if c else "")
+            details = c["details"] if c else {}
+            cells += [f'<td class="{cls}">{_e(_figure(details.get(figure), lambda v: f"{v:.0f}"))}</td>'
+                      for *_, figure in TELEMETRY_SERIES]
+        rows.append(f'<tr data-device="{_e(device)}">' + "".join(cells) + "</tr>")
+    return _table(headers, rows, ident)
+
+
+def _sustained_hosts(summary: Mapping, series: Mapping) -> tuple[list, int]:
+    """``(hosts to show, in run order; how many more had series)``."""
+    hosts = summary.get("hosts") or {}
+    have = [h for h in hosts if _usable(series.get(h))]
+    if len(have) <= MAX_SUSTAINED_HOSTS:
+        return have, 0
+    urgent = [h for h in have if _severity(_worst(_usable(series[h]))) > 0
+              or (hosts[h] or {}).get("status") not in ("pass", "warn")]
+    first = set(urgent)
+    chosen = set((urgent + [h for h in have if h not in first])[:MAX_SUSTAINED_HOSTS])
+    return [h for h in have if h in chosen], len(have) - MAX_SUSTAINED_HOSTS
+
+
+def _sustained_section(summary: Mapping, series: Optional[Mapping]) -> str:
+    """Empty when no host of the run has a series."""
+    chosen, more = _sustained_hosts(summary, series if isinstance(series, Mapping) else {})
+    if not chosen:
+        return ""
+    out = ['<h2>Under sustained load</h2>',
+           '<p class="note">Per host, the burn\'s throughput per interval (a line per device and dtype; a device '
+           'runs its dtypes one after another) and, on GPUs, the SM clock, temperature and power sampled meanwhile. '
+           'A failing burn or telemetry check is drawn in orange, a warning one in violet. Under each figure: the '
+           'median TFLOP/s (ref ×: to the reference figure), last/first: the median of the last quarter over the '
+           'first quarter\'s (the burn warns below 0.90: it sagged), the maximum temperature, mean power and mean '
+           'SM clock.</p>']
+    mpl, note = _load_matplotlib()
+    if mpl is None:
+        out.append(f'<p class="note" id="sustained-note">{_e(note)}</p>')
+    for i, host in enumerate(chosen):
+        checks = _usable(series[host])
+        worst = _worst(checks)
+        block = [f'<div class="sustained" data-host="{_e(host)}">',
+                 f'<h3>{_e(host)} <span class="badge st-{_status_class(worst)}">{_e(worst)}</span></h3>']
+        if mpl is not None:
+            burns, tele, _, _ = _split(checks)
+            names = {k: name for k, name, *_ in TELEMETRY_SERIES}
+            panels = [names.get(k, "burn throughput") for k in _panels(burns, tele)]
+            marked = [f"{d} {t} {c.get('status')}" for d, t, c in burns if _severity(c.get("status")) > 0]
+            marked += [f"{d} telemetry {c.get('status')}" for d, c in tele.items() if _severity(c.get("status")) > 0]
+            caption = f"{host}: {', '.join(panels)} over time" + (f"; {', '.join(marked)}" if marked else "")
+            block.append(_plot(lambda h=host, c=checks: _sustained(mpl, h, c), f"sustained load on {host}", caption,
+                               "sustained"))
+        block.append(_sustained_table(checks, f"sustained-table-{i}"))
+        block.append("</div>")
+        out.append("\n".join(block))
+    if more:
+        out.append(f'<p class="note" id="sustained-more">{plural(more, "more host")} with series not shown here: '
+                   f'their reports are in the run directory\'s hosts/.</p>')
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- the page
 
 
-def render_html(summary: Mapping, trends: Optional[Mapping] = None) -> str:
+def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Optional[Mapping] = None) -> str:
     """``summary.html`` for a ``gpufleet.summary/1`` verdict.
 
     ``summary`` may carry ``regressions`` (``[{host, gpu, metric, value, baseline, ratio, runs}]``) and, per
     host, ``regression`` and ``regression_metrics``.  ``trends``: ``{host: {metric base key: [[iso time,
-    value], ...]}}``, oldest first, this run last (None or empty: no trend plots).
+    value], ...]}}``, oldest first, this run last (None or empty: no trend plots).  ``series``: ``{host: [burn
+    and telemetry checks]}`` (:func:`series_checks` of the hosts' reports; None or empty: no section "Under
+    sustained load").
     """
+    sustained = _sustained_section(summary, series)
     rule = summary.get("rule") or {}
     parts = [
         "<!DOCTYPE html>",
@@ -663,6 +975,7 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None) -> str:
         f'<section id="stragglers">{_stragglers_section(summary)}</section>',
         f'<section id="regressions">{_regressions_section(summary)}</section>',
         f'<section id="plots">{_plots_section(summary, trends)}</section>',
+        f'<section id="sustained">{sustained}</section>' if sustained else "",
         "</main>",
         f'<footer>gpufleet {_e(summary.get("schema") or "")}; straggler rule: modified z-score beyond '
         f'{_e(rule.get("z_threshold", "-"))}, value below {_e(rule.get("floor", "-"))} × the median, at least '
@@ -674,9 +987,14 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None) -> str:
 
 
 def write_summary_html(run_dir: str | os.PathLike, summary: Mapping, trends: Optional[Mapping] = None) -> Path:
-    """Write :func:`render_html` to ``run_dir/summary.html`` atomically; returns the path."""
-    return write_text_atomic(Path(run_dir) / FILENAME, render_html(summary, trends))
+    """Write :func:`render_html` to ``run_dir/summary.html`` atomically; returns the path.
+
+    The series under sustained load come from the hosts' reports in ``run_dir/hosts/`` (the summary does not
+    carry them); a host whose report is missing or unreadable has none."""
+    series = series_checks(read_host_reports(run_dir, summary.get("hosts") or {}))
+    return write_text_atomic(Path(run_dir) / FILENAME, render_html(summary, trends, series))
 
 
-__all__ = ["render_html", "write_summary_html", "counts_line", "FILENAME", "INSTALL_NOTE", "STRAGGLER_COLOUR",
-           "REGRESSION_COLOUR", "HOST_COLOUR", "MAX_TREND_HOSTS"]
+__all__ = ["render_html", "write_summary_html", "series_checks", "read_host_reports", "counts_line", "FILENAME",
+           "INSTALL_NOTE", "STRAGGLER_COLOUR", "REGRESSION_COLOUR", "HOST_COLOUR", "MAX_TREND_HOSTS",
+           "MAX_SUSTAINED_HOSTS"]
