@@ -156,16 +156,17 @@ def direct_allreduce(world, sizes: tuple, min_time: float) -> tuple:
     best = (0.0, None)
     for nbytes in sizes:
         buf = torch.randn(nbytes // 4, device=world.device)
-        t0 = time.perf_counter()
-        warm = 0
-        while time.perf_counter() - t0 < WARMUP_S or warm < 2:
-            dist.all_reduce(buf)
-            synchronize(world.device)
-            warm += 1
+        dist.all_reduce(buf)
+        synchronize(world.device)
         t0 = time.perf_counter()
         dist.all_reduce(buf)
         synchronize(world.device)
-        iters = vdist.broadcast(world, max(1, int(min_time / max(time.perf_counter() - t0, 1e-6))))
+        one = max(time.perf_counter() - t0, 1e-6)
+        # rank 0's counts for every rank: a rank that called all_reduce once more than another would hang both
+        warm, iters = vdist.broadcast(world, (max(2, int(WARMUP_S / one)), max(1, int(min_time / one))))
+        for _ in range(warm):
+            dist.all_reduce(buf)
+        synchronize(world.device)
         for _ in range(3):
             vdist.barrier(world)
             t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def _allreduce_rank(rank: int, ranks: int, port: int, use_cuda: bool, profile: s
     device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
     if not use_cuda:
         torch.set_num_threads(1)
-    world = vdist.init(device, 600)
+    world = vdist.init(device, 120)
     try:
         free = torch.cuda.mem_get_info(device)[0] if use_cuda else None
         prof = profiles.make(profile, device.type, free)

@@ -52,3 +52,7 @@ def test_nightly_runs_burn_and_memory_test_for_its_budget(farm, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["burn-sdc"]["status"] == "fail"
     assert summary["hosts"]["burn-ok"]["status"] == overall(ok["checks"])  # its own checks' verdict
+    page = (run_dir / "summary.html").read_text()  # the burn's series, per host, under sustained load
+    sustained = page[page.index('<section id="sustained">'):]
+    sustained = sustained[:sustained.index("</section>")]
+    assert "burn-ok" in sustained and "burn-sdc" in sustained and "fp32" in sustained
