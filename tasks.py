@@ -14,9 +14,9 @@ from fleet import options as cli, push as push_lib
 from fleet.audit import run as audit_run
 from fleet.fanout import run_fleet
 from fleet.outcome import ExitCode, Recap, status_for
+from fleet.outputs import write_outputs
 from fleet.runs import launch
 from fleet.runs.render import render_table
-from fleet.runs.retention import prune as prune_runs
 from fleet.runs.run_dir import load_run
 from fleet.runs.verdict import judge
 from provision import run as provision_run
@@ -168,8 +168,9 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
     Exit 0 when every host passes, 1 when any fails, is unreachable, is a
     straggler or regressed, 2 for a usage error, 130 when interrupted.
     """
-    from fleet.history.alerts import read_states, verify_subjects
-    from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS, read_baselines
+    from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS
+    from fleet.runs.job import VerifyJob, run_verify_job
+    from fleet.slurm.client import SlurmError
 
     cli.quiet_libraries()
     settings = launch.VerifySettings(
@@ -183,11 +184,7 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
         dcgm_level=int(cli.choice("--dcgm-level", str(dcgm_level), ("1", "2", "3", "4"))) if dcgm_level else None,
         dcgm_allow_skips=bool(dcgm_allow_skips))
     settings.timeout = cli.sustained_timeout(settings, timeout is not None)
-    options = cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys)
-    base = cli.reports_dir(c, out)
-    retention = cli.retention(keep_runs, keep_days)
     db = cli.history_path(c, history, no_history)
-    threshold = cli.fraction("--regression", regression, DEFAULT_THRESHOLD)
     window = DEFAULT_WINDOW if baseline_runs is None else int(cli.positive_number("--baseline-runs", baseline_runs,
                                                                                     integer=True))
     if window < MIN_RUNS:
@@ -197,38 +194,20 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
                                slurm_args, wait, settings.multinode)
     if slurm_host and slurm is None:
         raise cli.usage_error("--slurm-host needs --via slurm")
-    pair = cli.pairwise_settings(pairwise, settings.multinode, slurm is not None, rounds, pair_timeout, pair_floor,
-                                 topology)
+    keep_runs, keep_days = cli.retention(keep_runs, keep_days)
+    job = VerifyJob(settings, cli.ssh_options(c, "verify", forks, timeout, connect_timeout, accept_new_host_keys),
+                    cli.reports_dir(c, out), pattern=hosts, db=db, window=window,
+                    threshold=cli.fraction("--regression", regression, DEFAULT_THRESHOLD), notify=command,
+                    remind_days=remind, keep_runs=keep_runs, keep_days=keep_days, prom=prom, junit=junit,
+                    pairwise=cli.pairwise_settings(pairwise, settings.multinode, slurm is not None, rounds,
+                                                   pair_timeout, pair_floor, topology))
     _, selected = cli.select(c, hosts, inventory)
-    from fleet.slurm.client import SlurmError
-
     try:  # one run per reports directory; no host is contacted before the lock is held
-        with cli.run_lock(base, wait_lock), cli.slurm_client(c, slurm_host, inventory) as client:
-            names = [h.name for h in selected]
-            baseline, trends, problem = (read_baselines(db, names, settings.profile, window, threshold)
-                                         if db is not None else (None, {}, None))
-            states, problem2 = read_states(db, "verify", names) if command else ({}, None)
-            for p in (problem, problem2):
-                if p:
-                    cli.note(p)
-            if pair is not None:
-                from fleet.runs.pairwise_run import pairwise_fleet
-
-                run_dir, summary = pairwise_fleet(selected, settings, options, pair, out_base=str(base),
-                                                  pattern=hosts, on_started=lambda d: cli.note(f"run directory: {d}"))
-            else:
-                run_dir, summary = launch.verify_fleet(selected, settings, options, out_base=str(base), pattern=hosts,
-                                                       on_started=lambda d: cli.note(f"run directory: {d}"),
-                                                       baseline=baseline, trends=trends,
-                                                       slurm=None if slurm is None else (client, slurm))
-            pruned = prune_runs(base, *retention, current=run_dir.name) if any(v is not None for v in retention) else []
-            runs, meta = load_run(run_dir) if (prom or db) else ([], {})  # the records the run wrote, read once
-            _outputs("verify", summary, prom, junit, reports={r.host: r.report for r in runs if r.report is not None})
-            run_id = cli.record_history(db, "verify", summary, meta, runs) if db is not None else None
-            cli.notify(command, db, "verify", run_id, verify_subjects(summary), states, remind, str(run_dir),
-                       summary["exit_code"])
+        with cli.run_lock(job.base, wait_lock), cli.slurm_client(c, slurm_host, inventory) as client:
+            result = run_verify_job(job, selected, None if slurm is None else (client, slurm), note=cli.note)
     except SlurmError as e:  # Slurm could not be asked: nothing was submitted, no run directory made
         raise cli.usage_error(f"--via slurm: {e}") from None
+    run_dir, summary, pruned = result.run_dir, result.summary, result.pruned
     cli.echo(render_table(summary))
     cli.echo(f"\nrun directory: {run_dir}  (summary.html, summary.md, summary.json, run.json, hosts/, logs/)")
     if pruned:
@@ -398,19 +377,10 @@ def provision(c, hosts="all", inventory=None, check=False, version=None, repo_ur
     cli.finish(provision_run.render(report), report, json, _code(report["exit_code"], result.interrupted))
 
 
-def _outputs(kind: str, doc: dict, prom, junit, reports=None) -> None:
-    """--prom and --junit: the Prometheus textfile and the JUnit XML of a finished run, each written atomically."""
-    from fleet.outputs import junit as junit_out, prom as prom_out
-
-    if prom:
-        if kind == "audit":
-            prom_out.write_audit_textfile(prom, doc)
-        else:  # verify: every GPU's figure, from the reports the run fetched
-            prom_out.write_verify_textfile(prom, doc, reports)
-        cli.note(f"Prometheus textfile written to {prom}")
-    if junit:
-        junit_out.write_junit(junit, doc, kind)
-        cli.note(f"JUnit XML written to {junit}")
+def _outputs(kind: str, doc: dict, prom, junit) -> None:
+    """--prom and --junit of an audit or a provision run (verify's: fleet.runs.job)."""
+    for line in write_outputs(kind, doc, prom, junit):
+        cli.note(line)
 
 
 def _code(code: int, interrupted: bool) -> int:

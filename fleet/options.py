@@ -309,12 +309,11 @@ def history_path(c, explicit: Optional[str], no_history: bool = False) -> Option
 
 def record_history(path: Optional[Path], kind: str, *args) -> Optional[str]:
     """Record the finished run in the history database (a failure to record is said, never fatal); its run id."""
-    if path is None:
-        return None
-    from fleet.history import record_run
+    from fleet.history import record
 
-    run_id, problem = record_run(path, kind, *args)
-    note(problem or f"recorded in the history: {path} (run {run_id})")
+    run_id, said = record(path, kind, *args)
+    if said:
+        note(said)
     return run_id
 
 

@@ -337,3 +337,15 @@ def test_sparkline():
     assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
     assert sparkline([5, None, 5]) == "▄ ▄"
     assert sparkline([]) == ""
+
+
+def test_record_says_where_or_why_and_nothing_without_a_history(tmp_path):
+    from fleet.history import record
+
+    assert record(None, "audit", audit_of({"a1": "healthy-h100"})) == (None, None)
+    path = tmp_path / "h.sqlite"
+    summary, meta, runs = verify_run("r1", "2026-11-23T11:00:00+00:00", {"a1": 700.0})
+    assert record(path, "verify", summary, meta, runs) == ("r1", f"recorded in the history: {path} (run r1)")
+    (tmp_path / "dir.sqlite").mkdir()
+    run_id, said = record(tmp_path / "dir.sqlite", "provision", provision_report(NOW.isoformat()))
+    assert run_id is None and said.startswith(f"history not recorded in {tmp_path / 'dir.sqlite'}: ")

@@ -150,3 +150,14 @@ def test_text_round_trips_and_control_characters_do_not_break_xml(tmp_path):
 def test_unknown_kind():
     with pytest.raises(ValueError):
         junit_xml({"hosts": {}}, "report")
+
+
+def test_write_outputs_writes_what_was_asked_and_says_so(tmp_path):
+    from fleet.outputs import write_outputs
+
+    report = {"hosts": {"h": {"status": "fail", "state": "failed", "message": "verify exited 1 without a report"}}}
+    assert write_outputs("verify", report) == []
+    path = tmp_path / "j.xml"
+    assert write_outputs("verify", report, junit=str(path)) == [f"JUnit XML written to {path}"]
+    assert suites((tmp_path / "j.xml").read_text())["h"].find("testcase").get("name") == "verify.failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.xml"]

@@ -18,7 +18,7 @@ from fleet.history.render import render, sparkline
 from fleet.jsonio import write_json_atomic
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
-           "metric_series", "read_audit_past", "record_audit", "record_provision", "record_run",
+           "metric_series", "read_audit_past", "record", "record_audit", "record_provision", "record_run",
            "record_verify", "render", "runs_by_host",
            "schema_version", "sparkline"]
 
@@ -38,6 +38,15 @@ def record_run(db_path, kind: str, *args) -> tuple[str | None, str | None]:
             db.close()
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         return None, f"history not recorded in {db_path}: {exc}"
+
+
+def record(db_path, kind: str, *args) -> tuple[str | None, str | None]:
+    """:func:`record_run` where there is a history (``db_path`` None: nothing): (run id, the line that says
+    where it was recorded or why it was not)."""
+    if db_path is None:
+        return None, None
+    run_id, problem = record_run(db_path, kind, *args)
+    return run_id, problem or f"recorded in the history: {db_path} (run {run_id})"
 
 
 def read_audit_past(db_path, report: dict) -> tuple[tuple | None, str | None]:

@@ -342,7 +342,7 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
                  pattern: str = "", progress: Progress | bool | None = None,
                  on_started: Callable[[Path], None] | None = None, baseline: dict | None = None,
                  trends: dict | None = None, slurm=None) -> tuple[Path, dict]:
-    """The whole job: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary).
+    """The whole run: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary).
 
     ``baseline``: each host's own baseline from the history (``fleet.history.baseline.read_baselines``), kept in
     run.json and judged against; ``trends``: the hosts' past key figures, plotted in summary.html."""
