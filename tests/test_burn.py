@@ -59,10 +59,34 @@ def _samples(n, reasons=0, sm=1980, sm_max=1980, temp=70, power=650.0):
                               "mem_mhz": 2619, "sm_max_mhz": sm_max, "reasons": reasons} for i in range(n)])
 
 
+def test_only_samples_under_load_make_the_clock_and_power_figures():
+    # synthetic: 3 idle samples (the burn's set-up: 0 % utilisation, 345 MHz, 70 W) before 7 under load
+    series = _samples(10, sm=1755, power=690.0)
+    for i, x in enumerate(series.samples):
+        x["util_pct"] = 0 if i < 3 else 100
+        if i < 3:
+            x.update(sm_mhz=345, power_w=70.0, temp_c=35)
+    status, message, figs = telemetry.judge(series)
+    assert status == "pass" and message == ("no throttling under load: max 72 C (HBM 80 C), mean 690.0 W, "
+                                            "mean SM clock 1755 MHz")
+    assert figs["loaded_samples"] == 7 and figs["samples"] == 10 and figs["max_temp_c"] == 72
+    for x in series.samples:  # the same samples where NVML gave no utilisation: the idle ones drag the mean down
+        x["util_pct"] = None
+    status, message, figs = telemetry.judge(series)
+    assert status == "warn" and figs["mean_sm_mhz"] == round((3 * 345 + 7 * 1755) / 10, 1) == 1332.0
+    assert "mean SM clock 1332 MHz below 80% of its maximum 1980 MHz" in message
+    for x in series.samples:
+        x["util_pct"] = 12
+    status, message, figs = telemetry.judge(series)
+    assert status == "warn" and message.startswith("the GPU never reached 80% utilisation in 10 samples")
+    assert figs["loaded_samples"] == 0 and figs["mean_sm_mhz"] is None and figs["mean_power_w"] is None
+
+
 def test_telemetry_judgement():
     status, message, figs = telemetry.judge(_samples(10))
-    assert status == "pass" and figs == {"samples": 10, "max_temp_c": 72, "max_hbm_temp_c": 80, "mean_power_w": 650.0,
-                                         "mean_sm_mhz": 1980.0, "max_sm_mhz": 1980, "throttle_reasons": 0}
+    assert status == "pass" and figs == {"samples": 10, "loaded_samples": 10, "max_temp_c": 72, "max_hbm_temp_c": 80,
+                                         "mean_power_w": 650.0, "mean_sm_mhz": 1980.0, "max_sm_mhz": 1980,
+                                         "throttle_reasons": 0}
     hot = _samples(10)
     hot.samples[4]["reasons"] = telemetry.HW_THERMAL | 0x4  # HW thermal slowdown beside SW power cap
     status, message, _ = telemetry.judge(hot)

@@ -217,12 +217,24 @@ class Runner:
                                                       "telemetry needs a GPU (NVML): this is a CPU run",
                                                       device=self._label(d))) for d in devices]
             return
-        labels = {nvml_uuid(d): self._label(d) for d in cuda}
-        with telemetry.Sampler(list(labels)) as sampler:
-            self._per_device(name, devices, skipped, fn)
-        m, c = telemetry.checks(sampler, labels, burn.downsample)
-        self.metrics.update(m)
-        self.scoped += [("device", x) for x in c]
+        samplers = []  # (sampler, {uuid: label}): each GPU sampled only while its own stage runs (one process may
+        #                test several GPUs in turn; an idle one's clocks are no figure under load)
+
+        def sampled(d, label):
+            if d.type != "cuda":
+                return fn(d, label)
+            uuid = nvml_uuid(d)
+            with telemetry.Sampler([uuid]) as sampler:
+                try:
+                    return fn(d, label)
+                finally:
+                    samplers.append((sampler, {uuid: label}))
+
+        self._per_device(name, devices, skipped, sampled)
+        for sampler, labels in samplers:
+            m, c = telemetry.checks(sampler, labels, burn.downsample)
+            self.metrics.update(m)
+            self.scoped += [("device", x) for x in c]
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> int:

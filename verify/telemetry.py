@@ -10,6 +10,12 @@ the samples taken under load:
 - SW thermal slowdown (0x20) **warns**, as does a mean SM clock below ``clock_floor`` (0.8) of its maximum;
 - otherwise it passes, with the summary figures: max temperature, max HBM temperature, mean power, mean SM clock.
 
+"Under load": the samples whose GPU utilisation (NVML's, the share of the last sample period a kernel ran) is at
+least :data:`LOAD_UTIL` percent; the burn's set-up (seeded operands made on the host, the first product) leaves
+the GPU idle for seconds, and idle clocks would drag the mean SM clock below the floor.  The mean SM clock and
+mean power are taken over those; the throttle reasons and the temperatures over every sample.  Where NVML gives
+no utilisation, every sample counts.  Each GPU is sampled only while its own stage runs.
+
 Without NVML (a CPU machine, no ``nvidia-ml-py``, no driver) the sampler says why and the check is skipped.
 The report keeps a downsampled series per GPU for the HTML report's plots.
 """
@@ -27,7 +33,8 @@ from verify.status import FAIL, PASS, SKIP, WARN, make_check
 HW_SLOWDOWN, SW_THERMAL, HW_THERMAL, HW_POWER_BRAKE = 0x8, 0x20, 0x40, 0x80
 HW_REASONS = {HW_SLOWDOWN: "HW slowdown", HW_THERMAL: "HW thermal slowdown", HW_POWER_BRAKE: "HW power brake"}
 CLOCK_FLOOR = 0.8
-FIELDS = ("t", "temp_c", "hbm_temp_c", "power_w", "sm_mhz", "mem_mhz", "sm_max_mhz", "reasons")
+LOAD_UTIL = 80  # percent: a sample at or above it was taken under load
+FIELDS = ("t", "temp_c", "hbm_temp_c", "power_w", "sm_mhz", "mem_mhz", "sm_max_mhz", "reasons", "util_pct")
 
 
 @dataclass
@@ -62,6 +69,7 @@ def read(pynvml, handle) -> dict:
             return None
 
     power = get(pynvml.nvmlDeviceGetPowerUsage)
+    util = get(pynvml.nvmlDeviceGetUtilizationRates)
     reasons_fn = (getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
                   or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons)
     hbm = None
@@ -75,7 +83,7 @@ def read(pynvml, handle) -> dict:
             "sm_mhz": get(pynvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_SM),
             "mem_mhz": get(pynvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_MEM),
             "sm_max_mhz": get(pynvml.nvmlDeviceGetMaxClockInfo, pynvml.NVML_CLOCK_SM),
-            "reasons": get(reasons_fn)}
+            "reasons": get(reasons_fn), "util_pct": None if util is None else util.gpu}
 
 
 class Sampler:
@@ -121,9 +129,12 @@ def judge(series: Series, clock_floor: float = CLOCK_FLOOR) -> tuple:
     seen = 0
     for r in reasons:
         seen |= int(r)
-    temps, hbm, power = series.column("temp_c"), series.column("hbm_temp_c"), series.column("power_w")
-    sm, sm_max = series.column("sm_mhz"), series.column("sm_max_mhz")
-    figures = {"samples": len(series.samples), "max_temp_c": max(temps) if temps else None,
+    util_known = any(x.get("util_pct") is not None for x in series.samples)
+    loaded = Series([x for x in series.samples if (x.get("util_pct") or 0) >= LOAD_UTIL]) if util_known else series
+    temps, hbm = series.column("temp_c"), series.column("hbm_temp_c")
+    power, sm, sm_max = loaded.column("power_w"), loaded.column("sm_mhz"), series.column("sm_max_mhz")
+    figures = {"samples": len(series.samples), "loaded_samples": len(loaded.samples),
+               "max_temp_c": max(temps) if temps else None,
                "max_hbm_temp_c": max(hbm) if hbm else None, "mean_power_w": round(mean(power), 1) if power else None,
                "mean_sm_mhz": round(mean(sm), 1) if sm else None, "max_sm_mhz": max(sm_max) if sm_max else None,
                "throttle_reasons": seen}
@@ -133,6 +144,9 @@ def judge(series: Series, clock_floor: float = CLOCK_FLOOR) -> tuple:
         return FAIL, (f"{', '.join(hw)} under load in {hits} of {len(reasons)} samples (max {figures['max_temp_c']} C"
                       f", mean {figures['mean_power_w']} W)"), figures
     problems = []
+    if not loaded.samples:
+        problems.append(f"the GPU never reached {LOAD_UTIL}% utilisation in {len(series.samples)} samples: not "
+                        "under load")
     if seen & SW_THERMAL:
         problems.append("SW thermal slowdown under load")
     if sm and sm_max and mean(sm) < clock_floor * max(sm_max):
