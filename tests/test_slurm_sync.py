@@ -114,20 +114,24 @@ def test_route_busy_unavailable_ours_unknown(nodes):
 
 
 class ScriptedSlurm:
-    """A runner answering `scontrol -o show job` with job states in turn (the real cluster's lines are in
+    """A runner answering `squeue` with job 7's states in turn (the last one repeated) and `scontrol -o show job`
+    with its record in the state squeue last gave (the real cluster's lines are in tests/data/slurm/ and
     tests/test_slurm_e2e.py); records every command."""
 
     def __init__(self, states: list[str]):
         self.states = list(states)
+        self.state = ""
         self.calls: list[list[str]] = []
 
     def __call__(self, argv, timeout):
         from fleet.slurm.client import Result
 
         self.calls.append(argv)
-        if argv[:3] == ["scontrol", "-o", "show"]:
-            state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-            return Result(0, f"JobId=7 JobName=x JobState={state} Reason=Resources ExitCode=0:0 RunTime=00:00:01\n",
+        if argv[0] == "squeue":
+            self.state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            return Result(0, f"7|{self.state}|Resources\n", "")
+        if argv[:4] == ["scontrol", "-o", "show", "job"]:
+            return Result(0, f"JobId=7 JobName=x JobState={self.state} Reason=None ExitCode=0:0 RunTime=00:00:01\n",
                           "")
         return Result(0, "", "")
 
@@ -135,12 +139,63 @@ class ScriptedSlurm:
 def _wait_with(runner, wait=False, timeout=100.0):
     from fleet.runs.launch import VerifySettings
     from fleet.slurm.client import SlurmClient
-    from fleet.slurm.jobs import SlurmSettings, _wait
+    from fleet.slurm.jobs import JobBook, SlurmSettings, _wait
 
     ticks = iter(range(0, 100000, 10))  # every poll, ten seconds pass
     s = VerifySettings(timeout=timeout)
     slurm = SlurmSettings("/shared", wait=wait, pending_s=60)
-    return _wait(SlurmClient(runner), "7", "h", s, slurm, lambda h, st: None, lambda: next(ticks), lambda _: None)
+    book = JobBook(SlurmClient(runner), poll_s=0)
+    book.add("h", "7")
+    return _wait(book, "7", "h", s, slurm, lambda h, st: None, lambda: next(ticks), lambda _: None)
+
+
+def test_squeue_output_parsed_exactly():
+    from fleet.slurm.client import parse_squeue
+
+    text = (DATA / "squeue-states.txt").read_text()
+    assert parse_squeue(text) == {"2": ("FAILED", "NonZeroExitCode"), "3": ("PENDING", "Resources"),
+                                  "1": ("RUNNING", "None")}
+    assert parse_squeue("") == {} and parse_squeue("garbage\n|RUNNING|x\n4|RUNNING\n") == {}
+
+
+class CountingSlurm:
+    """squeue answers from a table; records every query (synthetic: exercises the book's sharing rule)."""
+
+    def __init__(self, table: dict):
+        self.table, self.queries = table, []
+
+    def __call__(self, argv, timeout):
+        from fleet.slurm.client import Result
+
+        ids = argv[3].split("=", 1)[1].split(",")
+        self.queries.append(ids)
+        lines = "".join(f"{j}|{self.table[j]}|None\n" for j in ids if j in self.table)
+        return Result(0, lines, "") if lines else Result(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+
+
+def test_one_squeue_per_tick_answers_every_host():
+    from fleet.slurm.client import SlurmClient
+    from fleet.slurm.jobs import JobBook
+
+    now = [0.0]
+    runner = CountingSlurm({"11": "RUNNING", "12": "PENDING"})
+    book = JobBook(SlurmClient(runner), clock=lambda: now[0], poll_s=2.0)
+    book.add("a", "11")
+    book.add("b", "12")
+    assert book.state("11") == ("RUNNING", "None") and book.state("12") == ("PENDING", "None")
+    assert runner.queries == [["11", "12"]]  # one query for both hosts
+    book.add("c", "13")
+    now[0] = 1.0
+    assert book.state("13") == ("", "")  # not asked about yet: no extra query within the tick
+    assert runner.queries == [["11", "12"]]
+    now[0] = 2.5
+    runner.table["11"] = "COMPLETED"
+    assert book.state("13") is None  # asked about, and squeue does not list it
+    assert book.state("11") == ("COMPLETED", "None") and runner.queries == [["11", "12"], ["11", "12", "13"]]
+    for host in ("a", "b", "c"):
+        book.pop(host)
+    now[0] = 5.0
+    assert book.state("13") is None and runner.queries[-1] == ["13"]  # squeue exited 1: none of them known
 
 
 def test_a_job_still_pending_at_its_deadline_is_cancelled_not_scheduled():
@@ -156,6 +211,8 @@ def test_with_wait_a_pending_job_may_wait_its_whole_timeout_then_runs_to_the_end
     runner = ScriptedSlurm(["PENDING"] * 8 + ["RUNNING", "COMPLETED"])
     info = _wait_with(runner, wait=True, timeout=100)
     assert info["JobState"] == "COMPLETED" and ["scancel", "7"] not in runner.calls
+    assert [c[0] for c in runner.calls] == ["squeue"] * 10 + ["scontrol"]  # its whole record once, at the end
+    assert runner.calls[0] == ["squeue", "--noheader", "--states=all", "--jobs=7", "--format=%i|%T|%r"]
 
 
 def test_a_job_running_past_its_timeout_is_cancelled_timed_out():

@@ -329,7 +329,7 @@ def _run_under_slurm(hosts: list[Host], artifact: Artifact, s: VerifySettings, o
                      progress: Progress, client, slurm, routes) -> tuple[list[HostRun], bool]:
     from fleet.slurm.jobs import JobBook, slurm_task, stopper
 
-    book = JobBook()
+    book = JobBook(client)
     result = run_fleet(hosts, slurm_task(artifact, s, slurm, client, routes, book, progress.stage), options,
                        desc="verify", progress=progress, stop=stopper(client, book, artifact, s, routes))
     left = list(book.jobs.values())  # interrupted before their task could collect them

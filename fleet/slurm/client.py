@@ -50,6 +50,16 @@ def ssh_runner(transport) -> Callable[[list[str], float], Result]:
     return run
 
 
+def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
+    """``squeue --format=%i|%T|%r`` lines -> ``{job id: (state, reason)}`` (pure; other lines are ignored)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[0] and parts[1]:
+            out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
 class SlurmClient:
     def __init__(self, runner: Callable[[list[str], float], Result] = local_runner,
                  timeout: float = COMMAND_TIMEOUT_S) -> None:
@@ -92,6 +102,19 @@ class SlurmClient:
         if not job.isdigit():
             raise SlurmError(f"sbatch printed no job id: {r.stdout.strip()[:200]!r}")
         return job
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """One ``squeue`` for many jobs: ``{job id: (JobState, Reason)}``; a job Slurm no longer lists is absent."""
+        ids = [str(j) for j in job_ids if j]
+        if not ids:
+            return {}
+        r = self.runner(["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}", "--format=%i|%T|%r"],
+                        self.timeout)
+        if r.rc != 0:
+            if "invalid job id" in (r.stderr + r.stdout).lower():  # every one of them forgotten
+                return {}
+            raise SlurmError(f"squeue exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+        return parse_squeue(r.stdout)
 
     def job(self, job_id: str) -> dict[str, str] | None:
         """``scontrol show job -o``'s fields (JobState, ExitCode, Reason, NodeList...), None when Slurm forgot it."""

@@ -13,8 +13,10 @@ read once before anything is submitted (:func:`route`):
   the pushed verify under torchrun with the host's ``gpufleet_verify_env``.  The report is written to
   ``<shared dir>/<run id>/<host>/report.json`` on the cluster's shared filesystem and read back from there.
 
-A job still pending at its deadline is cancelled and the host is ``not_scheduled``; one running past
-``--timeout`` is cancelled and ``timed_out``.  Ctrl-C cancels every job this run submitted.
+The run's jobs are polled together (:class:`JobBook`: one ``squeue`` every :data:`POLL_S` for all of them, an
+ended job's record read once).  A job still pending at its deadline is cancelled and the host is
+``not_scheduled``; one running past ``--timeout`` is cancelled and ``timed_out``.  Ctrl-C cancels every job this
+run submitted.
 """
 
 from __future__ import annotations
@@ -106,10 +108,18 @@ def job_options(host: Host, node: str, s: VerifySettings, slurm: SlurmSettings, 
 
 @dataclass
 class JobBook:
-    """The jobs this run submitted (host -> job id), so that Ctrl-C cancels every one of them."""
+    """The jobs this run submitted and waits on (host -> job id): Ctrl-C cancels every one of them, and one
+    ``squeue`` for all of them, at most every ``poll_s``, tells each host's worker its job's state (one query per
+    tick for the run, not one per host)."""
 
+    client: SlurmClient | None = None
+    clock: Callable[[], float] = time.monotonic
+    poll_s: float = POLL_S
     jobs: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _states: dict = field(default_factory=dict)  # the last query's answer
+    _asked: frozenset = frozenset()  # the jobs it asked about
+    _at: float | None = None  # when
 
     def add(self, host: str, job: str) -> None:
         with self.lock:
@@ -118,6 +128,18 @@ class JobBook:
     def pop(self, host: str) -> str | None:
         with self.lock:
             return self.jobs.pop(host, None)
+
+    def state(self, job: str) -> tuple[str, str] | None:
+        """``(JobState, Reason)`` of ``job`` as of the last query, asking again when it is ``poll_s`` old; ``("",
+        "")`` while no query has asked about it yet; None once Slurm no longer lists it."""
+        with self.lock:
+            now = self.clock()
+            if self._at is None or now - self._at >= self.poll_s:
+                asked = frozenset(self.jobs.values()) | {job}
+                self._states, self._asked, self._at = self.client.states(sorted(asked)), asked, now
+            if job not in self._asked:
+                return ("", "")
+            return self._states.get(job)
 
 
 def _exit_status(info: Mapping) -> int | None:
@@ -167,7 +189,7 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
                 raise HostError(f"sbatch failed: {exc}") from None
             book.add(host.name, job)
             run.message = f"Slurm job {job} on {r.node}"
-            info = _wait(client, job, host.name, s, slurm, stage, clock, sleep)
+            info = _wait(book, job, host.name, s, slurm, stage, clock, sleep)
             book.pop(host.name)
             run.exit_code = _exit_status(info)
             state = info.get("JobState", "")
@@ -189,31 +211,35 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
     return task
 
 
-def _wait(client: SlurmClient, job: str, host: str, s: VerifySettings, slurm: SlurmSettings, stage,
-          clock, sleep) -> dict:
-    """Poll the job until it ends; cancel it at its deadline (pending: not_scheduled; running: timed_out)."""
+def _wait(book: JobBook, job: str, host: str, s: VerifySettings, slurm: SlurmSettings, stage, clock, sleep) -> dict:
+    """Poll the job (through the book's shared query) until it ends, then read its whole record once (ExitCode,
+    Reason); cancel it at its deadline (pending: not_scheduled; running: timed_out)."""
+    client = book.client
     start = clock()
     pending_limit = s.timeout if slurm.wait else slurm.pending_s
     running_since = None
     while True:
         try:
-            info = client.job(job)
+            seen = book.state(job)
+            if seen is None or seen[0] in FINAL:  # ended (or gone from squeue): its record says how
+                info = client.job(job)
+                if info is None:
+                    raise HostError(f"Slurm job {job}: Slurm forgot it before gpufleet saw it end")
+                if info.get("JobState", "") in FINAL:
+                    return info
+                seen = (info.get("JobState", ""), info.get("Reason", ""))
         except SlurmError as exc:
             client.cancel([job])
             raise HostError(f"Slurm job {job}: {exc}") from None
-        if info is None:
-            raise HostError(f"Slurm job {job}: Slurm forgot it before gpufleet saw it end")
-        state = info.get("JobState", "")
-        if state in FINAL:
-            return info
+        state, reason = seen
         now = clock()
         if state == "RUNNING" and running_since is None:
             running_since = now
             stage(host, "running")
         if running_since is None and now - start > pending_limit:
             client.cancel([job])
-            raise NotScheduled(f"Slurm job {job} still {state.lower()} after {pending_limit:g} s "
-                               f"({info.get('Reason', '')}): cancelled")
+            raise NotScheduled(f"Slurm job {job} still {(state or 'pending').lower()} after {pending_limit:g} s "
+                               f"({reason}): cancelled")
         if running_since is not None and now - running_since > s.timeout + 30:
             client.cancel([job])
             raise TimedOut(f"Slurm job {job} ran past {s.timeout:g} s: cancelled")
