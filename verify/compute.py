@@ -99,10 +99,11 @@ def unsupported(device: torch.device, dt: str) -> Optional[str]:
 
 
 def operands(device: torch.device, dt: str, n: int, seed: int) -> tuple:
-    """Two seeded N(0, 1) n×n matrices in ``dt`` on ``device``, laid out as :func:`product` wants them."""
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, n, generator=g).to(device=device, dtype=TORCH_DTYPE[dt])
-    b = torch.randn(n, n, generator=g).to(device=device, dtype=TORCH_DTYPE[dt])
+    """Two seeded N(0, 1) n×n matrices in ``dt`` on ``device``, laid out as :func:`product` wants them.  Drawn on
+    the device itself: two 16384² matrices drawn on the host take seconds, during which the GPU would idle."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    a = torch.randn(n, n, generator=g, device=device).to(TORCH_DTYPE[dt])
+    b = torch.randn(n, n, generator=g, device=device).to(TORCH_DTYPE[dt])
     if dt == "fp8":  # _scaled_mm takes its second operand column-major
         b = b.t().contiguous().t()
     return a, b
