@@ -22,6 +22,7 @@ from fleet.runs.verdict import judge
 from provision import run as provision_run
 from provision.secrets import become_password
 from provision.settings import DEFAULT_SMOKE_IMAGE, Overrides, SettingsError
+from verify.profiles import PROFILES
 
 
 @task(
@@ -174,7 +175,7 @@ def verify(c, hosts="all", inventory=None, profile="quick", nproc="auto", timeou
 
     cli.quiet_libraries()
     settings = launch.VerifySettings(
-        profile=cli.choice("--profile", profile, ("quick", "full", "nightly", "acceptance")),
+        profile=cli.choice("--profile", profile, PROFILES),
         nproc=str(nproc) if str(nproc) == "auto" else str(int(cli.positive_number("--nproc", nproc, integer=True))),
         timeout=cli.positive_number("--timeout", cli.setting(c, "timeout", timeout, "verify")),
         force=bool(force), multinode=bool(multinode),

@@ -33,7 +33,7 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from verify import collectives, compute, memory, profiles  # noqa: E402
 from verify import dist as vdist  # noqa: E402
-from verify.timing import synchronize  # noqa: E402
+from verify.timing import synchronize, time_iters  # noqa: E402
 
 WARMUP_S = 2.0
 
@@ -46,19 +46,7 @@ def timed(fn, device: torch.device, min_time: float) -> float:
     synchronize(device)
     best, spent, iters = float("inf"), 0.0, 1
     while spent < 3 * min_time:
-        if device.type == "cuda":
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            stop.record()
-            stop.synchronize()
-            seconds = start.elapsed_time(stop) / 1e3
-        else:
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            seconds = time.perf_counter() - t0
+        seconds = time_iters(fn, device, iters)  # CUDA events on a GPU, perf_counter on a CPU
         spent += seconds
         best = min(best, seconds / iters)
         iters = max(1, min(iters * 2, int(min_time / max(seconds / iters, 1e-9))))
@@ -156,28 +144,22 @@ def direct_allreduce(world, sizes: tuple, min_time: float) -> tuple:
     best = (0.0, None)
     for nbytes in sizes:
         buf = torch.randn(nbytes // 4, device=world.device)
-        dist.all_reduce(buf)
+        op = lambda buf=buf: dist.all_reduce(buf)  # noqa: E731
+        op()
         synchronize(world.device)
-        t0 = time.perf_counter()
-        dist.all_reduce(buf)
-        synchronize(world.device)
-        one = max(time.perf_counter() - t0, 1e-6)
+        one = max(time_iters(op, world.device, 1), 1e-6)
         # rank 0's counts for every rank: a rank that called all_reduce once more than another would hang both
         warm, iters = vdist.broadcast(world, (max(2, int(WARMUP_S / one)), max(1, int(min_time / one))))
         for _ in range(warm):
-            dist.all_reduce(buf)
+            op()
         synchronize(world.device)
         for _ in range(3):
             vdist.barrier(world)
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                dist.all_reduce(buf)
-            synchronize(world.device)
-            seconds = max(vdist.gather(world, (time.perf_counter() - t0) / iters))
+            seconds = max(vdist.gather(world, time_iters(op, world.device, iters) / iters))
             bus = collectives.busbw_gbps(nbytes, seconds, world.world_size)
             if bus > best[0]:
                 best = (bus, nbytes)
-        del buf
+        del buf, op
     return best
 
 

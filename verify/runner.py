@@ -198,7 +198,7 @@ class Runner:
             flip = (0, 12345, 3) if faults.planted("memtest-bitflip") else None
             self._per_device("memtest", devices, skipped, lambda d, lb: memtest.run(
                 d, lb, prof.memtest_s, max_bytes=None if d.type == "cuda" else 64 << 20, flip=flip))
-        if "dcgm" in selected and getattr(self.args, "dcgm_level", None):
+        if "dcgm" in selected and self.args.dcgm_level:
             from verify import dcgm
 
             if w.local_rank == 0:  # one diagnostic per node: DCGM runs it on every GPU of the node
@@ -253,7 +253,7 @@ class Runner:
             return self._finish_alone(started, env_info, info, "cuda", str(exc))
         apps = guard.query_compute_apps() if use_cuda else None  # before any CUDA context of ours
         free = torch.cuda.mem_get_info(devices[0])[0] if use_cuda else None
-        prof = profiles.make(self.args.profile, devices[0].type, free, getattr(self.args, "duration", None))
+        prof = profiles.make(self.args.profile, devices[0].type, free, self.args.duration)
         aborted = None
         try:
             self.world = vdist.init(devices[0], self.args.timeout)
@@ -328,8 +328,8 @@ class Runner:
                       "launcher": "torchrun" if vdist.launched_by_torchrun() else "single-process",
                       "ranks": entries},
             "options": {"checks": list(self.args.checks), "force": self.args.force, "timeout_s": self.args.timeout,
-                        "requested_device": self.args.device, "duration_s": getattr(self.args, "duration", None),
-                        "dcgm_level": getattr(self.args, "dcgm_level", None)},
+                        "requested_device": self.args.device, "duration_s": self.args.duration,
+                        "dcgm_level": self.args.dcgm_level},
             "stages": dict(self.stage_seconds),
         }
         if self.planted:

@@ -17,6 +17,11 @@ REPORT_STATUSES = (PASS, WARN, FAIL, ERROR)
 _SEVERITY = {PASS: 0, SKIP: 0, WARN: 1, FAIL: 2, ERROR: 3}
 
 
+def severity(status: Any) -> int:
+    """0 for pass and skip, 1 warn, 2 fail, 3 error; anything else (a report from elsewhere) counts as error."""
+    return _SEVERITY.get(status, _SEVERITY[ERROR]) if isinstance(status, str) else _SEVERITY[ERROR]
+
+
 def worst(statuses: Iterable[str]) -> str:
     """The most severe of ``statuses`` (``pass`` for none; ``skip`` counts as ``pass``)."""
     result = PASS

@@ -41,6 +41,7 @@ from fleet.outcome import STATUSES, plural
 from fleet.runs.render import fmt_ratio, fmt_value, short_name
 from fleet.runs.run_dir import report_path
 from fleet.runs.verdict import higher_is_better, split_key
+from verify.status import severity
 
 FILENAME = "summary.html"
 
@@ -659,7 +660,6 @@ def _plot(draw, alt: str, caption: str, cls: str) -> str:
 
 _BURN = re.compile(r"burn/([^/:]+):(.+)")  # burn/bf16:gpu0; not burn/correct/bf16:gpu0 (no series)
 _TELEMETRY = re.compile(r"telemetry:(.+)")
-_SEVERITY = {"pass": 0, "skip": 0, "warn": 1, "fail": 2, "error": 3}  # verify's; anything else counts as error
 
 
 def _has_points(values: Any) -> bool:
@@ -710,10 +710,6 @@ def _usable(checks: Any) -> list:
     return [c for c in checks if _series_kind(c)] if isinstance(checks, list) else []
 
 
-def _severity(status: Any) -> int:
-    return _SEVERITY.get(status, 3) if isinstance(status, str) else 3
-
-
 def _status_class(status: Any) -> str:
     """The ``st-*`` class of a check status (verify's ``skip`` is the page's ``skipped``)."""
     status = "skipped" if status == "skip" else status
@@ -722,19 +718,19 @@ def _status_class(status: Any) -> str:
 
 def _flag_colour(status: Any) -> Optional[str]:
     """A failing (or erring) check's lines in the straggler colour, a warning one's in the regression colour."""
-    level = _severity(status)
+    level = severity(status)
     return STRAGGLER_COLOUR if level >= 2 else REGRESSION_COLOUR if level == 1 else None
 
 
 def _flag_class(status: Any) -> str:
-    level = _severity(status)
+    level = severity(status)
     return " slow" if level >= 2 else " regressed" if level == 1 else ""
 
 
 def _worst(checks: Sequence[Mapping]) -> str:
     worst = "pass"
     for c in checks:
-        if _severity(c.get("status")) > _severity(worst):
+        if severity(c.get("status")) > severity(worst):
             worst = str(c.get("status"))
     return worst
 
@@ -868,7 +864,7 @@ def _sustained_table(checks: Sequence[Mapping], ident: str) -> str:
         labels = "".join(
             f'<span class="label" title="{_e(c.get("message"))}">'
             f'{_e(_BURN.fullmatch(c["name"]).group(1) if _series_kind(c) == "burn" else "telemetry")} '
-            f'{_e(c.get("status"))}</span>' for c in mine if _severity(c.get("status")) > 0)
+            f'{_e(c.get("status"))}</span>' for c in mine if severity(c.get("status")) > 0)
         cells = [f'<td class="device">{_e(device)}</td>',
                  f'<td class="status"><span class="badge st-{_status_class(worst)}">{_e(worst)}</span>{labels}</td>']
         for dt in dtypes:
@@ -899,7 +895,7 @@ def _sustained_hosts(summary: Mapping, series: Mapping) -> tuple[list, int]:
     have = [h for h in hosts if _usable(series.get(h))]
     if len(have) <= MAX_SUSTAINED_HOSTS:
         return have, 0
-    urgent = [h for h in have if _severity(_worst(_usable(series[h]))) > 0
+    urgent = [h for h in have if severity(_worst(_usable(series[h]))) > 0
               or (hosts[h] or {}).get("status") not in ("pass", "warn")]
     first = set(urgent)
     chosen = set((urgent + [h for h in have if h not in first])[:MAX_SUSTAINED_HOSTS])
@@ -930,8 +926,8 @@ def _sustained_section(summary: Mapping, series: Optional[Mapping]) -> str:
             burns, tele, _, _ = _split(checks)
             names = {k: name for k, name, *_ in TELEMETRY_SERIES}
             panels = [names.get(k, "burn throughput") for k in _panels(burns, tele)]
-            marked = [f"{d} {t} {c.get('status')}" for d, t, c in burns if _severity(c.get("status")) > 0]
-            marked += [f"{d} telemetry {c.get('status')}" for d, c in tele.items() if _severity(c.get("status")) > 0]
+            marked = [f"{d} {t} {c.get('status')}" for d, t, c in burns if severity(c.get("status")) > 0]
+            marked += [f"{d} telemetry {c.get('status')}" for d, c in tele.items() if severity(c.get("status")) > 0]
             caption = f"{host}: {', '.join(panels)} over time" + (f"; {', '.join(marked)}" if marked else "")
             block.append(_plot(lambda h=host, c=checks: _sustained(mpl, h, c), f"sustained load on {host}", caption,
                                "sustained"))

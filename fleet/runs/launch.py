@@ -35,10 +35,10 @@ from fleet.runs.run_dir import make_run_dir, safe_name, write_run, write_summary
 from fleet.runs.verdict import judge
 from fleet.shell import quote
 from fleet.transport import SshOptions, Transport
+from verify.profiles import SUSTAINED  # torch-free: the profile names only
 
 VERIFY_ENV_VAR = "gpufleet_verify_env"  # inventory: extra environment for verify (NCCL_*, OMP_NUM_THREADS...)
 DEFAULT_RDZV_PORT = 29400
-SUSTAINED_PROFILES = ("nightly", "acceptance")
 STOP_TIMEOUT_S = 15.0  # how long stopping a node's run may take
 KEEP_NODE_RUNS = 5  # run folders kept on a node (its reports and pid files); older ones are removed
 
@@ -93,7 +93,7 @@ def torchrun_argv(python: str, nproc: int, out: str, s: VerifySettings, rendezvo
         argv += ["--dcgm-level", str(int(s.dcgm_level))]
     if s.dcgm_allow_skips:
         argv.append("--dcgm-allow-skips")
-    if s.profile in SUSTAINED_PROFILES or s.dcgm_level is not None:  # the ranks wait on each other that long
+    if s.profile in SUSTAINED or s.dcgm_level is not None:  # the ranks wait on each other that long
         argv += ["--timeout", f"{max(300.0, s.timeout):g}"]
     return argv
 
