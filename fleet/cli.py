@@ -1,16 +1,19 @@
 """``gpufleet``: the console entry point, the same tasks as ``invoke`` (tasks.py) with its own parser's exit code.
 
-``invoke TASK`` works too, but Invoke's parser exits 1 on a mistyped option,
-task or missing argument, the code gpufleet keeps for "a host failed".  Here
-every usage error exits :attr:`fleet.outcome.ExitCode.USAGE` (2) with one
-line, a Ctrl-C that reaches the top exits 130, and SIGTERM stops a run the way
-Ctrl-C does.
+The same program as ``invoke`` run in the project: the same tasks and the same
+configuration (the project's ``invoke.yaml`` beside ``tasks.py``, Invoke's system
+and user files, the environment; see :mod:`fleet.config`).  ``invoke TASK``
+works too, but Invoke's parser exits 1 on a mistyped option, task or missing
+argument, the code gpufleet keeps for "a host failed".  Here every usage error
+exits :attr:`fleet.outcome.ExitCode.USAGE` (2) with one line, a Ctrl-C that
+reaches the top exits 130, and SIGTERM stops a run the way Ctrl-C does.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Optional
 
 from invoke import Collection, Program
@@ -21,7 +24,18 @@ from fleet.outcome import ExitCode
 
 
 class GpufleetProgram(Program):
-    """Invoke's Program with the tasks of tasks.py, whose parse errors are usage errors (exit 2)."""
+    """Invoke's Program with the tasks of tasks.py and the project's invoke.yaml, whose parse errors are usage
+    errors (exit 2)."""
+
+    def __init__(self, project: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+
+    def create_config(self) -> None:
+        """Invoke's system and user configuration, then the project's (what ``invoke`` loads beside tasks.py)."""
+        super().create_config()
+        self.config.set_project_location(str(self.project))
+        self.config.load_project()
 
     def parse_core(self, argv: Optional[list]) -> None:
         with _usage_errors():
@@ -64,10 +78,11 @@ class _usage_errors:
 
 
 def program() -> GpufleetProgram:
+    """The program; a broken invoke.yaml stops it here (tasks.py checks it on import: exit 2, one line)."""
     import tasks  # the project's tasks.py, installed beside the packages
 
-    return GpufleetProgram(namespace=Collection.from_module(tasks), name="gpufleet", binary="gpufleet",
-                           version=__version__)
+    return GpufleetProgram(Path(tasks.__file__).resolve().parent, namespace=Collection.from_module(tasks),
+                           name="gpufleet", binary="gpufleet", version=__version__)
 
 
 def _terminated(signum, frame) -> None:
@@ -77,7 +92,12 @@ def _terminated(signum, frame) -> None:
 
 def main(argv: Optional[list] = None) -> None:
     signal.signal(signal.SIGTERM, _terminated)
-    program().run(argv if argv is not None else sys.argv)
+    try:
+        prog = program()
+    except Exit as e:  # the configuration cannot be used: one line, exit 2
+        print(e.message, file=sys.stderr)
+        raise SystemExit(e.code) from None
+    prog.run(argv if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":

@@ -1,54 +1,37 @@
-"""What the tasks share: flags to typed options, host selection, default paths, and usage errors.
+"""Flags to typed settings, and nothing else: every flag checked before any host is contacted.
 
-A usage problem (a bad inventory, a pattern that selects nothing, a flag that is
-not a number, an output path that is a file) is an :class:`invoke.exceptions.Exit`
-with :attr:`fleet.outcome.ExitCode.USAGE` (2) and one line naming what is wrong:
-no traceback, and no host contacted.
-
-Default paths do not depend on where you stand: the default inventory and the
-reports directory are the project's (the directory holding ``tasks.py`` and
-``invoke.yaml``); a relative path set in ``invoke.yaml`` is taken relative to
-the project too.  A path given on the command line or in ``$GPUFLEET_INVENTORY``
-is the user's own, relative to the current directory.
+A usage problem (a flag that is not a number, a choice not offered, two flags that cannot go together) is an
+:class:`invoke.exceptions.Exit` with :attr:`fleet.outcome.ExitCode.USAGE` (2) and one line naming what is wrong:
+no traceback, and no host contacted.  Where a flag is not given, :class:`fleet.config.Config` gives the value
+(invoke.yaml, Ansible's configuration, the defaults).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
+import shlex
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 from invoke.exceptions import Exit
 
-from fleet.inventory import INVENTORY_ENV, Host, InventoryError, PatternError, load_inventory, split_sources
+from fleet.config import Config
 from fleet.outcome import ExitCode
 from fleet.transport import SshOptions
 
-PROJECT = Path(__file__).resolve().parents[1]  # where tasks.py, invoke.yaml, inventory/ and reports/ live
-DEFAULT_INVENTORY = "inventory/hosts.yaml"
-DEFAULT_REPORTS = "reports"
-HISTORY_ENV = "GPUFLEET_HISTORY"
-
-# Every task default in one place; invoke.yaml's `gpufleet:` section overrides them (e.g. `gpufleet: {forks: 64}`),
-# a flag overrides both.  Per-task timeouts: `gpufleet: {timeout: {verify: 3600}}`.
-DEFAULTS = {
-    "forks": 32,
-    "connect_timeout": 10,
-    "timeout": {"audit": 120, "push": 600, "verify": 1800, "provision": 900},
-}
-
 HELP_COMMON = {
     "hosts": "Ansible host pattern: group or host names, globs, ~regex, group[0:2], comma-separated, '!name' "
-             "excludes, '&group' intersects (default: all)",
-    "inventory": "inventory: YAML, INI or JSON file, directory, or executable script; several separated by commas "
-                 "(default: $GPUFLEET_INVENTORY, gpufleet.inventory in invoke.yaml, else the project's "
+             "excludes, '&group' intersects (default: all); -l/--limit is the same flag",
+    "inventory": "inventory: YAML, INI or JSON file, directory, or executable script; repeat -i (or separate with "
+                 "commas) to layer several, as Ansible does (default: $GPUFLEET_INVENTORY, gpufleet.inventory in "
+                 "invoke.yaml, Ansible's inventory ($ANSIBLE_INVENTORY, ansible.cfg), else the project's "
                  "inventory/hosts.yaml)",
-    "forks": "how many hosts to work on at once (default 32)",
+    "forks": "how many hosts to work on at once (default: gpufleet.forks in invoke.yaml, forks in ansible.cfg, "
+             "else 32)",
+    "user": "SSH user for hosts whose inventory sets none (as Ansible's -u: an inventory's ansible_user wins; "
+            "default: remote_user in ansible.cfg, else ~/.ssh/config's or your login name)",
     "timeout": "seconds a host's work may run before it is cut off (audit 120, push 600, verify 1800, provision 900)",
-    "connect_timeout": "seconds to wait for a host's TCP connect, SSH banner and authentication (default 10)",
+    "connect_timeout": "seconds to wait for a host's TCP connect, SSH banner and authentication (default: "
+                       "gpufleet.connect_timeout in invoke.yaml, timeout in ansible.cfg, else 10)",
     "accept_new_host_keys": "trust and record unknown host keys on first use (a changed key is still refused)",
 }
 
@@ -66,9 +49,10 @@ HELP_HISTORY = {
 }
 
 HELP_NOTIFY = {
-    "notify": "run this shell command with a JSON of what changed (gpufleet.notify/1) on its stdin, only when a "
-              "host's status changed since its previous run (or it has a new critical Xid), and as a reminder "
-              "for a host still failing after --remind-days; needs the history",
+    "notify": "run this shell command with a JSON of what changed (gpufleet.notify/1) on its stdin when a host's "
+              "status differs from the one last delivered (or it has a new critical Xid), and as a reminder for a "
+              "host still failing after --remind-days; an alert stays due until the command exits 0; needs the "
+              "history",
     "remind_days": "with --notify: remind of a host still failing after this many days (default 7)",
 }
 
@@ -85,65 +69,60 @@ HELP_OUTPUTS = {
 HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
                    "installed there with pip --no-index --no-deps")
 
+HELP_VERIFY = {
+    **HELP_COMMON,
+    "profile": "quick (default; about a minute), full (larger sizes, longer sweeps), nightly (quick plus a few "
+               "minutes of burn and memory test per GPU) or acceptance (full plus 30 minutes of them)",
+    "duration": "nightly/acceptance: seconds of sustained stages per GPU (burn 70 %, memory test 30 %; "
+                "default 300 / 1800); --timeout grows to fit",
+    "dcgm_level": "also run DCGM's diagnostic `dcgmi diag -r N` (1-4); a node without dcgmi (or whose host engine "
+                  "is down) fails: asked for means required; each DCGM test is a check",
+    "dcgm_allow_skips": "a test DCGM skipped is not a failure (it is by default)",
+    "nproc": "ranks per host: auto (one per GPU; 1 on a host without) or a number",
+    "timeout": "seconds verify may run on a host before it is stopped (default 1800)",
+    "out": "directory under which the run directory <UTC timestamp>/ is made "
+           "(default: gpufleet.reports in invoke.yaml, else the project's reports/)",
+    "force": "benchmark GPUs even when other compute processes are using them",
+    "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes",
+    "rdzv_port": "rendezvous port on the first host for --multinode (default 29400)",
+    "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all; "
+              "checked before any host is contacted",
+    "wheelhouse": HELP_WHEELHOUSE,
+    **HELP_CRON,
+    **HELP_OUTPUTS,
+    **HELP_HISTORY,
+    "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler; "
+           "busy nodes are skipped, nodes drained by others left alone)",
+    "slurm_host": "with --via slurm: run sbatch/squeue/scontrol/scancel over SSH on this login node "
+                  "(an inventory host or an ssh name; default: here)",
+    "shared_dir": "with --via slurm: a directory on the cluster's shared filesystem, the same path on every "
+                  "node, where the jobs write their reports (required)",
+    "partition": "with --via slurm: the jobs' partition",
+    "qos": "with --via slurm: the jobs' QoS",
+    "account": "with --via slurm: the jobs' account",
+    "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
+    "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
+    "pairwise": "with --multinode: find the bad host or link by pairing hosts (two-node all_reduce sweeps at "
+                "once, suspects re-paired with good hosts) instead of one ring over every host",
+    "rounds": "with --pairwise: rounds of fresh random pairings before re-pairing suspects (default 1)",
+    "pair_timeout": "with --pairwise: seconds each pair may run before it is stopped and counted as hung "
+                    "(default 120)",
+    "pair_floor": "with --pairwise: a pair below this fraction of the median pair's bus bandwidth is slow "
+                  "(default 0.7)",
+    "topology": "with --pairwise: random (default), rack (pair within a gpufleet_rack first) or cross (across "
+                "racks)",
+    "regression": "a figure below this fraction of the host's own baseline (the median of its last passing "
+                  "runs of the same profile) is a regression: exit 1 (default 0.9)",
+    "baseline_runs": "how many of a host's last passing runs make its baseline (default 5, at least 3 needed)",
+    **HELP_NOTIFY,
+}
+
+# Ansible's short and long names for the flags every host task shares (tasks.py's GpufleetTask adds them).
+FLAG_ALIASES = {"inventory": ("i",), "hosts": ("limit", "l"), "forks": ("f",), "user": ("u",)}
+
 
 def usage_error(message: str) -> Exit:
     return Exit(f"gpufleet: {message}", code=int(ExitCode.USAGE))
-
-
-def _configured(c, key: str) -> Optional[str]:
-    config = getattr(c, "config", None)
-    section = (config.get("gpufleet") if config is not None else None) or {}
-    value = section.get(key)
-    return str(value) if value not in (None, "") else None
-
-
-def project_path(value: str) -> Path:
-    """A path from the project's configuration: absolute as given, else relative to the project."""
-    path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else PROJECT / path
-
-
-def inventory_sources(c, explicit: Optional[str]) -> tuple[list[Path], str]:
-    """``(sources, where they came from)``: ``--inventory`` beats ``$GPUFLEET_INVENTORY`` beats
-    ``gpufleet.inventory`` in invoke.yaml beats the project's default.  Each may be several sources separated by
-    commas (layered in order, as several ``ansible -i``)."""
-    if explicit:
-        return [Path(os.path.expanduser(p)).absolute() for p in split_sources(explicit)], "--inventory"
-    if os.environ.get(INVENTORY_ENV):
-        return ([Path(os.path.expanduser(p)).absolute() for p in split_sources(os.environ[INVENTORY_ENV])],
-                f"${INVENTORY_ENV}")
-    configured = _configured(c, "inventory")
-    if configured:
-        return [project_path(p) for p in split_sources(configured)], "gpufleet.inventory in invoke.yaml"
-    return [PROJECT / DEFAULT_INVENTORY], "the default"
-
-
-def reports_dir(c, explicit: Optional[str]) -> Path:
-    """Where run directories go: ``--out``, else ``gpufleet.reports`` in invoke.yaml, else the project's reports/.
-
-    Refused (usage error) when it exists and is not a directory."""
-    if explicit:
-        path = Path(os.path.expanduser(explicit)).absolute()
-    else:
-        configured = _configured(c, "reports")
-        path = project_path(configured) if configured else PROJECT / DEFAULT_REPORTS
-    if path.exists() and not path.is_dir():
-        raise usage_error(f"--out {path}: exists and is not a directory")
-    return path
-
-
-def select(c, hosts: Optional[str], inventory: Optional[str]) -> tuple[str, list[Host]]:
-    """``(inventory sources joined with commas, selected hosts)``; a usage error names the file and where its
-    path came from.  Hosts gpufleet cannot honour (:attr:`Host.problem`) are selected: each task reports them."""
-    paths, origin = inventory_sources(c, inventory)
-    path = ",".join(str(p) for p in paths)
-    try:
-        inv = load_inventory(paths)
-        return path, inv.select(hosts or "all")
-    except InventoryError as e:
-        raise usage_error(f"inventory error: {e} (inventory from {origin})") from None
-    except PatternError as e:
-        raise usage_error(f"{e} (inventory {path})") from None
 
 
 def positive_number(name: str, value, integer: bool = False) -> float:
@@ -168,35 +147,32 @@ def fraction(name: str, value, default: float) -> float:
     return v
 
 
-def setting(c, name: str, value, task: Optional[str] = None):
-    """A flag's value: as given, else invoke.yaml's ``gpufleet.<name>``, else :data:`DEFAULTS`."""
-    if value is not None:
-        return value
-    config = getattr(c, "config", None)
-    section = (config.get("gpufleet") if config is not None else None) or {}
-    for source in (section, DEFAULTS):
-        found = source.get(name)
-        if isinstance(found, dict) or hasattr(found, "get"):
-            found = found.get(task) if task else None
-        if found is not None:
-            return found
-    raise KeyError(f"no default for {name}")
-
-
-def ssh_options(c, task: str, forks, timeout, connect_timeout, accept_new_host_keys: bool) -> SshOptions:
-    """The SSH options from the common flags (each a usage error when not a positive number)."""
-    return SshOptions(
-        forks=int(positive_number("--forks", setting(c, "forks", forks), integer=True)),
-        command_timeout=positive_number("--timeout", setting(c, "timeout", timeout, task)),
-        connect_timeout=positive_number("--connect-timeout", setting(c, "connect_timeout", connect_timeout)),
-        accept_new_host_keys=bool(accept_new_host_keys),
-    )
-
-
 def choice(name: str, value, choices: tuple) -> str:
     if str(value) not in choices:
         raise usage_error(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
+
+
+def inventory_flags(value) -> tuple:
+    """``-i``/``--inventory`` as given: repeated (a list), one string, or nothing."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if str(v).strip())
+    return (str(value),) if str(value).strip() else ()
+
+
+def ssh_options(config: Config, task: str, forks, timeout, connect_timeout, accept_new_host_keys: bool
+                ) -> SshOptions:
+    """The SSH options from the common flags (each a usage error when not a positive number)."""
+    return SshOptions(
+        forks=int(positive_number("--forks", forks if forks is not None else config.setting("forks"), integer=True)),
+        command_timeout=positive_number("--timeout", timeout if timeout is not None
+                                        else config.setting("timeout", task)),
+        connect_timeout=positive_number("--connect-timeout", connect_timeout if connect_timeout is not None
+                                        else config.setting("connect_timeout")),
+        accept_new_host_keys=bool(accept_new_host_keys),
+    )
 
 
 def verify_checks(text) -> tuple:
@@ -226,32 +202,6 @@ def wheelhouse(path: Optional[str]):
         raise usage_error(f"--wheelhouse: {e}") from None
 
 
-def quiet_libraries() -> None:
-    """paramiko logs handshake tracebacks for hosts we already report as unreachable."""
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    logging.getLogger("paramiko").propagate = False
-
-
-def echo(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def finish(table: str, report: dict, json_path: Optional[str], code: int) -> None:
-    """Print the table, write ``--json`` atomically, and exit with ``code`` (0 returns normally)."""
-    from fleet.jsonio import write_json_atomic
-
-    echo(table)
-    if json_path:
-        write_json_atomic(json_path, report)
-        note(f"report written to {json_path}")
-    if code:
-        raise Exit(code=int(code))
-
-
 def retention(keep_runs, keep_days) -> tuple:
     """``(keep_runs, keep_days)`` from the flags (None when not given); a usage error when malformed."""
     runs = None
@@ -266,65 +216,58 @@ def retention(keep_runs, keep_days) -> tuple:
     return runs, days
 
 
-@contextmanager
-def run_lock(directory: Path, wait_lock) -> Iterator[None]:
-    """Hold ``directory``'s run lock for the block; another run holding it is a usage error (exit 2) naming it."""
-    from fleet.runlock import lock_path_for
-
-    with _held(lock_path_for(directory), wait_lock):
-        yield
+def wait_seconds(wait_lock) -> float:
+    """``--wait-lock``: seconds to wait for another run's lock (0: fail at once)."""
+    return 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
 
 
-@contextmanager
-def _held(path: Path, wait_lock) -> Iterator[None]:
-    """Hold the lock file ``path`` for the block (``--wait-lock`` seconds of waiting); held by another run: exit 2."""
-    from fleet.runlock import LockHeld, RunLock
-
-    wait = 0.0 if wait_lock is None else positive_number("--wait-lock", wait_lock)
-    lock = RunLock(path, wait_s=wait)
-    try:
-        lock.acquire(wait)
-    except LockHeld as e:
-        raise usage_error(str(e)) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def history_path(c, explicit: Optional[str], no_history: bool = False) -> Optional[Path]:
-    """The history database (None with ``--no-history``): ``--history``, else ``$GPUFLEET_HISTORY``, else
-    ``gpufleet.history`` in invoke.yaml (relative to the project), else the project's ``reports/history.sqlite``."""
+def history_path(config: Config, explicit: Optional[str], no_history: bool = False) -> Optional[Path]:
+    """The history database (None with ``--no-history``); refused when it exists and is not a file."""
     if no_history:
         return None
-    if explicit or os.environ.get(HISTORY_ENV):
-        path = Path(os.path.expanduser(explicit or os.environ[HISTORY_ENV])).absolute()
-    else:
-        configured = _configured(c, "history")
-        path = project_path(configured) if configured else PROJECT / DEFAULT_REPORTS / "history.sqlite"
+    path = config.history_path(explicit)
     if path.exists() and not path.is_file():
         raise usage_error(f"--history {path}: exists and is not a file")
     return path
 
 
-def record_history(path: Optional[Path], kind: str, *args) -> Optional[str]:
-    """Record the finished run in the history database (a failure to record is said, never fatal); its run id."""
-    from fleet.history import record
-
-    run_id, said = record(path, kind, *args)
-    if said:
-        note(said)
-    return run_id
+def reports_dir(config: Config, explicit: Optional[str]) -> Path:
+    """Where run directories go; refused when it exists and is not a directory."""
+    path = config.reports_dir(explicit)
+    if path.exists() and not path.is_dir():
+        raise usage_error(f"--out {path}: exists and is not a directory")
+    return path
 
 
-@contextmanager
-def history_lock(db: Optional[Path], kind: str, wait_lock) -> Iterator[None]:
-    """One audit (or provision) at a time per history database: ``<db>.<kind>.lock`` (nothing without a history)."""
-    if db is None:
-        yield
-        return
-    with _held(db.with_name(f"{db.name}.{kind}.lock"), wait_lock):
-        yield
+def output_path(flag: str, value: Optional[str]) -> Optional[Path]:
+    """An output file a flag names (``--json``, ``--prom``, ``--junit``), checked before any host is contacted:
+    its directory exists and is writable, and the path is not a directory."""
+    if not value:
+        return None
+    import os
+
+    path = Path(os.path.expanduser(str(value))).absolute()
+    if path.is_dir():
+        raise usage_error(f"{flag} {path}: is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise usage_error(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise usage_error(f"{flag} {path}: not writable ({_why_not_writable(parent)})")
+    return path
+
+
+def _why_not_writable(directory: Path) -> str:
+    import errno
+    import os
+
+    try:
+        st = os.statvfs(directory)
+        if st.f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    except OSError as e:
+        return e.strerror or str(e)
+    return os.strerror(errno.EACCES)
 
 
 def notify_settings(notify: Optional[str], remind_days, db: Optional[Path]) -> tuple:
@@ -340,63 +283,10 @@ def notify_settings(notify: Optional[str], remind_days, db: Optional[Path]) -> t
     return (str(notify) if notify else None), days
 
 
-def notify(command: Optional[str], db: Optional[Path], kind: str, run_id: Optional[str], subjects: tuple,
-           states: dict, remind_days: float, source: Optional[str], exit_code: Optional[int]) -> None:
-    """--notify: alert on what changed (see fleet.history.alerts), saying what happened on stderr."""
-    if not command:
-        return
-    from fleet.history.alerts import notify as send
-
-    statuses, new_xids, details = subjects
-    note(send(db, command, kind, run_id, statuses, states, new_xids, details, remind_days, source, exit_code))
-
-
-def _inventory_hosts(c, inventory: Optional[str]) -> dict:
-    """{name: Host} of the inventory, or {} when there is none (these commands can run without one)."""
-    sources, _ = inventory_sources(c, inventory)
-    if not inventory and not any(Path(s).exists() for s in sources):
-        return {}
-    try:
-        return {h.name: h for h in load_inventory([str(s) for s in sources]).select("all")}
-    except (InventoryError, PatternError, OSError) as e:
-        raise usage_error(str(e)) from None
-
-
-def slurm_node_names(c, inventory: Optional[str]) -> dict:
-    """{inventory host: its Slurm node}: ``gpufleet_slurm_node``, else the host's own name."""
-    from fleet.slurm.nodes import node_of
-
-    return {name: node_of(name, h.vars) for name, h in _inventory_hosts(c, inventory).items()}
-
-
-@contextmanager
-def slurm_client(c, slurm_host: Optional[str], inventory: Optional[str]) -> Iterator:
-    """A :class:`fleet.slurm.client.SlurmClient` running here, or over SSH on ``slurm_host`` (an inventory host,
-    with its connection variables, or an ssh name) for the block."""
-    from fleet.outcome import HostError
-    from fleet.slurm.client import SlurmClient, SlurmError, ssh_runner
-    from fleet.transport import connect
-
-    if not slurm_host:
-        yield SlurmClient()
-        return
-    host = _inventory_hosts(c, inventory).get(slurm_host) or Host(slurm_host)
-    try:
-        transport = connect(host, ssh_options(c, "verify", None, None, None, False))
-    except HostError as e:
-        raise SlurmError(f"--slurm-host {slurm_host}: {e}") from None
-    try:
-        yield SlurmClient(ssh_runner(transport))
-    finally:
-        transport.close()
-
-
 def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account, slurm_args, wait: bool,
                    multinode: bool):
     """``--via slurm``'s settings (a :class:`fleet.slurm.jobs.SlurmSettings`), None for ``--via ssh``; usage errors
     for what cannot work."""
-    import shlex
-
     from fleet.slurm.jobs import SlurmSettings
 
     if via != "slurm":
