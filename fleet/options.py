@@ -15,6 +15,7 @@ from typing import Optional
 from invoke.exceptions import Exit
 
 from fleet.config import Config
+from fleet.jsonio import unwritable
 from fleet.outcome import ExitCode
 from fleet.transport import SshOptions
 
@@ -249,25 +250,12 @@ def output_path(flag: str, value: Optional[str]) -> Optional[Path]:
     path = Path(os.path.expanduser(str(value))).absolute()
     if path.is_dir():
         raise usage_error(f"{flag} {path}: is a directory")
-    parent = path.parent
-    if not parent.is_dir():
-        raise usage_error(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise usage_error(f"{flag} {path}: not writable ({_why_not_writable(parent)})")
+    if not path.parent.is_dir():
+        raise usage_error(f"{flag} {path}: directory {path.parent} does not exist")
+    why = unwritable(path)
+    if why:
+        raise usage_error(f"{flag} {path}: cannot be written ({why})")
     return path
-
-
-def _why_not_writable(directory: Path) -> str:
-    import errno
-    import os
-
-    try:
-        st = os.statvfs(directory)
-        if st.f_flag & os.ST_RDONLY:
-            return os.strerror(errno.EROFS)
-    except OSError as e:
-        return e.strerror or str(e)
-    return os.strerror(errno.EACCES)
 
 
 def notify_settings(notify: Optional[str], remind_days, db: Optional[Path]) -> tuple:

@@ -126,12 +126,23 @@ def history_lock(db: Optional[Path], kind: str, wait_s: float) -> Iterator[None]
     if db is None:
         yield
         return
+    check_history(db)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise usage_error(f"history {db}: {e.strerror or e}") from None
     with held(db.with_name(f"{db.name}.{kind}.lock"), wait_s):
         yield
+
+
+def check_history(db: Optional[Path]) -> None:
+    """The history can be written (its directory, and the file where it exists): a usage error otherwise, before
+    any host is contacted (verify takes no history lock, so it asks here)."""
+    from fleet.jsonio import unwritable
+
+    why = unwritable(db) if db is not None else None
+    if why:
+        raise usage_error(f"history {db}: cannot be written ({why})")
 
 
 # -- after the run --------------------------------------------------------------------------------------

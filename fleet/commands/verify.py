@@ -63,6 +63,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
+    common.check_history(job.db)
     hosts = common.inventory_hosts(config, job.inventory) if job.slurm_host else {}
     try:  # one run per reports directory; no host is contacted before the lock is held
         with common.run_lock(job.base, job.wait_lock), slurm_client(config, job.slurm_host, hosts) as client:
