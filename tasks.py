@@ -34,6 +34,8 @@ class GpufleetTask(Task):
 
 
 def _config(c) -> fleet_config.Config:
+    """The command's configuration (every task starts here)."""
+    common.quiet_libraries()
     try:
         return fleet_config.from_context(c)
     except fleet_config.ConfigError as e:

@@ -20,6 +20,14 @@ from fleet.inventory.model import KEY_FILE_VARS, USER_VARS, first
 from fleet.options import usage_error
 
 
+def quiet_libraries() -> None:
+    """paramiko logs handshake tracebacks for hosts we already report as unreachable."""
+    import logging
+
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
+
+
 def echo(text: str = "") -> None:
     print(text, flush=True)
 
