@@ -46,7 +46,39 @@ def test_the_terminal_line_names_each_host_and_its_time_in_the_stage_then_counts
     clock.now += 5
     assert p.postfix() == "1 host pushing, 5 hosts running (longest 2m15s)"
     p.done("n0", "ok")
-    assert "n0" not in p.postfix()
+    assert p.postfix() == "1 ok; 1 host pushing, 4 hosts running (longest 5s)"
+    p.done("n1", "auth_failed")
+    p.done("n2", "failed")
+    p.done("n3", "host_key_rejected")
+    assert p.postfix() == "1 ok, 1 failed, 2 unreachable; n4 running 5s, n5 running 5s"
+
+
+def test_without_a_terminal_a_heartbeat_names_what_still_runs():
+    clock, out = Clock(), io.StringIO()
+    p = Progress("audit", ["a", "b", "c"], "lines", stream=out, clock=clock)
+    p.stage("a", "connecting")
+    p.stage("b", "running")
+    clock.now += 29
+    p.tick()  # said something 29 s ago: no heartbeat yet
+    p.done("c", "unreachable", "no route to host")
+    clock.now += 30
+    p.tick()
+    p.tick()  # the heartbeat itself was a line: not twice in a row
+    clock.now += 31
+    p.tick()
+    p.done("a", "ok")
+    p.done("b", "ok")
+    clock.now += 100
+    p.tick()  # nothing running: no heartbeat
+    assert out.getvalue().splitlines() == [
+        "[audit     0s] a: connecting",
+        "[audit     0s] b: running",
+        "[audit    29s] c: unreachable (no route to host)",
+        "[audit    59s] still running: a connecting 59s, b running 59s; 1 unreachable",
+        "[audit  1m30s] still running: a connecting 1m30s, b running 1m30s; 1 unreachable",
+        "[audit  1m30s] a: ok",
+        "[audit  1m30s] b: ok",
+    ]
 
 
 def test_auto_never_draws_a_bar_without_a_terminal(monkeypatch):
