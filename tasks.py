@@ -170,23 +170,26 @@ def report(c, run_dir, json=None):
     _finish(Outcome(render_table(summary), summary, summary["exit_code"]), json_path)
 
 
-@task(name="history", auto_shortflags=False, help={
-    "hosts": "host names or shell globs of the hosts to show (default: every host in the history)",
+@task(name="history", klass=GpufleetTask, auto_shortflags=False, iterable=["inventory"], help={
+    "hosts": "a host pattern resolved through the inventory (groups too), or host names and shell globs of hosts "
+             "the inventory no longer holds (default: every host in the history)",
+    "inventory": opt.HELP_COMMON["inventory"],
     "history": opt.HELP_HISTORY["history"],
     "metric": "show this metric's trend (a key such as matmul/bf16/tflops, or KEY:gpu0)",
     "days": "only runs of the last N days",
     "json": "also write the history (schema gpufleet.history/1) to this path",
 })
-def history_(c, hosts=None, history=None, metric=None, days=None, json=None):
+def history_(c, hosts=None, inventory=None, history=None, metric=None, days=None, json=None):
     """Each host's recent runs from the history database: status, key figures, a small trend; GPU identities.
 
     Reads the database every audit, verify and provision run writes (it never creates one).
     """
     from fleet.history import history_main
 
-    db = opt.history_path(_config(c), history)
+    cfg = _config(c)
+    db = opt.history_path(cfg, history)
     window = opt.positive_number("--days", days) if days is not None else None
-    names = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    names = common.history_names(cfg, hosts, opt.inventory_flags(inventory))
     json_path = opt.output_path("--json", json)
     text, _ = history_main(db, names, metric, window, json_path)
     common.echo(text)

@@ -83,6 +83,24 @@ def with_defaults(host: Host, defaults: dict) -> Host:
     return dataclasses.replace(host, vars={**host.vars, **add}) if add else host
 
 
+def history_names(config: Config, pattern: Optional[str], inventory: tuple = ()) -> Optional[list]:
+    """``history --hosts``: the names a pattern selects from the inventory (groups, ranges, exclusions), or, where
+    the inventory cannot resolve it (a host that left the inventory, no inventory at all), the pattern's terms
+    as host names and shell globs; None for every host."""
+    if not pattern:
+        return None
+    terms = [t.strip() for t in str(pattern).split(",") if t.strip()]
+    paths, _ = config.inventory_sources(inventory)
+    if inventory or any(Path(p).exists() for p in paths):
+        try:
+            return [h.name for h in load_inventory(paths).select(pattern)]
+        except PatternError:
+            pass  # not an inventory pattern: names and globs of the history
+        except InventoryError as e:
+            raise usage_error(f"inventory error: {e}") from None
+    return terms
+
+
 def inventory_hosts(config: Config, inventory: tuple = ()) -> dict:
     """{name: Host} of the inventory, or {} when there is none (slurm-sync and --slurm-host can run without)."""
     sources, _ = config.inventory_sources(inventory)
