@@ -20,11 +20,11 @@ from tests.sshd import REPO, invoke_env
 
 
 def gpufleet(args: list[str], env: dict | None = None, cwd: str | Path = "/", timeout: float = 300,
-             ) -> subprocess.CompletedProcess:
+             umask: int | None = None) -> subprocess.CompletedProcess:
     env = dict(env or os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run([sys.executable, "-m", "fleet.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, preexec_fn=None if umask is None else (lambda: os.umask(umask)))
 
 
 USAGE_ERRORS = [
@@ -67,11 +67,19 @@ def test_help_and_list_work_from_anywhere(tmp_path):
 def test_the_documented_command_passes_on_the_default_inventory_from_another_directory(tmp_path):
     out = tmp_path / "reports"
     r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out),
-                  "--prom", str(tmp_path / "gpufleet.prom"), "--junit", str(tmp_path / "junit.xml")], cwd=tmp_path)
+                  "--prom", str(tmp_path / "gpufleet.prom"), "--junit", str(tmp_path / "junit.xml")], cwd=tmp_path,
+                 umask=0o022)
     assert r.returncode == 0, r.stdout + r.stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["localhost"]["status"] == "pass" and summary["exit_code"] == 0
+    # the files an ops group reads follow the umask (022: readable by all), the page holds its plots
+    import stat
+
+    for f in (run_dir / "summary.json", run_dir / "summary.html", run_dir / "run.json",
+              run_dir / "hosts" / "localhost.json", tmp_path / "gpufleet.prom", tmp_path / "junit.xml"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    assert 'src="data:image/png;base64,' in (run_dir / "summary.html").read_text()
     # the outputs operators watch: node_exporter's textfile, CI's JUnit
     from prometheus_client.parser import text_string_to_metric_families
     import xml.etree.ElementTree as ET
