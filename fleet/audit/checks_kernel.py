@@ -8,7 +8,13 @@ own text says more, which then decides:
 - "RST: Yes" / "D-RST: Yes": the driver asks for a GPU reset (or a drain and reset): fail;
   "RST: No, D-RST: No" on a contained error: not a drain; the application is restarted: warn;
 - Xid 154 "GPU recovery action changed ... to 0xN (label)": the action the driver names (None warns, any
-  other fails).
+  other fails);
+- Xid 144-150 (NVLink5) in the driver's "UNIT Fatal|Nonfatal XCn in Link L (IntrInfo ErrorStatus ...)" form:
+  NVIDIA's decode table (:mod:`fleet.audit.xid_nvlink5`) gives the unit's action for that status: IGNORE on a
+  Nonfatal line passes (reported: NVIDIA leaves the GPU in service), IGNORE on a Fatal line warns, XID_154_EVAL
+  warns (the Xid 154 the driver logs with it is judged on its own), RESET_GPU fails.  Where the table has no row
+  for the unit and status, the line's own word decides: Fatal fails with the catalogue's headline action
+  (WORKFLOW_NVLINK5_ERR), Nonfatal warns.  A 144-150 line not in that form follows the headline action.
 
 An Xid the catalogue does not list warns and says so.  An SXid line's "Fatal" / "Non-fatal" decides; a line
 without it follows the SXid catalogue.
@@ -17,6 +23,7 @@ without it follows the SXid catalogue.
 from __future__ import annotations
 
 from fleet.audit import xid_catalog as cat
+from fleet.audit import xid_nvlink5 as nvl5
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.kernel import normalize_pci
 from fleet.status import Check, Status
@@ -54,6 +61,9 @@ def classify_xid(x: dict) -> dict:
         what = "a drain and GPU reset (D-RST: Yes)" if reset["d_rst"] else "a GPU reset (RST: Yes)"
         return {"status": Status.FAIL, "action": "RESET_GPU", "advice": "drain the node and reset the GPU",
                 "reason": f"the driver asks for {what}"}
+    nvlink = nvl5.decode(n, x.get("message", ""))
+    if nvlink is not None:
+        return classify_nvlink5(n, nvlink)
     action = cat.xid_action(n)
     status, advice = cat.verdict(action)
     if reset and "contained" in x.get("message", "").lower() and "uncontained" not in x.get("message", "").lower():
@@ -63,6 +73,34 @@ def classify_xid(x: dict) -> dict:
         return {"status": status, "action": None, "advice": advice,
                 "reason": f"Xid {n} is not in NVIDIA's catalogue ({cat.CATALOG_VERSION})"}
     return {"status": status, "action": action, "advice": advice, "reason": f"NVIDIA's immediate action: {action}"}
+
+
+def classify_nvlink5(n: int, d: dict) -> dict:
+    """An Xid 144-150 line decoded by :func:`fleet.audit.xid_nvlink5.decode` -> {status, action, advice, reason}."""
+    what = (f"{d['unit']} {d['severity']} link {d['link']}, IntrInfo {d['intrinfo']:#010x}, "
+            f"error status {d['error_status']:#010x}")
+    action, table = d["action"], f"NVIDIA's Xid {n} decode"
+    if action is None:
+        if d["severity"] == "Fatal":
+            status, advice = cat.verdict(cat.xid_action(n))
+            return {"status": status, "action": cat.xid_action(n), "advice": advice,
+                    "reason": f"{what}: not in {table}; the driver says Fatal"}
+        return {"status": Status.WARN, "action": None, "advice": "watch the link; no row of NVIDIA's decode "
+                "table covers it (check nvidia-smi nvlink -e)", "reason": f"{what}: not in {table}; the driver "
+                                                                         f"says Nonfatal"}
+    via = " (its 'Action 2': the IntrInfo matches NVIDIA's action-2 pattern)" if d["action2"] else ""
+    said = f"{what}: {table} says {action}{via} ({d['table_severity']}, investigate: {d['investigatory']})"
+    if action == "IGNORE" and d["severity"] != "Fatal":
+        return {"status": Status.PASS, "action": action, "advice": "no action (NVIDIA leaves the GPU in service)",
+                "reason": said}
+    if action == "IGNORE":
+        return {"status": Status.WARN, "action": action, "advice": "NVIDIA's action is IGNORE, but the driver says "
+                "Fatal: the application on this GPU likely failed; watch for a repeat", "reason": said}
+    if action == "XID_154_EVAL":
+        return {"status": Status.WARN, "action": action, "advice": "follow the recovery action of the Xid 154 "
+                "logged with it (restart the application when there is none)", "reason": said}
+    status, advice = cat.verdict(action)
+    return {"status": status, "action": action, "advice": advice, "reason": said}
 
 
 def _worst(statuses) -> Status:
