@@ -81,11 +81,12 @@ def test_roce_node_two_of_eight_rails_down_fails_naming_them(tmp_path):
     assert source == "the host's largest set of identical ports: 8 Ethernet MT4129"
     check = check_infiniband(HostFacts(ib_ports=ports), Expectations())
     assert check.status is Status.FAIL
-    assert check.message.startswith(
-        "compute rail(s) down: mlx5_11/1 DOWN/Disabled (Ethernet: no carrier: the Ethernet link is down (cable, "
-        "transceiver, switch port, or the interface is down); RoCE reports every link-down this way, it does not "
-        "mean administratively disabled), mlx5_5/1 DOWN/Disabled (Ethernet: no carrier")
-    assert ": 6 of 8 rails left, the node should not take multi-node work" in check.message
+    assert check.message == (
+        "compute rail(s) down: mlx5_5/1, mlx5_11/1 DOWN/Disabled (Ethernet: no carrier: the Ethernet link is down "
+        "(cable, transceiver, switch port, or the interface is down); RoCE reports every link-down this way, it does "
+        "not mean administratively disabled): 6 of 8 rails left, the node should not take multi-node work; check the "
+        "cable, the transceiver and the switch port; list the rails in gpufleet_ib_ports if a port is meant to be "
+        "unused")
     assert "slower" not in check.message  # the down rails' 40 Gb/s is a placeholder, not judged
     assert check.observed["compute_rails"] == {"active": 6, "total": 8}
     assert sorted(check.details["other_ports"]) == ["mlx5_1/1", "mlx5_2/1", "mlx5_7/1", "mlx5_8/1"]
@@ -97,7 +98,7 @@ def test_ib_rails_all_active_front_end_down_passes_and_reports(tmp_path):
     assert check.status is Status.PASS
     assert check.message.startswith("8 compute rail(s) ACTIVE/LinkUp (400 Gb/sec; rails: the host's largest set of "
                                     "identical ports: 8 InfiniBand MT4129); not compute rails, reported only: "
-                                    "mlx5_2/1 DOWN/Disabled (Ethernet: no carrier")
+                                    "mlx5_2/1, mlx5_7/1, mlx5_8/1 DOWN/Disabled (Ethernet: no carrier")
     assert {k: v.split(" (")[0] for k, v in check.details["other_ports"].items()} == {
         "mlx5_1/1": "ACTIVE/LinkUp", "mlx5_2/1": "DOWN/Disabled", "mlx5_7/1": "DOWN/Disabled",
         "mlx5_8/1": "DOWN/Disabled"}
@@ -110,7 +111,7 @@ def test_rails_by_name_and_by_count(tmp_path):
     front = Expectations.from_vars({"gpufleet_ib_ports": ["mlx5_1", "mlx5_2/1", "mlx5_7", "mlx5_8"]})
     check = check_infiniband(facts, front)
     assert check.status is Status.PASS and check.message.startswith("4 compute rail(s) ACTIVE/LinkUp (100 Gb/sec")
-    assert "mlx5_5/1 DOWN/Disabled" in check.message and check.expected == {
+    assert "reported only: mlx5_5/1, mlx5_11/1 DOWN/Disabled" in check.message and check.expected == {
         "ports": ["mlx5_1", "mlx5_2/1", "mlx5_7", "mlx5_8"]}
     missing = check_infiniband(facts, Expectations.from_vars({"gpufleet_ib_ports": ["mlx5_0", "mlx5_12/1"]}))
     assert missing.status is Status.FAIL and missing.message.startswith(
@@ -118,7 +119,7 @@ def test_rails_by_name_and_by_count(tmp_path):
     # a count of the link layer: 6 active rails meet 6; 7 do not
     six = Expectations.from_vars({"gpufleet_ib_ports": 6, "gpufleet_ib_link_layer": "roce"})
     ok = check_infiniband(facts, six)
-    assert ok.status is Status.PASS and "port(s) down beyond the 6 expected: mlx5_11/1 DOWN/Disabled" in ok.message
+    assert ok.status is Status.PASS and "port(s) down beyond the 6 expected: mlx5_5/1, mlx5_11/1 DOWN/Disabled" in ok.message
     seven = check_infiniband(facts, Expectations.from_vars({"gpufleet_ib_ports": 7, "gpufleet_ib_link_layer": "roce"}))
     assert seven.status is Status.FAIL and "6 active Ethernet compute rail(s), the inventory expects 7" in seven.message
 

@@ -23,6 +23,7 @@ the host's GPUs of one model (NVLink) or ports of one adapter type and link laye
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -203,8 +204,17 @@ def compute_rails(ports: list, expect: Expectations) -> tuple[list, str]:
     return rails, f"the host's largest set of identical ports: {len(rails)} {layer} {model or '(model unknown)'}"
 
 
+def _natural(p: dict) -> list:
+    """Sort key: ``mlx5_5/1`` before ``mlx5_11/1``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", _port_name(p))]
+
+
 def _listing_ports(ports: list) -> str:
-    return ", ".join(f"{_port_name(p)} {describe_state(p)}" for p in ports)
+    """``"mlx5_5/1, mlx5_11/1 DOWN/Disabled (Ethernet: no carrier ...)"``: ports grouped by state."""
+    groups: dict = {}
+    for p in sorted(ports, key=_natural):
+        groups.setdefault(describe_state(p), []).append(_port_name(p))
+    return "; ".join(f"{', '.join(names)} {state}" for state, names in groups.items())
 
 
 def check_infiniband(facts: HostFacts, expect: Expectations) -> Check:
