@@ -4,7 +4,8 @@
 An Xid's verdict is NVIDIA's immediate action for it (:mod:`fleet.audit.xid_catalog`), except where the driver's
 own text says more, which then decides:
 
-- "caused by previous Xid N" (Xid 45 after an NVLink error, ...): the line follows Xid N's action;
+- "caused by previous Xid N" (Xid 45 after an NVLink error, ...): the line follows Xid N's action (for N in
+  144-150 with N's lines on the same GPU in the log, the worst of their decoded actions);
 - "RST: Yes" / "D-RST: Yes": the driver asks for a GPU reset (or a drain and reset): fail;
   "RST: No, D-RST: No" on a contained error: not a drain; the application is restarted: warn;
 - Xid 154 "GPU recovery action changed ... to 0xN (label)": the action the driver names (None warns, any
@@ -41,8 +42,10 @@ def kernel_checks(facts: HostFacts) -> list[Check]:
     return [xid_check(facts), sxid_check(facts), *(_event_check(facts, kind) for kind in _EVENTS)]
 
 
-def classify_xid(x: dict) -> dict:
-    """One Xid line -> {status, action, advice, reason}: NVIDIA's action for it, or what the driver's text says."""
+def classify_xid(x: dict, earlier: dict | None = None) -> dict:
+    """One Xid line -> {status, action, advice, reason}: NVIDIA's action for it, or what the driver's text says.
+    ``earlier``: {(GPU, Xid): classification} of the NVLink5 lines logged before it (see :func:`xid_check`), which
+    a "caused by previous Xid N" line follows; without one of N on its GPU it follows N's catalogue action."""
     n = x["xid"]
     recovery, caused_by, reset = x.get("recovery_action"), x.get("caused_by"), x.get("reset")
     if recovery:
@@ -54,7 +57,7 @@ def classify_xid(x: dict) -> dict:
         return {"status": status, "action": f"recovery action {label}", "advice": advice,
                 "reason": f"the driver's recovery action is now {recovery['code']:#x} ({label})"}
     if caused_by is not None and caused_by != n:
-        base = classify_xid({"xid": caused_by})
+        base = (earlier or {}).get((normalize_pci(x.get("pci")), caused_by)) or classify_xid({"xid": caused_by})
         return {**base, "reason": f"caused by previous Xid {caused_by} ({cat.xid_name(caused_by)}): follows "
                                   f"its action ({base['reason']})"}
     if reset and (reset["rst"] or reset["d_rst"]):
@@ -103,6 +106,9 @@ def classify_nvlink5(n: int, d: dict) -> dict:
     return {"status": status, "action": action, "advice": advice, "reason": said}
 
 
+_RANK = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
+
+
 def _worst(statuses) -> Status:
     statuses = list(statuses)
     return Status.FAIL if Status.FAIL in statuses else Status.WARN if Status.WARN in statuses else Status.PASS
@@ -115,8 +121,13 @@ def xid_check(facts: HostFacts) -> Check:
         return Check("xid", Status.PASS, f"no NVIDIA XID in the kernel log ({facts.xid_source})", observed=[],
                      details=details)
     groups: dict[tuple, dict] = {}
+    earlier: dict[tuple, dict] = {}   # (GPU, Xid 144-150) -> the worst decoded line so far
     for x in xids:
-        c = classify_xid(x)
+        c = classify_xid(x, earlier)
+        if x["xid"] in nvl5.XIDS and nvl5.decode(x["xid"], x.get("message", "")) is not None:
+            key = (normalize_pci(x["pci"]), x["xid"])
+            if key not in earlier or _RANK[c["status"]] > _RANK[earlier[key]["status"]]:
+                earlier[key] = c
         key = (x["xid"], c["status"].value, c["reason"])
         g = groups.setdefault(key, {"xid": x["xid"], "name": cat.xid_name(x["xid"]), "count": 0, "pci": [],
                                     **{k: (v.value if k == "status" else v) for k, v in c.items()}})
