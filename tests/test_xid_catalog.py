@@ -144,3 +144,15 @@ def test_xid_check_passes_on_ignored_nvlink5_lines_and_lists_them():
     assert check.status is Status.PASS
     assert check.message.startswith("Xid 145 NVLINK_RLW_ERROR on 0018:01:00: no action (NVIDIA leaves the GPU in "
                                     "service) (RLW_RXPIPE Nonfatal link 13")
+
+
+def test_decode_published_line_with_the_words_elided():
+    xids = published("nccl-2241-xid145-137-elided.txt")
+    assert [(x["xid"], kernel.normalize_pci(x["pci"])) for x in xids] == [(145, None), (137, None)]
+    d = nvl5.decode(145, xids[0]["message"])
+    assert (d["unit"], d["severity"], d["link"], d["intrinfo"], d["action"]) == ("RLW_RXPIPE", "Nonfatal", 11, None,
+                                                                                 None)
+    c = checks_kernel.classify_xid(xids[0])
+    assert (c["status"], c["action"]) == (Status.WARN, None)
+    assert c["reason"] == ("RLW_RXPIPE Nonfatal link 11, no IntrInfo / error status on the line: not in NVIDIA's "
+                           "Xid 145 decode; the driver says Nonfatal")

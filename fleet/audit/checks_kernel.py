@@ -81,16 +81,18 @@ def classify_xid(x: dict, earlier: dict | None = None) -> dict:
 def classify_nvlink5(n: int, d: dict) -> dict:
     """An Xid 144-150 line decoded by :func:`fleet.audit.xid_nvlink5.decode` -> {status, action, advice, reason}."""
     what = (f"{d['unit']} {d['severity']} link {d['link']}, IntrInfo {d['intrinfo']:#010x}, "
-            f"error status {d['error_status']:#010x}")
+            f"error status {d['error_status']:#010x}" if d["intrinfo"] is not None
+            else f"{d['unit']} {d['severity']} link {d['link']}, no IntrInfo / error status on the line")
     action, table = d["action"], f"NVIDIA's Xid {n} decode"
     if action is None:
         if d["severity"] == "Fatal":
             status, advice = cat.verdict(cat.xid_action(n))
             return {"status": status, "action": cat.xid_action(n), "advice": advice,
                     "reason": f"{what}: not in {table}; the driver says Fatal"}
-        return {"status": Status.WARN, "action": None, "advice": "watch the link; no row of NVIDIA's decode "
-                "table covers it (check nvidia-smi nvlink -e)", "reason": f"{what}: not in {table}; the driver "
-                                                                         f"says Nonfatal"}
+        gap = ("the line gives no IntrInfo / error status to decode" if d["intrinfo"] is None
+               else "no row of NVIDIA's decode table covers it")
+        return {"status": Status.WARN, "action": None, "advice": f"watch the link; {gap} (check nvidia-smi nvlink -e)",
+                "reason": f"{what}: not in {table}; the driver says Nonfatal"}
     via = " (its 'Action 2': the IntrInfo matches NVIDIA's action-2 pattern)" if d["action2"] else ""
     said = f"{what}: {table} says {action}{via} ({d['table_severity']}, investigate: {d['investigatory']})"
     if action == "IGNORE" and d["severity"] != "Fatal":

@@ -251,16 +251,16 @@ _ORDER = ("IGNORE", "XID_154_EVAL", "RESET_GPU")
 
 def parse_line(message: str) -> dict | None:
     """An Xid 144-150 message (what follows ``NN,``) -> {unit, severity ("Fatal"/"Nonfatal"), link,
-    intrinfo, error_status, words}; None when it is not in the driver's NVLink5 format."""
+    intrinfo, error_status, words}; None when it is not in the driver's NVLink5 format.  IntrInfo and error status
+    are None when the words are missing (a published line with them elided: ``(...)``)."""
     m = _LINE.match(message or "")
     if not m:
         return None
     words = [int(w, 16) for w in m["words"].split() if re.fullmatch(r"0x[0-9a-fA-F]+", w)]
-    if len(words) < 2:
-        return None
     severity = "Fatal" if m["severity"].lower() == "fatal" else "Nonfatal"
-    return {"unit": m["unit"], "severity": severity, "link": int(m["link"]), "intrinfo": words[0],
-            "error_status": words[1], "words": words}
+    return {"unit": m["unit"], "severity": severity, "link": int(m["link"]),
+            "intrinfo": words[0] if len(words) >= 2 else None, "error_status": words[1] if len(words) >= 2 else None,
+            "words": words}
 
 
 def pattern_matches(pattern: str, value: int) -> bool:
@@ -296,6 +296,8 @@ def decode(xid: int, message: str) -> dict | None:
     line = parse_line(message)
     if line is None:
         return None
+    if line["intrinfo"] is None:
+        return {**line, "action": None, "investigatory": None, "table_severity": None, "rows": 0, "action2": False}
     unit_rows = [r for r in RULES if r.xid == xid and _unit_matches(r.unit, line["unit"])]
     matched = [m for m in (_with_action(r, line["intrinfo"]) for r in unit_rows) if m]
     status = line["error_status"]
