@@ -119,7 +119,8 @@ def test_rails_by_name_and_by_count(tmp_path):
     # a count of the link layer: 6 active rails meet 6; 7 do not
     six = Expectations.from_vars({"gpufleet_ib_ports": 6, "gpufleet_ib_link_layer": "roce"})
     ok = check_infiniband(facts, six)
-    assert ok.status is Status.PASS and "port(s) down beyond the 6 expected: mlx5_5/1, mlx5_11/1 DOWN/Disabled" in ok.message
+    assert ok.status is Status.PASS
+    assert "port(s) down beyond the 6 expected: mlx5_5/1, mlx5_11/1 DOWN/Disabled" in ok.message
     seven = check_infiniband(facts, Expectations.from_vars({"gpufleet_ib_ports": 7, "gpufleet_ib_link_layer": "roce"}))
     assert seven.status is Status.FAIL and "6 active Ethernet compute rail(s), the inventory expects 7" in seven.message
 
