@@ -282,7 +282,18 @@ def test_infiniband_port_states():
     no_sm = check_infiniband(init, Expectations(ib_ports=7))
     assert no_sm.status is Status.FAIL and "subnet manager" in no_sm.message
     disabled = with_port(3, state="DOWN", state_code=1, phys_state="Disabled", phys_state_code=3)
-    assert check_infiniband(disabled, Expectations()).status is Status.WARN
+    off = check_infiniband(disabled, Expectations())
+    assert off.status is Status.FAIL  # a compute rail (one of the 8 identical NDR ports) is gone
+    assert off.message.startswith("compute rail(s) down: mlx5_5/1 DOWN/Disabled (InfiniBand: turned off by "
+                                  "management (ibportstate / the switch / the SM)): 7 of 8 rails left")
+    # the Ethernet bond is not one of the 8 identical ports: down, it is reported, not judged
+    bond_down = with_port(8, state="DOWN", state_code=1, phys_state="Disabled", phys_state_code=3)
+    spare = check_infiniband(bond_down, Expectations())
+    assert spare.status is Status.PASS and spare.details["other_ports"] == {
+        "mlx5_bond_0/1": "DOWN/Disabled (Ethernet: no carrier: the Ethernet link is down (cable, transceiver, switch "
+                         "port, or the interface is down); RoCE reports every link-down this way, it does not mean "
+                         "administratively disabled)"}
+    assert "not compute rails, reported only: mlx5_bond_0/1 DOWN/Disabled (Ethernet: no carrier" in spare.message
     degraded = [dict(p) for p in ports]
     degraded[2].update(rate="200 Gb/sec (2X NDR)", rate_gbps=200.0)
     slow = check_infiniband(replace(facts, ib_ports=degraded), Expectations())

@@ -9,6 +9,7 @@ from fleet.audit.run import audit_hosts, build_report
 from fleet.inventory import parse_inventory
 from tests.fabric_helpers import DATA, SYSFS
 from tests.sshd import NVSMI
+from tests.test_audit_rails import IBSTAT, ibstat_to_sysfs
 
 NVLINK = DATA / "nvlink"
 
@@ -21,7 +22,7 @@ def fake_systemctl(active_state: str, result: str = "success") -> str:
 
 
 @pytest.fixture(scope="module")
-def report(farm):
+def report(farm, tmp_path_factory):
     # an A100 SXM4 node: GPU 5 with two links down (SYNTHETIC-DERIVED from a real capture, see
     # tests/data/fabric/README.md), the real gpud H100 InfiniBand tree and what the inventory expects of it
     farm.add_host("a100-links", fixture="a100-sxm4-v12.xml", gpus=1, sysfs=SYSFS / "gpud-h100",
@@ -37,8 +38,15 @@ def report(farm):
     farm.add_host("workstation", fixture="rtx-3090-v12.xml", gpus=1)
     # an RDMA-only host whose expected port is missing
     farm.add_host("ib-expected", fixture="rtx-3090-v12.xml", gpus=1, extra_vars={"gpufleet_ib_ports": 2})
-    inv = parse_inventory(farm.inventory(["a100-links", "h100-fm-down", "h100-fm-up", "workstation", "ib-expected"]),
-                          "fabric.yaml")
+    # a RoCE node (sysfs derived from gpud's real ibstat, tests/data/fabric/ibstat): two of its eight MT4129 rails
+    # DOWN/Disabled; once judged on its own largest set of identical ports, once with the inventory naming the four
+    # MT4125 ports (all active) as its rails, in YAML list form
+    roce = ibstat_to_sysfs((IBSTAT / "gpud-h100-roce-two-rails-down.txt").read_text(), tmp_path_factory.mktemp("roce"))
+    farm.add_host("roce-rails", fixture="rtx-3090-v12.xml", gpus=1, sysfs=roce)
+    farm.add_host("roce-named", fixture="rtx-3090-v12.xml", gpus=1, sysfs=roce,
+                  extra_vars={"gpufleet_ib_ports": ["mlx5_1", "mlx5_2", "mlx5_7", "mlx5_8"]})
+    inv = parse_inventory(farm.inventory(["a100-links", "h100-fm-down", "h100-fm-up", "workstation", "ib-expected",
+                                          "roce-rails", "roce-named"]), "fabric.yaml")
     return build_report(audit_hosts(inv.select("all"), farm.options(command_timeout=30), progress=False),
                         "fabric.yaml", "all")
 
@@ -81,3 +89,14 @@ def test_workstation_skips_the_fabric(report):
 def test_expected_ports_missing_fail(report):
     c = checks(report, "ib-expected")["infiniband"]
     assert c["status"] == "fail" and "expects 2" in c["message"]
+
+
+def test_roce_rails_down_fail_and_named_rails_decide(report):
+    c = checks(report, "roce-rails")["infiniband"]
+    assert c["status"] == "fail" and c["message"].startswith(
+        "compute rail(s) down: mlx5_5/1, mlx5_11/1 DOWN/Disabled (Ethernet: no carrier")
+    assert c["observed"]["compute_rails"] == {"active": 6, "total": 8}
+    named = checks(report, "roce-named")["infiniband"]
+    assert named["status"] == "pass" and named["expected"] == {"ports": ["mlx5_1", "mlx5_2", "mlx5_7", "mlx5_8"]}
+    assert named["details"]["compute_rails"] == ["mlx5_1/1", "mlx5_2/1", "mlx5_7/1", "mlx5_8/1"]
+    assert "reported only: mlx5_5/1, mlx5_11/1 DOWN/Disabled" in named["message"]

@@ -98,3 +98,21 @@ def test_sxids():
     assert f.status is Status.FAIL and f.details["findings"][0]["action"] == "RESET_FABRIC"
     # SYNTHETIC: the driver's "Fatal" decides over a catalogue IGNORE
     assert checks("nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 22013, Fatal, Link 1")["sxid"].status is Status.FAIL
+
+
+def test_xid45_follows_the_decoded_nvlink5_line_it_names():
+    """SYNTHETIC lines in the driver's format: an Xid 45 "caused by previous Xid 145" follows the 145 logged
+    before it on the same GPU (decoded with NVIDIA's table), and the catalogue's headline action elsewhere."""
+    log = ("NVRM: Xid (PCI:0018:01:00): 145, RLW_RXPIPE Nonfatal XC0 i0 Link 13 (0x0409a0c2 0x00000008 0x00000001 "
+           "0x00000000 0x00100000 0x00000004)\n"
+           "NVRM: Xid (PCI:0018:01:00): 45, pid=1818990, name=python3, Ch 00000001 caused by previous Xid 145\n"
+           "NVRM: Xid (PCI:0019:01:00): 45, pid=1818991, name=python3, Ch 00000002 caused by previous Xid 145\n")
+    check = next(c for c in kernel_checks(HostFacts(xids=parse_xids(log), xid_source="dmesg")) if c.name == "xid")
+    got = [(f["xid"], f["pci"], f["status"], f["action"]) for f in check.details["findings"]]
+    assert got == [(45, ["0019:01:00"], "fail", "WORKFLOW_NVLINK5_ERR"),
+                   (45, ["0018:01:00"], "pass", "IGNORE"),
+                   (145, ["0018:01:00"], "pass", "IGNORE")]
+    assert check.status is Status.FAIL
+    follows = next(f for f in check.details["findings"] if f["xid"] == 45 and f["status"] == "pass")
+    assert follows["reason"].startswith("caused by previous Xid 145 (NVLINK_RLW_ERROR): follows its action "
+                                        "(RLW_RXPIPE Nonfatal link 13")

@@ -9,10 +9,12 @@ the host's GPUs of one model (NVLink) or ports of one adapter type and link laye
 
 - ``nvlink``: fails when a GPU has fewer active links than expected; skipped where no GPU has an active
   NVLink and none is expected (PCIe GPUs).  Error counters are reported, not judged.
-- ``infiniband``: fails on a port that is down (a port whose physical link is up but not ACTIVE: no
-  subnet manager; a port physically down, unless the expected number of ports is active), on fewer
-  active ports than ``gpufleet_ib_ports`` and on a port slower than expected; warns on an
-  administratively disabled port; skipped without any RDMA device.  Counters are reported, not judged.
+- ``infiniband``: judges the compute rails (:func:`compute_rails`: the ports ``gpufleet_ib_ports`` names,
+  else the host's largest set of identical ports): fails on a rail that is down (physically down: Polling,
+  Disabled, which on RoCE means no carrier; or link up but not ACTIVE: no subnet manager), unless
+  ``gpufleet_ib_ports`` counts fewer rails than are active; on fewer active rails than ``gpufleet_ib_ports``
+  and on a rail slower than expected.  Other ports (front-end, spare) are reported in the message and
+  ``details["other_ports"]``, not judged.  Skipped without any RDMA device.  Counters are reported, not judged.
 - ``fabric-manager``: on a host whose GPUs report a fabric state or that has NVSwitches on its PCI bus,
   fails on a GPU whose fabric registration is not ``Completed``/``Success`` and on an installed
   ``nvidia-fabricmanager`` service that is not active; warns on an unhealthy fabric health summary and
@@ -21,12 +23,14 @@ the host's GPUs of one model (NVLink) or ports of one adapter type and link laye
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Iterable, Mapping
 
 from fleet.audit.expectations import Expectations
 from fleet.audit.facts.fabric import fabric_ok, in_fabric, parse_fabric
 from fleet.audit.facts.host import HostFacts
+from fleet.audit.facts.infiniband import describe_state
 from fleet.status import Check, Status
 
 FABRIC_CHECK_NAMES = ("nvlink", "infiniband", "fabric-manager")
@@ -155,7 +159,6 @@ def check_nvlink(facts: HostFacts, expect: Expectations) -> Check:
 
 # ---------------------------------------------------------------- InfiniBand / RoCE
 
-_DISABLED = 3
 _LINK_UP = 5
 
 
@@ -172,11 +175,56 @@ def _ib_counters(ports: list) -> dict:
     return out
 
 
+def _named(p: dict, names) -> bool:
+    return _port_name(p) in names or p["device"] in names
+
+
+def compute_rails(ports: list, expect: Expectations) -> tuple[list, str]:
+    """``(rails, where they come from)``: the ports multi-node jobs use.  ``gpufleet_ib_ports`` as names: those
+    ports; else the largest set of identical ports (same link layer and adapter model; with a
+    ``gpufleet_ib_ports`` count, of ``gpufleet_ib_link_layer`` only).  Ties go to the set with more active
+    ports, then the faster one, then InfiniBand.  A down port's rate is a placeholder (40 Gb/s on a down mlx5
+    RoCE port), so the rate is not part of the identity: a rail slower than its set is judged as degraded."""
+    if expect.ib_port_names:
+        return [p for p in ports if _named(p, expect.ib_port_names)], "named by gpufleet_ib_ports"
+    candidates = [p for p in ports if expect.ib_ports is None or p.get("link_layer") == expect.ib_link_layer]
+    groups: dict = {}
+    for p in candidates:
+        groups.setdefault((p.get("link_layer"), p.get("hca_type")), []).append(p)
+    if not groups:
+        return [], f"no {expect.ib_link_layer} port"
+
+    def rank(item):
+        (layer, _), members = item
+        active = [p for p in members if p["active"]]
+        return (len(members), len(active), fleet_majority(p.get("rate_gbps") for p in active)[0] or 0,
+                layer == "InfiniBand")
+
+    (layer, model), rails = max(groups.items(), key=rank)
+    return rails, f"the host's largest set of identical ports: {len(rails)} {layer} {model or '(model unknown)'}"
+
+
+def _natural(p: dict) -> list:
+    """Sort key: ``mlx5_5/1`` before ``mlx5_11/1``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", _port_name(p))]
+
+
+def _listing_ports(ports: list) -> str:
+    """``"mlx5_5/1, mlx5_11/1 DOWN/Disabled (Ethernet: no carrier ...)"``: ports grouped by state."""
+    groups: dict = {}
+    for p in sorted(ports, key=_natural):
+        groups.setdefault(describe_state(p), []).append(_port_name(p))
+    return "; ".join(f"{', '.join(names)} {state}" for state, names in groups.items())
+
+
 def check_infiniband(facts: HostFacts, expect: Expectations) -> Check:
+    """The compute rails (:func:`compute_rails`) decide: a rail down or without a subnet manager, fewer active
+    rails than ``gpufleet_ib_ports``, a rail slower than expected fail; other ports are reported, not judged."""
     name = "infiniband"
-    layer, want_ports, want_rate = expect.ib_link_layer, expect.ib_ports, expect.ib_rate
-    expected = {k: v for k, v in (("link_layer", layer), ("active_ports", want_ports), ("rate_gbps", want_rate))
-                if v is not None} if (want_ports is not None or want_rate is not None) else None
+    layer, want_ports, want_rate, names = expect.ib_link_layer, expect.ib_ports, expect.ib_rate, expect.ib_port_names
+    expected = {k: v for k, v in (("link_layer", layer if names is None else None), ("active_ports", want_ports),
+                                  ("ports", list(names) if names else None), ("rate_gbps", want_rate))
+                if v is not None} if (want_ports is not None or want_rate is not None or names) else None
     ports = facts.ib_ports
     if ports is None:
         if expected:
@@ -184,76 +232,73 @@ def check_infiniband(facts: HostFacts, expect: Expectations) -> Check:
                          expected=expected)
         return Check(name, Status.SKIP, f"InfiniBand ports unknown: {facts.ib_error or 'no output'}")
     if not ports:
-        if want_ports:
+        if want_ports or names:
+            what = f"{want_ports} active {layer} port(s)" if want_ports else f"the ports {', '.join(names)}"
             return Check(name, Status.FAIL,
                          f"no InfiniBand/RoCE device on this host (/sys/class/infiniband empty or absent), the "
-                         f"inventory expects {want_ports} active {layer} port(s): check the adapters and that "
-                         f"their driver (mlx5_ib) is loaded", observed=0, expected=expected)
+                         f"inventory expects {what}: check the adapters and that their driver (mlx5_ib) is loaded",
+                         observed=0, expected=expected)
         return Check(name, Status.SKIP, "no InfiniBand/RoCE device on this host", observed=0, expected=expected)
-    counted = [p for p in ports if p.get("link_layer") == layer]
-    active_counted = [p for p in counted if p["active"]]
-    fails, warns, notes = [], [], []
-    # a port whose physical link is up but that is not ACTIVE: no subnet manager configured it
-    logical = [p for p in ports if not p["active"] and p.get("phys_state_code") == _LINK_UP]
+    rails, source = compute_rails(ports, expect)
+    others = [p for p in ports if p not in rails]
+    active_rails = [p for p in rails if p["active"]]
+    fails, notes = [], []
+    missing = [n for n in names or () if not any(_named(p, (n,)) for p in ports)]
+    if missing:
+        fails.append(f"{', '.join(missing)} named in gpufleet_ib_ports but not on this host (ports: "
+                     f"{', '.join(_port_name(p) for p in ports)})")
+    # a rail whose physical link is up but that is not ACTIVE: no subnet manager configured it
+    logical = [p for p in rails if not p["active"] and p.get("phys_state_code") == _LINK_UP
+               and p.get("link_layer") != "Ethernet"]
     if logical:
-        fails.append("link up but not ACTIVE (no subnet manager has configured it: check the fabric's SM): "
-                     + ", ".join(f"{_port_name(p)} {p.get('state')}" for p in logical))
-    down = [p for p in ports if not p["active"] and p not in logical]
-    disabled = [p for p in down if p.get("phys_state_code") == _DISABLED]
-    physical = [p for p in down if p not in disabled]
-    enough = want_ports is not None and len(active_counted) >= want_ports
-    if physical:
-        what = ", ".join(f"{_port_name(p)} {p.get('state')}/{p.get('phys_state')}" for p in physical)
-        if enough:
-            notes.append(f"port(s) down beyond the {want_ports} expected: {what}")
-        else:
-            fails.append(f"port(s) down: {what} (Polling: no cable or no peer; check the cable, the transceiver and "
-                         f"the switch port" + ("" if want_ports is not None else
-                                                 "; set gpufleet_ib_ports if this port is meant to be unused") + ")")
-    if disabled:
-        what = ", ".join(_port_name(p) for p in disabled)
-        (notes if enough else warns).append(f"port(s) administratively disabled: {what}")
-    if want_ports is not None and len(active_counted) < want_ports:
-        fails.append(f"{len(active_counted)} active {layer} port(s), the inventory expects {want_ports}")
-    elif want_ports is not None and len(active_counted) > want_ports:
-        notes.append(f"{len(active_counted)} active {layer} ports, more than gpufleet_ib_ports={want_ports}")
-    # rates: against the inventory, else against the ports of the same adapter type and link layer
-    slow = []
+        fails.append("compute rail(s) link up but not ACTIVE (no subnet manager has configured them: check the "
+                     "fabric's SM): " + _listing_ports(logical))
+    down = [p for p in rails if not p["active"] and p not in logical]
+    enough = want_ports is not None and len(active_rails) >= want_ports
+    if down and enough:
+        notes.append(f"port(s) down beyond the {want_ports} expected: {_listing_ports(down)}")
+    elif down:
+        fails.append(f"compute rail(s) down: {_listing_ports(down)}: {len(active_rails)} of {len(rails)} rails "
+                     f"left, the node should not take multi-node work; check the cable, the transceiver and the "
+                     f"switch port" + ("" if names or want_ports is not None else
+                                       "; list the rails in gpufleet_ib_ports if a port is meant to be unused"))
+    if want_ports is not None and len(active_rails) < want_ports:
+        fails.append(f"{len(active_rails)} active {layer} compute rail(s), the inventory expects {want_ports}")
+    elif want_ports is not None and len(active_rails) > want_ports:
+        notes.append(f"{len(active_rails)} active {layer} ports, more than gpufleet_ib_ports={want_ports}")
+    # rates: against the inventory, else against the rails' most common rate
     if want_rate is not None:
-        slow = [(p, want_rate) for p in active_counted if p.get("rate_gbps") is not None and p["rate_gbps"] < want_rate]
-        source = "gpufleet_ib_rate"
+        rate, rate_source = want_rate, "gpufleet_ib_rate"
     else:
-        groups: dict = {}
-        for p in ports:
-            if p["active"]:
-                groups.setdefault((p.get("link_layer"), p.get("hca_type")), []).append(p)
-        for members in groups.values():
-            rate = fleet_majority(p.get("rate_gbps") for p in members)[0]
-            slow += [(p, rate) for p in members if p.get("rate_gbps") is not None and rate and p["rate_gbps"] < rate]
-        source = "the most common rate among this host's ports of the same adapter and link layer"
+        rate, rate_source = fleet_majority(p.get("rate_gbps") for p in active_rails)[0], "the rails' most common rate"
+    slow = [p for p in active_rails if p.get("rate_gbps") is not None and rate and p["rate_gbps"] < rate]
     if slow:
-        fails.append("slower than expected (" + source + "): " + ", ".join(
-            f"{_port_name(p)} {p.get('rate')} < {rate:g} Gb/s" for p, rate in slow)
+        fails.append(f"slower than expected ({rate_source}): " + ", ".join(
+            f"{_port_name(p)} {p.get('rate')} < {rate:g} Gb/s" for p in slow)
             + ": a degraded width or speed; reseat or replace the cable/transceiver")
+    other_down = [p for p in others if not p["active"]]
     counters = _ib_counters(ports)
     observed = {"active_ports": {lay: n for lay, n in observed_figures(facts)["ib_active_ports"].items()},
+                "compute_rails": {"active": len(active_rails), "total": len(rails)},
                 "ports": {_port_name(p): {"state": p.get("state"), "phys_state": p.get("phys_state"),
                                           "rate": p.get("rate"), "link_layer": p.get("link_layer")} for p in ports}}
-    details = {"hca_types": sorted({p.get("hca_type") for p in ports if p.get("hca_type")})}
+    details = {"hca_types": sorted({p.get("hca_type") for p in ports if p.get("hca_type")}),
+               "compute_rails": [_port_name(p) for p in rails], "rails_from": source}
+    if others:
+        details["other_ports"] = {_port_name(p): describe_state(p) for p in others}
     if counters:
         details["error_counters"] = counters
+    if other_down:
+        notes.append(f"not compute rails, reported only: {_listing_ports(other_down)}")
     note = ("; " + "; ".join(notes)) if notes else ""
     if counters:
         note += ("; error counters not zero on " + ", ".join(sorted(counters))
                  + " (since boot or the last reset; reported as they stand)")
     if fails:
         return Check(name, Status.FAIL, "; ".join(fails) + note, observed=observed, expected=expected, details=details)
-    if warns:
-        return Check(name, Status.WARN, "; ".join(warns) + note, observed=observed, expected=expected, details=details)
-    active = [p for p in ports if p["active"]]
-    rates = sorted({p.get("rate") for p in active if p.get("rate")})
-    return Check(name, Status.PASS, f"{len(active)} port(s) ACTIVE/LinkUp ({'; '.join(rates)})" + note,
-                 observed=observed, expected=expected, details=details)
+    rates = sorted({p.get("rate") for p in active_rails if p.get("rate")})
+    return Check(name, Status.PASS, f"{len(active_rails)} compute rail(s) ACTIVE/LinkUp ({'; '.join(rates)}; rails: "
+                 f"{source})" + note, observed=observed, expected=expected, details=details)
 
 
 # ---------------------------------------------------------------- Fabric Manager

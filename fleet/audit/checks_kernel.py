@@ -4,11 +4,18 @@
 An Xid's verdict is NVIDIA's immediate action for it (:mod:`fleet.audit.xid_catalog`), except where the driver's
 own text says more, which then decides:
 
-- "caused by previous Xid N" (Xid 45 after an NVLink error, ...): the line follows Xid N's action;
+- "caused by previous Xid N" (Xid 45 after an NVLink error, ...): the line follows Xid N's action (for N in
+  144-150 with N's lines on the same GPU in the log, the worst of their decoded actions);
 - "RST: Yes" / "D-RST: Yes": the driver asks for a GPU reset (or a drain and reset): fail;
   "RST: No, D-RST: No" on a contained error: not a drain; the application is restarted: warn;
 - Xid 154 "GPU recovery action changed ... to 0xN (label)": the action the driver names (None warns, any
-  other fails).
+  other fails);
+- Xid 144-150 (NVLink5) in the driver's "UNIT Fatal|Nonfatal XCn in Link L (IntrInfo ErrorStatus ...)" form:
+  NVIDIA's decode table (:mod:`fleet.audit.xid_nvlink5`) gives the unit's action for that status: IGNORE on a
+  Nonfatal line passes (reported: NVIDIA leaves the GPU in service), IGNORE on a Fatal line warns, XID_154_EVAL
+  warns (the Xid 154 the driver logs with it is judged on its own), RESET_GPU fails.  Where the table has no row
+  for the unit and status, the line's own word decides: Fatal fails with the catalogue's headline action
+  (WORKFLOW_NVLINK5_ERR), Nonfatal warns.  A 144-150 line not in that form follows the headline action.
 
 An Xid the catalogue does not list warns and says so.  An SXid line's "Fatal" / "Non-fatal" decides; a line
 without it follows the SXid catalogue.
@@ -17,6 +24,7 @@ without it follows the SXid catalogue.
 from __future__ import annotations
 
 from fleet.audit import xid_catalog as cat
+from fleet.audit import xid_nvlink5 as nvl5
 from fleet.audit.facts.host import HostFacts
 from fleet.audit.facts.kernel import normalize_pci
 from fleet.status import Check, Status
@@ -34,8 +42,10 @@ def kernel_checks(facts: HostFacts) -> list[Check]:
     return [xid_check(facts), sxid_check(facts), *(_event_check(facts, kind) for kind in _EVENTS)]
 
 
-def classify_xid(x: dict) -> dict:
-    """One Xid line -> {status, action, advice, reason}: NVIDIA's action for it, or what the driver's text says."""
+def classify_xid(x: dict, earlier: dict | None = None) -> dict:
+    """One Xid line -> {status, action, advice, reason}: NVIDIA's action for it, or what the driver's text says.
+    ``earlier``: {(GPU, Xid): classification} of the NVLink5 lines logged before it (see :func:`xid_check`), which
+    a "caused by previous Xid N" line follows; without one of N on its GPU it follows N's catalogue action."""
     n = x["xid"]
     recovery, caused_by, reset = x.get("recovery_action"), x.get("caused_by"), x.get("reset")
     if recovery:
@@ -47,13 +57,16 @@ def classify_xid(x: dict) -> dict:
         return {"status": status, "action": f"recovery action {label}", "advice": advice,
                 "reason": f"the driver's recovery action is now {recovery['code']:#x} ({label})"}
     if caused_by is not None and caused_by != n:
-        base = classify_xid({"xid": caused_by})
+        base = (earlier or {}).get((normalize_pci(x.get("pci")), caused_by)) or classify_xid({"xid": caused_by})
         return {**base, "reason": f"caused by previous Xid {caused_by} ({cat.xid_name(caused_by)}): follows "
                                   f"its action ({base['reason']})"}
     if reset and (reset["rst"] or reset["d_rst"]):
         what = "a drain and GPU reset (D-RST: Yes)" if reset["d_rst"] else "a GPU reset (RST: Yes)"
         return {"status": Status.FAIL, "action": "RESET_GPU", "advice": "drain the node and reset the GPU",
                 "reason": f"the driver asks for {what}"}
+    nvlink = nvl5.decode(n, x.get("message", ""))
+    if nvlink is not None:
+        return classify_nvlink5(n, nvlink)
     action = cat.xid_action(n)
     status, advice = cat.verdict(action)
     if reset and "contained" in x.get("message", "").lower() and "uncontained" not in x.get("message", "").lower():
@@ -63,6 +76,39 @@ def classify_xid(x: dict) -> dict:
         return {"status": status, "action": None, "advice": advice,
                 "reason": f"Xid {n} is not in NVIDIA's catalogue ({cat.CATALOG_VERSION})"}
     return {"status": status, "action": action, "advice": advice, "reason": f"NVIDIA's immediate action: {action}"}
+
+
+def classify_nvlink5(n: int, d: dict) -> dict:
+    """An Xid 144-150 line decoded by :func:`fleet.audit.xid_nvlink5.decode` -> {status, action, advice, reason}."""
+    what = (f"{d['unit']} {d['severity']} link {d['link']}, IntrInfo {d['intrinfo']:#010x}, "
+            f"error status {d['error_status']:#010x}" if d["intrinfo"] is not None
+            else f"{d['unit']} {d['severity']} link {d['link']}, no IntrInfo / error status on the line")
+    action, table = d["action"], f"NVIDIA's Xid {n} decode"
+    if action is None:
+        if d["severity"] == "Fatal":
+            status, advice = cat.verdict(cat.xid_action(n))
+            return {"status": status, "action": cat.xid_action(n), "advice": advice,
+                    "reason": f"{what}: not in {table}; the driver says Fatal"}
+        gap = ("the line gives no IntrInfo / error status to decode" if d["intrinfo"] is None
+               else "no row of NVIDIA's decode table covers it")
+        return {"status": Status.WARN, "action": None, "advice": f"watch the link; {gap} (check nvidia-smi nvlink -e)",
+                "reason": f"{what}: not in {table}; the driver says Nonfatal"}
+    via = " (its 'Action 2': the IntrInfo matches NVIDIA's action-2 pattern)" if d["action2"] else ""
+    said = f"{what}: {table} says {action}{via} ({d['table_severity']}, investigate: {d['investigatory']})"
+    if action == "IGNORE" and d["severity"] != "Fatal":
+        return {"status": Status.PASS, "action": action, "advice": "no action (NVIDIA leaves the GPU in service)",
+                "reason": said}
+    if action == "IGNORE":
+        return {"status": Status.WARN, "action": action, "advice": "NVIDIA's action is IGNORE, but the driver says "
+                "Fatal: the application on this GPU likely failed; watch for a repeat", "reason": said}
+    if action == "XID_154_EVAL":
+        return {"status": Status.WARN, "action": action, "advice": "follow the recovery action of the Xid 154 "
+                "logged with it (restart the application when there is none)", "reason": said}
+    status, advice = cat.verdict(action)
+    return {"status": status, "action": action, "advice": advice, "reason": said}
+
+
+_RANK = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
 
 
 def _worst(statuses) -> Status:
@@ -77,8 +123,13 @@ def xid_check(facts: HostFacts) -> Check:
         return Check("xid", Status.PASS, f"no NVIDIA XID in the kernel log ({facts.xid_source})", observed=[],
                      details=details)
     groups: dict[tuple, dict] = {}
+    earlier: dict[tuple, dict] = {}   # (GPU, Xid 144-150) -> the worst decoded line so far
     for x in xids:
-        c = classify_xid(x)
+        c = classify_xid(x, earlier)
+        if x["xid"] in nvl5.XIDS and nvl5.decode(x["xid"], x.get("message", "")) is not None:
+            key = (normalize_pci(x["pci"]), x["xid"])
+            if key not in earlier or _RANK[c["status"]] > _RANK[earlier[key]["status"]]:
+                earlier[key] = c
         key = (x["xid"], c["status"].value, c["reason"])
         g = groups.setdefault(key, {"xid": x["xid"], "name": cat.xid_name(x["xid"]), "count": 0, "pci": [],
                                     **{k: (v.value if k == "status" else v) for k, v in c.items()}})

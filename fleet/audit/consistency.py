@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable, Mapping, Optional
 
+from fleet.audit.checks_fabric import compute_rails
+from fleet.audit.expectations import Expectations
 from fleet.status import Check, Status
 
 # check name -> (what, how to read it from a host's facts); a reader returns None when the host has no value.
@@ -43,8 +45,9 @@ FIELDS: dict[str, tuple[str, Reader]] = {
     "consistency:kernel": ("kernel", lambda f: f.get("kernel")),
 }
 # Fabric figures a host must not fall below the fleet's majority on (fail, not warn: a missing link or a
-# slow port fails whole jobs); an inventory expectation replaces the fleet's majority (checked by the
-# host's own `nvlink` / `infiniband` check).
+# slow port fails whole jobs): the weakest GPU's NVLinks, the compute rails' active count and slowest rate;
+# an inventory expectation replaces the fleet's majority (checked by the host's own `nvlink` / `infiniband`
+# check).
 FABRIC_CHECKS = {"consistency:nvlink": "gpufleet_nvlink_count", "consistency:infiniband": ("gpufleet_ib_ports",
                                                                                              "gpufleet_ib_rate")}
 CHECK_NAMES = tuple(FIELDS) + tuple(FABRIC_CHECKS)
@@ -118,10 +121,14 @@ def _nvlink_weakest(facts: Mapping) -> Optional[int]:
 
 
 def _ib_figures(facts: Mapping) -> dict:
-    """link layer -> (active ports, slowest active port's Gb/s)."""
+    """The compute rails' link layer -> (active rails, slowest active rail's Gb/s).  The rails are the host's
+    largest set of identical ports (:func:`fleet.audit.checks_fabric.compute_rails`): a front-end or spare port
+    that is down does not make a host differ from the fleet."""
     out: dict = {}
-    for p in facts.get("ib_ports") or []:
-        if isinstance(p, Mapping) and p.get("active"):
+    ports = [p for p in facts.get("ib_ports") or [] if isinstance(p, Mapping) and "device" in p and "active" in p]
+    rails, _ = compute_rails([dict(p) for p in ports], Expectations())
+    for p in rails:
+        if p.get("active"):
             n, slowest = out.get(p.get("link_layer") or "unknown", (0, None))
             rate = p.get("rate_gbps")
             slowest = rate if slowest is None or (rate is not None and rate < slowest) else slowest

@@ -11,8 +11,11 @@ Variables (all optional; a check whose variable is unset is skipped):
 - ``gpufleet_cuda_min``: minimum CUDA version nvidia-smi reports (the driver's CUDA), e.g. ``"12.2"``.
 - ``gpufleet_nvlink_count``: int, active NVLinks every GPU must have (``nvidia-smi nvlink -s``: 18 on an
   H100 SXM, 12 on an A100 SXM4 or a bridged H100 PCIe pair).
-- ``gpufleet_ib_ports``: int, active InfiniBand/RoCE ports (state ACTIVE, physical state LinkUp) of the link
-  layer ``gpufleet_ib_link_layer`` the host must have.
+- ``gpufleet_ib_ports``: the host's compute rails (the InfiniBand/RoCE ports multi-node jobs use), either
+  a count, the active ports (state ACTIVE, physical state LinkUp) of the link layer ``gpufleet_ib_link_layer``
+  the host must have, or a list of port names, ``mlx5_0`` (every port of that device) or ``mlx5_0/1`` (one port),
+  every one of which must be active.  Unset: the compute rails are the host's largest set of identical ports
+  (same link layer and adapter model); other ports (a front-end NIC, a spare port) are reported, not judged.
 - ``gpufleet_ib_rate``: number, the lowest rate in Gb/s each of those ports must run at (``400`` for NDR).
 - ``gpufleet_ib_link_layer``: ``InfiniBand`` (default) or ``Ethernet`` (RoCE): which ports the two
   variables above count (a host's Ethernet bond beside its InfiniBand ports is not one of them).
@@ -77,6 +80,18 @@ def _rate(vars: dict, name: str) -> float | None:
     return float(value)
 
 
+def _ports(vars: dict, name: str) -> tuple[int | None, tuple[str, ...] | None]:
+    """``gpufleet_ib_ports``: a count -> (count, None); a list of names -> (None, names)."""
+    value = vars.get(name)
+    if isinstance(value, (list, tuple)):
+        names = tuple(v.strip() for v in value if isinstance(v, str) and v.strip())
+        if len(names) != len(value) or not names or len(set(names)) != len(names):
+            raise ValueError(f"{name}: expected a count or a list of distinct port names such as "
+                             f"[mlx5_0, mlx5_1/1], got {value!r}")
+        return None, names
+    return _count(vars, name), None
+
+
 def _link_layer(vars: dict, name: str) -> str:
     value = vars.get(name, "InfiniBand")
     layers = {"infiniband": "InfiniBand", "ib": "InfiniBand", "ethernet": "Ethernet", "roce": "Ethernet"}
@@ -95,6 +110,7 @@ class Expectations:
     # fabric area
     nvlink_count: int | None = None
     ib_ports: int | None = None
+    ib_port_names: tuple[str, ...] | None = None   # gpufleet_ib_ports as a list: the compute rails by name
     ib_rate: float | None = None
     ib_link_layer: str = "InfiniBand"
 
@@ -115,11 +131,13 @@ class Expectations:
             if not isinstance(model, str) or not model.strip():
                 raise ValueError(f"gpufleet_gpu_model: expected a non-empty string (substring or glob), got {model!r}")
             model = model.strip()
+        ports, port_names = _ports(vars, "gpufleet_ib_ports")
         return cls(gpu_count=count, gpu_model=model,
                    driver_min=_version(vars, "gpufleet_driver_min"),
                    driver_version=_version(vars, "gpufleet_driver_version"),
                    cuda_min=_version(vars, "gpufleet_cuda_min"),
-                   nvlink_count=_count(vars, "gpufleet_nvlink_count"), ib_ports=_count(vars, "gpufleet_ib_ports"),
+                   nvlink_count=_count(vars, "gpufleet_nvlink_count"),
+                   ib_ports=ports, ib_port_names=port_names,
                    ib_rate=_rate(vars, "gpufleet_ib_rate"),
                    ib_link_layer=_link_layer(vars, "gpufleet_ib_link_layer"))
 

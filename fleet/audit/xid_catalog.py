@@ -11,7 +11,9 @@ Verdict (:data:`ACTION_VERDICT`): an immediate action that takes the GPU or node
 reboot, drain, an NVLink / fabric workflow, check the hardware, report an error NVIDIA does not expect) fails
 the node; restart the application or ignore warns (the line is still worth a look).  An Xid the catalogue does
 not list warns and says so.  The driver's own words override the number where they speak; see
-:mod:`fleet.audit.checks_kernel`.
+:mod:`fleet.audit.checks_kernel`.  The NVLink5 Xids 144-150 have one headline action here
+(WORKFLOW_NVLINK5_ERR); their lines are decoded per unit and error status with NVIDIA's "XID 144-150 Decode"
+table (:mod:`fleet.audit.xid_nvlink5`), and the headline action applies only where that table cannot.
 """
 
 from __future__ import annotations

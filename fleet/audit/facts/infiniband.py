@@ -9,6 +9,15 @@ the kernel's sysfs-class-infiniband ABI; state numbers are the InfiniBand Archit
 4 PortConfigurationTraining, 5 LinkUp, 6 LinkErrorRecovery, 7 Phy Test).  Counters are reported as they
 stand (since boot or the last reset); this fact does not judge them.
 
+What a state means depends on the link layer (:func:`describe_state`).  On InfiniBand the subnet management
+protocol sets them: physical ``Disabled`` is a port turned off by management (``ibportstate ... disable``, the
+switch or the SM).  On Ethernet (RoCE) there is no such protocol: the RDMA drivers derive both from the network
+interface, ACTIVE/LinkUp when it is running with carrier and DOWN/Disabled otherwise (Linux
+drivers/infiniband/hw/mlx5/main.c ``mlx5_query_port_roce``; bnxt_re, irdma, qedr, ocrdma, mana the same; rxe
+says Polling for an interface that is up without carrier), so a RoCE port that reads ``Disabled`` has no
+carrier (cable, transceiver, switch port, or the interface down), whoever caused it.  Such a port's rate is a
+placeholder (mlx5: ``40 Gb/sec (4X QDR)``), as is a down InfiniBand port's.
+
 Output, one block per port (at most :data:`MAX_PORTS`)::
 
     port mlx5_0 1
@@ -63,6 +72,38 @@ _NUMBERED = re.compile(r"^\s*(\d+)\s*:\s*(.*?)\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec\b", re.IGNORECASE)
 ACTIVE = 4
 LINK_UP = 5
+
+
+# the physical state's meaning, per link layer (see the module docstring)
+_PHYS_IB = {1: "asleep", 2: "no link: the port finds no peer (cable, transceiver or the switch port)",
+            3: "turned off by management (ibportstate / the switch / the SM)", 4: "training the link",
+            5: "link up", 6: "recovering from link errors", 7: "in a physical test mode"}
+_PHYS_ETH = {2: "no carrier: the Ethernet link is down (cable, transceiver, switch port) though the interface "
+                "is up",
+             3: "no carrier: the Ethernet link is down (cable, transceiver, switch port, or the interface is down); "
+                "RoCE reports every link-down this way, it does not mean administratively disabled",
+             5: "link up"}
+_LOGICAL_IB = {1: "link down", 2: "physical link up, not configured by a subnet manager",
+               3: "configured by the subnet manager, not yet active", 4: "active", 5: "active (deferred)"}
+
+
+def describe_state(port: dict) -> str:
+    """The port's states in the kernel's words and what they mean for its link layer::
+
+        "DOWN/Disabled (Ethernet: no carrier: the Ethernet link is down ...)"
+    """
+    words = f"{port.get('state') or '?'}/{port.get('phys_state') or '?'}"
+    if port.get("active"):
+        return words
+    layer, phys, state = port.get("link_layer") or "unknown link layer", port.get("phys_state_code"), \
+        port.get("state_code")
+    if layer == "Ethernet":
+        meaning = _PHYS_ETH.get(phys) or "not active"
+    elif phys == LINK_UP:
+        meaning = _LOGICAL_IB.get(state) or "not active"
+    else:
+        meaning = _PHYS_IB.get(phys) or _LOGICAL_IB.get(state) or "not active"
+    return f"{words} ({layer}: {meaning})"
 
 
 def _numbered(value: str | None) -> tuple[int | None, str | None]:

@@ -53,12 +53,15 @@ def parse_driver_version(output: str) -> str | None:
 
 
 def normalize_pci(pci: str | None) -> str | None:
-    """``PCI:0000:2A:00`` / ``0000:2a:00.0`` / ``2a:00.0`` -> ``0000:2a:00`` (domain:bus:device, lower case)."""
+    """``PCI:0000:2A:00`` / ``0000:2a:00.0`` / ``2a:00.0`` -> ``0000:2a:00`` (domain:bus:device, lower case);
+    None for anything else (``PCI:...``)."""
     if not pci:
         return None
     p = pci.strip().split()[0].lower().removeprefix("pci:")
     p = re.sub(r"\.[0-7]$", "", p)
-    return p if p.count(":") == 2 else f"0000:{p}"
+    p = p if p.count(":") == 2 else f"0000:{p}"
+    # an address elided in a published log ("PCI:...") is no address
+    return p if re.fullmatch(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}", p) else None
 
 
 def parse_xids(output: str) -> list[dict]:
