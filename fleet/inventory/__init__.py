@@ -14,7 +14,8 @@ Modules:
 """
 
 from fleet.inventory.loader import load_inventory, parse_inventory, split_sources
-from fleet.inventory.model import INVENTORY_ENV, Host, Inventory, InventoryError, PatternError
+from fleet.inventory.errors import InventoryError, PatternError
+from fleet.inventory.model import INVENTORY_ENV, Host, Inventory
 from fleet.inventory.patterns import select_names
 
 __all__ = ["INVENTORY_ENV", "Host", "Inventory", "InventoryError", "PatternError", "load_inventory",
