@@ -150,8 +150,26 @@ class SshTarget:
     host_key_overrides: tuple[str, ...] = ()
 
 
-def ssh_target(name: str, variables: dict) -> SshTarget:
-    """The SSH target of host ``name``, or :class:`ConnectionProblem` naming what cannot be honoured."""
+ParseCache = dict  # ssh arguments text -> its SshArgs or SshArgsError: one parse per distinct text in a batch
+
+
+def _parse(text: str, cache: ParseCache | None) -> sshargs.SshArgs:
+    if cache is None:
+        return sshargs.parse(text)
+    if text not in cache:
+        try:
+            cache[text] = sshargs.parse(text)
+        except sshargs.SshArgsError as e:
+            cache[text] = e
+    got = cache[text]
+    if isinstance(got, sshargs.SshArgsError):
+        raise got
+    return got
+
+
+def ssh_target(name: str, variables: dict, cache: ParseCache | None = None) -> SshTarget:
+    """The SSH target of host ``name``, or :class:`ConnectionProblem` naming what cannot be honoured.
+    ``cache``: a dict of the caller's, to parse each distinct ssh arguments text once over many hosts."""
     why = host_problem(variables)
     if why:
         raise ConnectionProblem(why)
@@ -161,13 +179,16 @@ def ssh_target(name: str, variables: dict) -> SshTarget:
         if text in (None, ""):
             continue
         try:
-            parsed.append((var, sshargs.parse(str(text))))
+            parsed.append((var, _parse(str(text), cache)))
         except sshargs.SshArgsError as e:
             raise ConnectionProblem(f"{var}: {e}") from None
-    try:
-        args = sshargs.parse(" ".join(str(variables[v]) for v, _ in parsed))  # as ssh sees them: one command line
-    except sshargs.SshArgsError as e:
-        raise ConnectionProblem(f"{' / '.join(v for v, _ in parsed)}: {e}") from None
+    if len(parsed) == 1:
+        args = parsed[0][1]
+    else:
+        try:  # as ssh sees them: one command line
+            args = _parse(" ".join(str(variables[v]) for v, _ in parsed), cache)
+        except sshargs.SshArgsError as e:
+            raise ConnectionProblem(f"{' / '.join(v for v, _ in parsed)}: {e}") from None
     address = setting(variables, ADDRESS_VARS)
     port_value = setting(variables, PORT_VARS)
     port = None if port_value is None else int(port_value)
@@ -199,25 +220,28 @@ def ssh_target(name: str, variables: dict) -> SshTarget:
     )
 
 
-def problem(name: str, variables: dict) -> str | None:
+def problem(name: str, variables: dict, cache: ParseCache | None = None) -> str | None:
     """None, or the one line saying why gpufleet cannot connect to this host as its inventory describes it."""
     if is_local(variables):
         return host_problem(variables)
     try:
-        ssh_target(name, variables)
+        ssh_target(name, variables, cache)
     except ConnectionProblem as e:
         return str(e)
     return None
 
 
-def connect_problem(name: str, variables: dict) -> str | None:
+def connect_problem(name: str, variables: dict, cache: ParseCache | None = None) -> str | None:
     """:func:`problem`, then the key files that cannot be read (reads the disk): why connecting to this host is
     refused before anything is contacted.  The transport refuses a host for exactly this, and ``gpufleet hosts``
     shows it."""
-    why = problem(name, variables)
-    if why or is_local(variables):
-        return why
-    missing = missing_key_files(ssh_target(name, variables))
+    if is_local(variables):
+        return host_problem(variables)
+    try:
+        target = ssh_target(name, variables, cache)
+    except ConnectionProblem as e:
+        return str(e)
+    missing = missing_key_files(target)
     return "; ".join(missing) if missing else None
 
 
@@ -226,13 +250,16 @@ def connect_problem(name: str, variables: dict) -> str | None:
 
 def missing_key_files(target: SshTarget) -> list[str]:
     """The target's key files that cannot be read, each as ``variable: path does not exist`` (reads the disk)."""
-    out = []
-    for key in target.key_files:
-        if not os.path.exists(key.path):
-            out.append(f"{key.variable}: {key.path} does not exist")
-        elif not os.access(key.path, os.R_OK):
-            out.append(f"{key.variable}: {key.path} cannot be read")
-    return out
+    return [why for key in target.key_files if (why := key_file_problem(key))]
+
+
+def key_file_problem(key: KeyFile) -> str | None:
+    """``variable: path does not exist`` (or ``cannot be read``), or None (reads the disk)."""
+    if not os.path.exists(key.path):
+        return f"{key.variable}: {key.path} does not exist"
+    if not os.access(key.path, os.R_OK):
+        return f"{key.variable}: {key.path} cannot be read"
+    return None
 
 
 def _hosts_phrase(names: list[str], limit: int = 5) -> str:
@@ -241,37 +268,41 @@ def _hosts_phrase(names: list[str], limit: int = 5) -> str:
     return f"host{'s' if len(names) != 1 else ''} {shown}{more}"
 
 
-def preflight(hosts: Iterable) -> list[str]:
+def preflight(hosts: Iterable, cache: ParseCache | None = None) -> list[str]:
     """Configuration errors found before any host is contacted: one line per missing or unreadable key file,
     naming the file, the variable and the hosts that name it.  ``hosts``: objects with ``name`` and ``vars``
     (:class:`~fleet.inventory.model.Host`).  A host whose entry cannot be honoured at all is left to its own
     problem (it is reported per host)."""
-    found: dict[str, list[str]] = {}
+    found: dict[str, dict[str, None]] = {}  # line -> the hosts naming it, in order
+    cache = {} if cache is None else cache
+    checked: dict[KeyFile, str | None] = {}  # each key file looked at once
     for h in hosts:
         if is_local(h.vars):
             continue
         try:
-            target = ssh_target(h.name, h.vars)
+            target = ssh_target(h.name, h.vars, cache)
         except ConnectionProblem:
             continue
-        for line in missing_key_files(target):
-            found.setdefault(line, [])
-            if h.name not in found[line]:
-                found[line].append(h.name)
-    return [f"{line} ({_hosts_phrase(names)}): a configuration error, no host was contacted"
+        for key in target.key_files:
+            if key not in checked:
+                checked[key] = key_file_problem(key)
+        for line in (checked[key] for key in target.key_files if checked[key]):
+            found.setdefault(line, {})[h.name] = None
+    return [f"{line} ({_hosts_phrase(list(names))}): a configuration error, no host was contacted"
             for line, names in found.items()]
 
 
-def host_key_warning(hosts: Iterable) -> str | None:
+def host_key_warning(hosts: Iterable, cache: ParseCache | None = None) -> str | None:
     """One line for the whole run when the inventory asks to turn host key checking off
     (``StrictHostKeyChecking=no``, ``UserKnownHostsFile=/dev/null``, ``ansible_host_key_checking: false``):
     what asked it, for how many hosts in which groups, and that gpufleet verifies host keys regardless."""
     by_option: dict[str, list] = {}
+    cache = {} if cache is None else cache
     for h in hosts:
         if is_local(h.vars):
             continue
         try:
-            target = ssh_target(h.name, h.vars)
+            target = ssh_target(h.name, h.vars, cache)
         except ConnectionProblem:
             continue
         for option in target.host_key_overrides:

@@ -84,7 +84,8 @@ def mask(value: Any, name: Any = "") -> Any:
 def hosts_document(sources: list[str], pattern: str, hosts: list[Host]) -> dict:
     """``problem``: why gpufleet would refuse to connect to the host (:func:`~.connection.connect_problem`, the
     transport's own rule); ``warnings``: what the run ignores, once (:func:`~.connection.host_key_warning`)."""
-    warning = host_key_warning(hosts)
+    cache: dict = {}  # each distinct ssh arguments text parsed once
+    warning = host_key_warning(hosts, cache)
     doc = {
         "schema": SCHEMA,
         "inventory": list(sources),
@@ -92,7 +93,7 @@ def hosts_document(sources: list[str], pattern: str, hosts: list[Host]) -> dict:
         "hosts": {},
     }
     for h in hosts:
-        why = connect_problem(h.name, h.vars)
+        why = connect_problem(h.name, h.vars, cache)
         doc["hosts"][h.name] = {
             "address": h.address,
             "port": h.port,
@@ -115,8 +116,9 @@ def render_hosts(hosts: list[Host]) -> str:
                      ",".join(sorted(g for g in h.groups if g != "all")) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
-    problems = [f"{h.name}: cannot be used: {why}" for h in hosts if (why := connect_problem(h.name, h.vars))]
+    cache: dict = {}  # each distinct ssh arguments text parsed once
+    problems = [f"{h.name}: cannot be used: {why}" for h in hosts if (why := connect_problem(h.name, h.vars, cache))]
     summary = plural(len(hosts), "host") + (f", {len(problems)} that gpufleet cannot use" if problems else "")
-    warning = host_key_warning(hosts)
+    warning = host_key_warning(hosts, cache)
     return "\n".join([*(line.rstrip() for line in lines), *problems, *([f"warning: {warning}"] if warning else []),
                       summary])
