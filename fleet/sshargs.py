@@ -12,13 +12,17 @@ by ``/bin/sh`` as OpenSSH runs it), ``-i`` / ``IdentityFile``, ``IdentitiesOnly`
 ``ConnectTimeout``, ``ServerAliveInterval``, ``-C`` / ``Compression``, ``-A`` /
 ``-a`` / ``ForwardAgent``, ``StrictHostKeyChecking=yes`` (what gpufleet always does).
 
+Ignored, and told once per run (:attr:`SshArgs.host_key_overrides`, see
+:func:`fleet.inventory.connection.host_key_warning`): ``StrictHostKeyChecking`` other than ``yes`` and
+``UserKnownHostsFile=/dev/null`` (or ``none``).  Published inventories carry them to make OpenSSH skip host key
+verification; gpufleet verifies host keys regardless (an unknown key is that host's error, with ``ssh-keyscan``
+or ``--accept-new-host-keys`` as the remedy), so the host is still used, safely.
+
 Accepted and not needed (see :data:`HARMLESS`, each with its reason): ``-q``,
 ``-T``, ``ControlMaster`` / ``ControlPersist`` / ``ControlPath``,
 ``ServerAliveCountMax``, ``LogLevel``, ``BatchMode``.
 
-Refused with a reason: ``StrictHostKeyChecking`` other than ``yes`` and
-``UserKnownHostsFile=/dev/null`` (gpufleet verifies host keys), and every option
-not named above.
+Refused with a reason: every option not named above.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ HONOURED = {
     "serveraliveinterval": "an SSH keepalive every N seconds",
     "compression": "SSH compression",
     "forwardagent": "agent forwarding",
-    "stricthostkeychecking": "only 'yes', what gpufleet always does",
+    "stricthostkeychecking": "'yes' is what gpufleet always does; any other value is ignored (host keys verified)",
 }
 
 HARMLESS = {
@@ -101,6 +105,7 @@ class SshArgs:
     compression: bool = False
     forward_agent: bool | None = None
     ignored: tuple[str, ...] = field(default=())  # accepted as not needed: the options as written
+    host_key_overrides: tuple[str, ...] = ()  # asks to skip host key verification, ignored: the options as written
 
 
 def parse(text: str | None) -> SshArgs:
@@ -209,17 +214,17 @@ def _build(values: dict, identity_files: list[str], ignored: list[str]) -> SshAr
     elif command is not None:
         proxy_command(command, "h", 22, "u")  # refuse an unknown %-token now, not at connect time
         out["proxy_command"] = command
+    overrides = []
     strict = v.get("stricthostkeychecking")
     if strict is not None and strict.lower() != "yes":
-        hint = " (--accept-new-host-keys trusts unknown keys on first use)" if strict.lower() == "accept-new" else ""
-        raise SshArgsError(f"ssh option StrictHostKeyChecking={strict} is refused: gpufleet always verifies host "
-                           f"keys against known_hosts{hint}")
+        overrides.append(values["stricthostkeychecking"][1])
     if "userknownhostsfile" in v:
         files = tuple(shlex.split(v["userknownhostsfile"]))
-        if not files or any(f in ("/dev/null", "none") for f in files):
-            raise SshArgsError(f"ssh option UserKnownHostsFile={v['userknownhostsfile']} is refused: it turns off "
-                               f"host key verification, and gpufleet always verifies host keys")
-        out["known_hosts_files"] = files
+        kept = tuple(f for f in files if f not in ("/dev/null", "none"))
+        if len(kept) != len(files) or not files:
+            overrides.append(values["userknownhostsfile"][1])
+        out["known_hosts_files"] = kept
+    out["host_key_overrides"] = tuple(overrides)
     if "identitiesonly" in v:
         out["identities_only"] = _yes_no("identitiesonly", v["identitiesonly"])
     if "compression" in v:

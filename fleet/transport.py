@@ -29,8 +29,12 @@ from fabric import Config, Connection
 
 from fleet import sshargs
 from fleet.inventory import Host
+from fleet.inventory.connection import connect_problem, host_key_warning, preflight, ssh_target
 from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
 from fleet.shell import become as become_command, quote
+
+__all__ = ["CommandResult", "LocalTransport", "SshOptions", "SshTransport", "Transport", "connect",
+           "host_key_warning", "preflight"]
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -251,35 +255,28 @@ class SshTransport:
         self._sftp_absent = False  # the server has no sftp subsystem: files go over exec channels
         self._secrets = host.secrets
         self._become_password = host.become_password or options.sudo_password
-        try:
-            self.args = sshargs.parse(host.ssh_args)
-        except sshargs.SshArgsError as e:
-            raise Unusable(self._scrub(f"ansible_ssh_common_args / ansible_ssh_extra_args: {e}")) from None
-        port, user = host.port, host.user
-        for what, mine, theirs in (("port", port, self.args.port), ("user", user, self.args.user)):
-            if mine is not None and theirs is not None and mine != theirs:
-                raise Unusable(f"the inventory's {what} ({mine}) and the ssh arguments' ({theirs}) differ: keep one")
-        port = port if port is not None else self.args.port
-        user = user if user is not None else self.args.user
+        why = connect_problem(host.name, host.vars)
+        if why:
+            raise Unusable(self._scrub(why))
+        target = ssh_target(host.name, host.vars)  # the rule gpufleet hosts shows: see fleet.inventory.connection
+        self.target = target
+        self.args = target.args
+        port, user = target.port, target.user
         self.connect_timeout = self.args.connect_timeout or options.connect_timeout
         self.known_hosts = list(self.args.known_hosts_files) or [options.known_hosts]
         cfg = Config(runtime_ssh_path=options.ssh_config) if options.ssh_config else Config()
         cfg.timeouts.connect = int(max(1, self.connect_timeout))
         self._cfg = cfg
         connect_kwargs = self._timeouts()
-        keys = [os.path.expanduser(k) for k in self.args.identity_files]
-        key_file = host.key_file
-        if key_file:
-            keys.append(key_file)
+        keys = [k.path for k in target.key_files]
         if keys:
             connect_kwargs["key_filename"] = keys
         if self.args.identities_only:
             connect_kwargs.update(allow_agent=False, look_for_keys=False)
         if self.args.compression:
             connect_kwargs["compress"] = True
-        password = host.password
-        if password:
-            connect_kwargs["password"] = password
+        if target.password:
+            connect_kwargs["password"] = target.password
         # jump hosts: jumps[0] is reached directly (or as its own ssh config says), each next one through it
         self.hops: list[Connection] = []
         for jump in self.args.jumps:
@@ -293,7 +290,7 @@ class SshTransport:
             gateway = False  # ours, not ~/.ssh/config's
         else:
             gateway = None  # ~/.ssh/config decides (ProxyJump / ProxyCommand there are Fabric's)
-        self.conn = Connection(host.address, user=user, port=port, config=cfg, connect_kwargs=connect_kwargs,
+        self.conn = Connection(target.address, user=user, port=port, config=cfg, connect_kwargs=connect_kwargs,
                                gateway=gateway, forward_agent=self.args.forward_agent)
         self._setup_client(self.conn.client)
         self._proxy: _ProxyCommand | None = None
@@ -373,6 +370,25 @@ class SshTransport:
         lines = err.splitlines()[-3:]
         return f" (ProxyCommand exited {proc.returncode}" + (f": {' | '.join(lines)})" if lines else ")")
 
+    def _offered(self, conn: Connection) -> str:
+        """`` with key /k (and agent keys)``: the credentials offered to ``conn``, named (never a password)."""
+        kw = conn.connect_kwargs
+        keys = kw.get("key_filename") or []
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        extra = []
+        if kw.get("allow_agent", True) and os.environ.get("SSH_AUTH_SOCK"):
+            extra.append("agent keys")
+        if kw.get("look_for_keys", True):
+            defaults = [p for p in ("~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519", "~/.ssh/id_dsa")
+                        if os.path.exists(os.path.expanduser(p))]
+            extra += defaults
+        if kw.get("password"):
+            extra.append("a password")
+        if keys:
+            text = f" with key{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
+            return text + (f" (and {', '.join(extra)})" if extra else "")
+        return f" with {', '.join(extra)}" if extra else ""
+
     def _open_one(self, conn: Connection, via: str) -> None:
         """Open ``conn`` (the target, or a jump host named in ``via``), each failure mapped to its host state."""
         ct = self.connect_timeout
@@ -394,7 +410,7 @@ class SshTransport:
                 f"if expected, remove the old key with `ssh-keygen -R {quote(name)}`"
             ) from None
         except paramiko.AuthenticationException as e:
-            raise AuthFailed(f"{via}authentication failed for {label}: {e}") from None
+            raise AuthFailed(f"{via}authentication failed for {label}{self._offered(conn)}: {e}") from None
         except (socket.timeout, TimeoutError):
             raise Unreachable(f"{via}connection to {label} timed out after {ct:g}s") from None
         except paramiko.ChannelException as e:  # the jump host could not open the way on
@@ -560,8 +576,9 @@ def _home_relative(path: str) -> Path:
 
 
 def connect(host: Host, options: SshOptions) -> Transport:
-    """The host's transport; an inventory entry that cannot be honoured is :class:`Unusable`."""
-    problem = host.problem
+    """The host's transport; an inventory entry that cannot be honoured is :class:`Unusable`, for the reason
+    ``gpufleet hosts`` shows (:func:`fleet.inventory.connection.connect_problem`)."""
+    problem = connect_problem(host.name, host.vars)
     if problem:
         raise Unusable(problem)
     return LocalTransport(host, options) if host.is_local else SshTransport(host, options)

@@ -45,6 +45,20 @@ PARSED = [
     ("-o ForwardAgent=no -o Compression=yes", SshArgs(forward_agent=False, compression=True)),
     ("-o LogLevel=ERROR -o BatchMode=yes -o ControlPath=/tmp/%r@%h:%p",
      SshArgs(ignored=("-o LogLevel=ERROR", "-o BatchMode=yes", "-o ControlPath=/tmp/%r@%h:%p"))),
+    # Options that turn host key checking off are ignored (gpufleet verifies host keys regardless) and recorded,
+    # as written, for the run's one warning.  The usual pair, e.g. a terraform template for AWS:
+    # ansible_ssh_common_args="-o ProxyJump=ubuntu@${...bastion.public_ip} -o StrictHostKeyChecking=no
+    #                          -o UserKnownHostsFile=/dev/null"
+    ("-o ProxyJump=ubuntu@198.51.100.4 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+     SshArgs(jumps=(Jump("198.51.100.4", "ubuntu"),),
+             host_key_overrides=("-o StrictHostKeyChecking=no", "-o UserKnownHostsFile=/dev/null"))),
+    # dev00/otc-terraform os_example/ansible_inventory.tpl (ansible_ssh_extra_args)
+    ("-o StrictHostKeyChecking=no", SshArgs(host_key_overrides=("-o StrictHostKeyChecking=no",))),
+    ("-oStrictHostKeyChecking=accept-new", SshArgs(host_key_overrides=("-o StrictHostKeyChecking=accept-new",))),
+    ("-o 'UserKnownHostsFile /dev/null'", SshArgs(host_key_overrides=("-o UserKnownHostsFile /dev/null",))),
+    ("-o UserKnownHostsFile=none", SshArgs(host_key_overrides=("-o UserKnownHostsFile=none",))),
+    ("-o 'UserKnownHostsFile=/etc/kh /dev/null'",
+     SshArgs(known_hosts_files=("/etc/kh",), host_key_overrides=("-o UserKnownHostsFile=/etc/kh /dev/null",))),
 ]
 
 
@@ -54,20 +68,6 @@ def test_parses(text, expected):
 
 
 REFUSED = [
-    # the usual "turn host key checking off" pair, e.g. a terraform template for AWS:
-    # ansible_ssh_common_args="-o ProxyJump=ubuntu@${...bastion.public_ip} -o StrictHostKeyChecking=no
-    #                          -o UserKnownHostsFile=/dev/null"
-    ("-o ProxyJump=ubuntu@198.51.100.4 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-     "ssh option StrictHostKeyChecking=no is refused: gpufleet always verifies host keys against known_hosts"),
-    ("-o StrictHostKeyChecking=accept-new",
-     "ssh option StrictHostKeyChecking=accept-new is refused: gpufleet always verifies host keys against "
-     "known_hosts (--accept-new-host-keys trusts unknown keys on first use)"),
-    ("-o UserKnownHostsFile=/dev/null",
-     "ssh option UserKnownHostsFile=/dev/null is refused: it turns off host key verification, and gpufleet "
-     "always verifies host keys"),
-    # dev00/otc-terraform os_example/ansible_inventory.tpl (ansible_ssh_extra_args)
-    ("-o StrictHostKeyChecking=no",
-     "ssh option StrictHostKeyChecking=no is refused: gpufleet always verifies host keys against known_hosts"),
     ("-o PubkeyAcceptedKeyTypes=+ssh-rsa",
      "ssh option -o PubkeyAcceptedKeyTypes is not supported by gpufleet (supported: BatchMode, Compression, "
      "ConnectTimeout, ControlMaster, ControlPath, ControlPersist, ForwardAgent, IdentitiesOnly, IdentityFile, "

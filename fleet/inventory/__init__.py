@@ -2,8 +2,11 @@
 
 Modules:
 
-* :mod:`.model` -- :class:`Host` (merged variables, connection settings, :attr:`Host.problem`),
-  :class:`Inventory`, :class:`InventoryError`, :class:`PatternError`;
+* :mod:`.errors` -- :class:`InventoryError`, :class:`PatternError`;
+* :mod:`.connection` -- what the connection variables mean, as Ansible's ssh/sudo plugins read them (the last
+  alias they list wins), the SSH target of a host, the checks over selected hosts (``preflight``,
+  ``host_key_warning``);
+* :mod:`.model` -- :class:`Host` (merged variables, connection settings, :attr:`Host.problem`), :class:`Inventory`;
 * :mod:`.ranges` -- host ranges (``node[01:50:2]``) and ``host:port``;
 * :mod:`.ini`, :mod:`.yaml_source`, :mod:`.json_source` -- pure parsers (text in, :class:`~.build.Source` out);
 * :mod:`.vars_dirs` -- ``group_vars/`` and ``host_vars/`` files;
@@ -14,7 +17,8 @@ Modules:
 """
 
 from fleet.inventory.loader import load_inventory, parse_inventory, split_sources
-from fleet.inventory.model import INVENTORY_ENV, Host, Inventory, InventoryError, PatternError
+from fleet.inventory.errors import InventoryError, PatternError
+from fleet.inventory.model import INVENTORY_ENV, Host, Inventory
 from fleet.inventory.patterns import select_names
 
 __all__ = ["INVENTORY_ENV", "Host", "Inventory", "InventoryError", "PatternError", "load_inventory",

@@ -7,7 +7,9 @@ defined; a group may have several parents); ``all`` holds every group without a 
 1. ``all``'s variables from the inventory files;
 2. ``group_vars/all`` beside each source (sources in order);
 3. the other groups' variables from the inventory files, parents before children: groups sorted by
-   depth (longest path from ``all``), then ``ansible_group_priority`` (default 1), then name;
+   depth (longest path from ``all``), then ``ansible_group_priority`` (default 1), then name.  A priority set
+   in an inventory file orders the groups and is then no variable (Ansible's ``Group.set_variable`` takes it
+   out); one set in ``group_vars/`` stays a variable and orders nothing, as in Ansible;
 4. ``group_vars/<group>`` beside each source (for each source in order, groups in that order);
 5. the host's own variables from the inventory files (a later definition wins);
 6. ``host_vars/<host>`` beside each source.
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleet.inventory.model import Host, Inventory, InventoryError
+from fleet.inventory.errors import InventoryError
+from fleet.inventory.model import Host, Inventory
 
 
 @dataclass
@@ -129,11 +132,10 @@ def build(sources: list[Source], vars_files: list[VarsFiles] | None = None, labe
             seen += [h for h in direct[sub] if h not in seen]
         members[g] = seen if g != "all" else list(hosts)
 
+    priorities = _priorities(gvars, where, label)
+
     def priority(g: str) -> int:
-        try:
-            return int(gvars[g].get("ansible_group_priority", 1))
-        except (TypeError, ValueError):
-            return 1
+        return priorities.get(g, 1)
 
     out: dict[str, Host] = {}
     for h in hosts:
@@ -158,6 +160,24 @@ def build(sources: list[Source], vars_files: list[VarsFiles] | None = None, labe
     if require_hosts and not out:
         raise InventoryError(label, "inventory defines no hosts")
     return Inventory(label, out, members, {g: list(children[g]) for g in groups}, [s.path for s in sources])
+
+
+def _priorities(gvars: dict[str, dict], where: dict[str, str], label: str) -> dict[str, int]:
+    """Each group's ``ansible_group_priority`` from the inventory sources, taken out of its variables as Ansible's
+    ``Group.set_variable`` takes it out (it orders the groups and is no variable of the hosts)."""
+    out: dict[str, int] = {}
+    for g, variables in gvars.items():
+        if "ansible_group_priority" not in variables:
+            continue
+        value = variables.pop("ansible_group_priority")
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            out[g] = int(value)
+        except (TypeError, ValueError):
+            raise InventoryError(where.get(g, label), f"ansible_group_priority must be a whole number, got {value!r}",
+                                 key=f"{g}.ansible_group_priority") from None
+    return out
 
 
 def _depths(groups: list[str], children: dict[str, list[str]], where: dict[str, str], label: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 from fleet.inventory.build import Source
-from fleet.inventory.model import InventoryError
+from fleet.inventory.errors import InventoryError
 from fleet.inventory.ranges import expand_host_pattern
 from fleet.inventory.validate import check_host_name, validate_vars
 

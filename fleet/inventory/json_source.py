@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from fleet.inventory.build import Source
-from fleet.inventory.model import InventoryError
+from fleet.inventory.errors import InventoryError
 from fleet.inventory.validate import check_host_name, validate_vars
 
 

@@ -7,8 +7,11 @@
 * ``!term`` excludes, ``&term`` intersects, wherever written: the unions are applied first, then the
   intersections, then the exclusions; a pattern of only exclusions/intersections starts from ``all``.
 
-The one deliberate difference from Ansible: a term that matches no host or group is an error
-(:class:`PatternError`), where Ansible warns and goes on.  Results come in inventory order.
+The deliberate differences from Ansible: a term that matches no host or group is an error
+(:class:`PatternError`), where Ansible warns and goes on; and so is a pattern whose terms all match but whose
+intersections or exclusions leave no host (``control:&compute`` with no host in both), where Ansible warns
+"No hosts matched" and exits 0: a health check of no host must not look like a passing one (the command layer
+exits 2 on a :class:`PatternError`).  Results come in inventory order.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import fnmatch
 import re
 from typing import Iterable
 
-from fleet.inventory.model import PatternError
+from fleet.inventory.errors import PatternError
 
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
 _COLON_TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
@@ -98,6 +101,7 @@ def select_names(pattern: str, hosts: Iterable[str], groups: dict[str, list[str]
         if not matched:
             raise PatternError(f"pattern term '&{term}' matches no host or group")
         chosen = [h for h in chosen if h in matched]
+    emptied_by = "intersection" if inter and not chosen else None
     for term in excl:
         matched = set(match_term(term, order, groups))
         if not matched:
@@ -106,5 +110,11 @@ def select_names(pattern: str, hosts: Iterable[str], groups: dict[str, list[str]
     picked = set(chosen)
     result = [n for n in order if n in picked]
     if not result:
-        raise PatternError(f"pattern {pattern!r} leaves no host")
+        if emptied_by:
+            why = f"no host is in {' and '.join(repr(t) for t in (plain or ['all']) + inter)} at once"
+        else:
+            why = f"the exclusions ({', '.join('!' + t for t in excl)}) leave no host"
+        raise PatternError(f"pattern {pattern!r} selects no host: each term matches, but {why} (Ansible warns "
+                           f"'No hosts matched' and exits 0; gpufleet refuses, so that a check of no host never "
+                           f"passes)")
     return result

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from fleet.inventory.model import SAFE_HOST, InventoryError, check_connection_value
+from fleet.inventory.connection import SAFE_HOST, check_connection_value
+from fleet.inventory.errors import InventoryError
 
 
 def validate_vars(variables: dict, where: str, path: str, line_of: Callable[[Any], int | None]) -> None:

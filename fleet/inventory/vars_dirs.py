@@ -8,7 +8,7 @@ The file walking is the loader's (:func:`fleet.inventory.loader.find_vars_files`
 
 from __future__ import annotations
 
-from fleet.inventory.model import InventoryError
+from fleet.inventory.errors import InventoryError
 from fleet.inventory.validate import validate_vars
 from fleet.inventory.yaml_source import line_of, load_yaml
 

@@ -7,7 +7,8 @@ from typing import Any
 import yaml
 
 from fleet.inventory.build import Source
-from fleet.inventory.model import InventoryError, Vaulted
+from fleet.inventory.connection import Vaulted
+from fleet.inventory.errors import InventoryError
 from fleet.inventory.ranges import expand_host_pattern
 from fleet.inventory.validate import check_host_name, validate_vars
 
