@@ -272,3 +272,42 @@ def test_every_audit_is_recorded_and_history_shows_them(tmp_path):
     assert [run["kind"] for run in runs] == ["audit", "audit"] and len({run["run_id"] for run in runs}) == 2
     r = gpufleet(["history", "--history", str(tmp_path / "none.sqlite")], cwd=tmp_path)
     assert r.returncode == 0 and "no history yet" in r.stdout and not (tmp_path / "none.sqlite").exists()
+
+
+# --------------------------------------------------------------------------- configuration errors at the edges
+
+
+def test_a_missing_key_file_is_one_line_naming_it_before_any_host(farm, tmp_path):
+    farm.add_host("keyless", fixture="rtx-3090-v12.xml")
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(farm.inventory(names=["keyless"]).replace(str(farm.client_key), str(tmp_path / "nope" / "id_x")))
+    r = gpufleet(["audit", "-i", str(inv), "--no-history"], env=invoke_env(farm, tmp_path / "home"), cwd=tmp_path,
+                 timeout=120)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("gpufleet: ")
+    assert str(tmp_path / "nope" / "id_x") in r.stderr and "ansible_ssh_private_key_file" in r.stderr
+
+
+def test_a_wrong_key_for_every_host_is_one_line_naming_the_key(farm, tmp_path):
+    farm.add_host("locked", fixture="rtx-3090-v12.xml", authorized=False)
+    inv = farm.write_inventory(tmp_path / "hosts.yaml", names=["locked"])
+    r = gpufleet(["audit", "-i", str(inv), "--no-history"], env=invoke_env(farm, tmp_path / "home"), cwd=tmp_path,
+                 timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("gpufleet: ")]
+    assert line.startswith("gpufleet: authentication failed on the only host: locked: ")
+    assert f"with key {farm.client_key}" in line
+
+
+def test_an_inventory_turning_host_key_checking_off_audits_with_one_warning(farm, tmp_path):
+    for name in ("lax-a", "lax-b"):
+        farm.add_host(name, fixture="rtx-3090-v12.xml",
+                      extra_vars={"ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
+                                                             "-o UserKnownHostsFile=/dev/null"})
+    inv = farm.write_inventory(tmp_path / "hosts.yaml", names=["lax-a", "lax-b"])
+    r = gpufleet(["audit", "-i", str(inv), "--no-history", "--json", str(tmp_path / "a.json")],
+                 env=invoke_env(farm, tmp_path / "home"), cwd=tmp_path, timeout=180)
+    warnings = [x for x in r.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 1 and "StrictHostKeyChecking" in warnings[0], r.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert {h: e["state"] for h, e in report["hosts"].items()} == {"lax-a": "ok", "lax-b": "ok"}

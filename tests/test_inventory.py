@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.inventory import InventoryError, PatternError, load_inventory, parse_inventory
-from fleet.options import PROJECT, inventory_sources
+from fleet.config import PROJECT, from_context
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,6 +122,11 @@ def test_shipped_inventories_load():
 class _Ctx:
     def __init__(self, inventory=None):
         self.config = {"gpufleet": {"inventory": inventory}} if inventory else {}
+
+
+def inventory_sources(c, flag):
+    """The inventory sources a task with this context and ``--inventory`` flag reads (fleet.config)."""
+    return from_context(c).inventory_sources((flag,) if flag else ())
 
 
 def test_inventory_path_precedence_and_where_relative_paths_are_taken(monkeypatch, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from fleet.inventory import InventoryError, load_inventory, parse_inventory
 from fleet.inventory.listing import MASK, hosts_document
 from fleet.inventory.ranges import expand_host_pattern, expand_range
-from fleet.options import PROJECT, inventory_sources
+from fleet.config import PROJECT, from_context
 
 
 @pytest.mark.parametrize("pattern, expected", [
@@ -142,6 +142,11 @@ def test_hosts_document_masks_secrets():
 class _Ctx:
     def __init__(self, inventory=None):
         self.config = {"gpufleet": {"inventory": inventory}} if inventory else {}
+
+
+def inventory_sources(c, flag):
+    """The inventory sources a task with this context and ``--inventory`` flag reads (fleet.config)."""
+    return from_context(c).inventory_sources((flag,) if flag else ())
 
 
 def test_comma_separated_sources_keep_precedence_and_relative_rules(monkeypatch, tmp_path):

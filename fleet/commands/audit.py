@@ -41,6 +41,7 @@ def run(config: Config, s: AuditSettings) -> Outcome:
     from fleet.history.alerts import audit_subjects, notify, read_states
 
     path, selected = common.select(config, s.pattern, s.inventory, s.user)
+    common.ready_to_connect(selected)
     with common.history_lock(s.db, "audit", s.wait_lock):
         result = audit_run.audit_hosts(selected, s.options)
         report = audit_run.build_report(result, path, s.pattern)
@@ -60,4 +61,4 @@ def run(config: Config, s: AuditSettings) -> Outcome:
             common.note(notify(s.db, s.notify, "audit", run_id, statuses, states, new_xids, details, s.remind_days,
                                str(s.json) if s.json else None, report["exit_code"]))
     code = ExitCode.INTERRUPTED if result.interrupted else report["exit_code"]
-    return Outcome(audit_run.render_table(report), report, int(code))
+    return common.with_config_errors(Outcome(audit_run.render_table(report), report, int(code)))

@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 from fleet.config import Config
 from fleet.inventory import Host, InventoryError, PatternError, load_inventory
-from fleet.inventory.model import KEY_FILE_VARS, USER_VARS, first
+from fleet.inventory.connection import KEY_FILE_VARS, USER_VARS, setting
 from fleet.options import usage_error
 
 
@@ -67,6 +67,23 @@ def select(config: Config, pattern: Optional[str], inventory: tuple = (), user: 
     return path, [with_defaults(h, defaults) for h in hosts]
 
 
+def ready_to_connect(hosts: list[Host]) -> None:
+    """Before any host is contacted: a key file the inventory names that cannot be read is a configuration error
+    (one line per file, naming it and the hosts; exit 2); an inventory that turns host key checking off is said
+    once (keys are verified all the same)."""
+    from fleet.inventory.connection import host_key_warning, preflight
+
+    cache: dict = {}
+    errors = preflight(hosts, cache)
+    if errors:
+        for line in errors[:-1]:
+            note(f"gpufleet: {line}")
+        raise usage_error(errors[-1])
+    warning = host_key_warning(hosts, cache)
+    if warning:
+        note(f"warning: {warning}")
+
+
 def inventory_origin(config: Config, inventory: tuple = ()) -> str:
     """Where the inventory came from, in words (``gpufleet hosts`` says it)."""
     return config.inventory_sources(inventory)[1]
@@ -76,9 +93,9 @@ def with_defaults(host: Host, defaults: dict) -> Host:
     """``host`` with ``defaults`` (``ansible_user``, ``ansible_private_key_file``) where it sets no such value
     under any of Ansible's names for it."""
     add = {}
-    if "ansible_user" in defaults and first(host.vars, USER_VARS) is None:
+    if "ansible_user" in defaults and setting(host.vars, USER_VARS) is None:
         add["ansible_user"] = defaults["ansible_user"]
-    if "ansible_private_key_file" in defaults and first(host.vars, KEY_FILE_VARS) is None:
+    if "ansible_private_key_file" in defaults and setting(host.vars, KEY_FILE_VARS) is None:
         add["ansible_private_key_file"] = defaults["ansible_private_key_file"]
     return dataclasses.replace(host, vars={**host.vars, **add}) if add else host
 
@@ -169,6 +186,31 @@ def check_history(db: Optional[Path]) -> None:
     why = unwritable(db) if db is not None else None
     if why:
         raise usage_error(f"history {db}: cannot be written ({why})")
+
+
+def no_host_authenticated(document: dict) -> Optional[str]:
+    """One line when every host of a run failed authentication (the key or user is wrong for the whole fleet: a
+    configuration error, exit 2); None when at least one host got in, or none was tried.  The first host's
+    message names the key offered."""
+    hosts = document.get("hosts") or {}
+    states = [h.get("state") for h in hosts.values() if isinstance(h, dict)]
+    if not states or any(s != "auth_failed" for s in states):
+        return None
+    first_name, first = next(iter(hosts.items()))
+    n = len(states)
+    return (f"authentication failed on {'the only host' if n == 1 else f'all {n} hosts'}: {first_name}: "
+            f"{(first.get('message') or '').splitlines()[0] if first.get('message') else 'auth_failed'}")
+
+
+def with_config_errors(outcome):
+    """The command's outcome, with exit 2 and its line when no host authenticated."""
+    from fleet.outcome import ExitCode
+
+    why = no_host_authenticated(outcome.document)
+    if why:
+        note(f"gpufleet: {why}")
+        outcome.exit_code = int(ExitCode.USAGE)
+    return outcome
 
 
 # -- after the run --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def run(config: Config, s: ProvisionSettings) -> Outcome:
     from provision.secrets import become_password
 
     path, selected = common.select(config, s.pattern, s.inventory, s.user)
+    common.ready_to_connect(selected)
     options = dataclasses.replace(s.options, sudo_password=become_password(selected))
     with common.history_lock(s.db, "provision", s.wait_lock):
         result = provision_run.provision_hosts(selected, s.overrides, options, check=s.check)
@@ -45,4 +46,4 @@ def run(config: Config, s: ProvisionSettings) -> Outcome:
         common.outputs("provision", report, None, s.junit)
         common.record_history(s.db, "provision", report)
     code = ExitCode.INTERRUPTED if result.interrupted else report["exit_code"]
-    return Outcome(provision_run.render(report), report, int(code))
+    return common.with_config_errors(Outcome(provision_run.render(report), report, int(code)))

@@ -10,6 +10,7 @@ def run(selected: list, options, wheelhouse) -> Outcome:
     from fleet import push as push_lib
     from fleet.fanout import run_fleet
 
+    common.ready_to_connect(selected)
     artifact = push_lib.build_wheel()
     common.note(f"verify wheel {artifact.filename} (content {artifact.digest})")
     result = run_fleet(selected, lambda t: push_lib.push(t, artifact, deep=True, wheelhouse=wheelhouse), options,

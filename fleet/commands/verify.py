@@ -63,6 +63,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
+    common.ready_to_connect(selected)
     common.check_history(job.db)
     hosts = common.inventory_hosts(config, job.inventory) if job.slurm_host else {}
     try:  # one run per reports directory; no host is contacted before the lock is held
@@ -76,7 +77,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     if result.pruned:
         n = len(result.pruned)
         common.note(f"pruned {n} old run director{'y' if n == 1 else 'ies'}: {', '.join(result.pruned)}")
-    return Outcome(text, result.summary, int(result.summary["exit_code"]))
+    return common.with_config_errors(Outcome(text, result.summary, int(result.summary["exit_code"])))
 
 
 def run_verify_job(job: VerifyJob, hosts, slurm=None) -> VerifyOutcome:

@@ -18,8 +18,8 @@ Modules:
 
 from fleet.inventory.loader import load_inventory, parse_inventory, split_sources
 from fleet.inventory.errors import InventoryError, PatternError
-from fleet.inventory.model import INVENTORY_ENV, Host, Inventory
+from fleet.inventory.model import Host, Inventory
 from fleet.inventory.patterns import select_names
 
-__all__ = ["INVENTORY_ENV", "Host", "Inventory", "InventoryError", "PatternError", "load_inventory",
+__all__ = ["Host", "Inventory", "InventoryError", "PatternError", "load_inventory",
            "parse_inventory", "select_names", "split_sources"]

@@ -36,7 +36,6 @@ from fleet.inventory.connection import (  # noqa: F401 (re-exported: the names m
 from fleet.inventory.errors import InventoryError, PatternError  # noqa: F401 (re-exported)
 from fleet.inventory.patterns import select_names
 
-INVENTORY_ENV = "GPUFLEET_INVENTORY"
 
 
 @dataclass(frozen=True)
