@@ -373,9 +373,9 @@ def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = N
 def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs: Iterable) -> str:
     """Record a verify run: ``summary`` (``fleet.runs.verdict.judge``), ``meta`` (run.json's fields) and the
     ``HostRun`` list: per host its status, its report's checks and every metric of its report, plus the
-    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  A host the verdict
-    flagged (a straggler, a regression) is recorded ``fail``: the exit code failed it.  The same run recorded
-    again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
+    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  The status recorded is the
+    verdict's (a straggler or a regression is ``fail`` there, so its figures never become a baseline).  The same
+    run recorded again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
     run_id = meta.get("run_id") or summary.get("run_id")
     started = utc_iso(meta.get("started") or summary.get("started") or _time_of_run_id(run_id))
     run_id = str(run_id or _new_run_id("verify", started))
@@ -388,10 +388,7 @@ def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs:
         figures = h.get("metrics") or {}
         metrics = {k: v["value"] for k, v in figures.items() if isinstance(v, Mapping) and "value" in v}
         metrics.update(report.get("metrics") or {})
-        record = HostRecord.of(host, h, run.checks if run is not None else [], metrics)
-        if record.status in ("pass", "warn") and (h.get("straggler") or h.get("regression")):
-            record.status = "fail"  # the run failed for this host: its figures must not become a baseline
-        hosts.append(record)
+        hosts.append(HostRecord.of(host, h, run.checks if run is not None else [], metrics))
     _write(db, _run_row(run_id, "verify", started, utc_iso(finished) if finished else None, summary.get("exit_code"),
                         summary.get("interrupted", meta.get("interrupted")),
                         {"schema": summary.get("schema"), "profile": meta.get("profile"),
