@@ -101,8 +101,25 @@ CREATE TABLE alerts (                 -- what --notify reported, per host and ki
 CREATE INDEX alerts_host ON alerts (host, kind, sent);
 """
 
+# Version 3: what --notify last DELIVERED per kind of run and subject (a host), the state the alerts are planned
+# against (fleet/history/alerts.py); seeded from the alerts an older gpufleet recorded (each was delivered).
+_V3 = """
+CREATE TABLE delivered (
+    kind TEXT NOT NULL,               -- audit | verify
+    subject TEXT NOT NULL,            -- the host
+    status TEXT NOT NULL,             -- its status in the last alert a --notify command took (exit 0)
+    run_id TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    PRIMARY KEY (kind, subject)
+);
+INSERT INTO delivered (kind, subject, status, run_id, sent)
+    SELECT a.kind, a.host, a.status, a.run_id, a.sent FROM alerts a
+    WHERE a.rowid = (SELECT b.rowid FROM alerts b WHERE b.kind = a.kind AND b.host = a.host
+                     ORDER BY b.sent DESC, b.rowid DESC LIMIT 1);
+"""
+
 # MIGRATIONS[i]: version i -> i + 1, an SQL script.
-MIGRATIONS: list[str] = [_V1, _V2]
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
