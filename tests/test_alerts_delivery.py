@@ -7,11 +7,13 @@ import datetime as _dt
 import json
 import sqlite3
 
-from fleet.history import connect, record_verify
+from fleet.audit.run import add_history_checks
+from fleet.history import connect, read_audit_past, record_audit, record_verify
 from fleet.history import db as history_db
-from fleet.history.alerts import HostAlertState, notify, read_state, read_states, verify_subjects
+from fleet.history.alerts import HostAlertState, audit_subjects, notify, read_state, read_states, verify_subjects
 from fleet.runs.verdict import judge
 from tests.report_builder import arrived, node_report
+from tests.test_history_changes import XID79, faulty
 
 H100 = ["NVIDIA H100 80GB HBM3"] * 2
 DAY = _dt.timedelta(days=1)
@@ -98,6 +100,12 @@ def test_version_two_database_keeps_its_alerts_as_the_last_delivered(tmp_path):
         ("n1", "audit", "audit-a", "2026-11-01T02:00:00+00:00", "fail", "changed"),
         ("n1", "audit", "audit-b", "2026-11-03T02:00:00+00:00", "pass", "changed"),
         ("n1", "verify", "20261102T020000Z", "2026-11-02T02:00:00+00:00", "fail", "changed")])
+    for run_id, started, line in (("audit-a", "2026-11-01T02:00:00+00:00", XID79),  # seen before the alert
+                                  ("audit-c", "2026-11-04T02:00:00+00:00", "[ 9.0] NVRM: Xid (PCI:0000:2a:00): 79")):
+        raw.execute("INSERT INTO runs (run_id, kind, started) VALUES (?, 'audit', ?)", (run_id, started))
+        pk = raw.execute("INSERT INTO host_runs (run_id, host, status, state) VALUES (?, 'n1', 'fail', 'ok')",
+                         (run_id,)).lastrowid
+        raw.execute("INSERT INTO events (host_run, kind, key) VALUES (?, 'xid', ?)", (pk, line))
     raw.commit()
     raw.close()
     db = connect(path)
@@ -105,6 +113,50 @@ def test_version_two_database_keeps_its_alerts_as_the_last_delivered(tmp_path):
     assert sorted(tuple(r) for r in db.execute("SELECT kind, subject, status, run_id, sent FROM delivered")) == [
         ("audit", "n1", "pass", "audit-b", "2026-11-03T02:00:00+00:00"),
         ("verify", "n1", "fail", "20261102T020000Z", "2026-11-02T02:00:00+00:00")]
-    assert read_state(db, "audit", ["n1"])["n1"] == HostAlertState("pass", None, "2026-11-03T02:00:00+00:00")
+    # its alerts had reported what the history had seen by then: the Xid of the 1st, not the one of the 4th
+    assert read_state(db, "audit", ["n1"])["n1"] == HostAlertState("pass", "2026-11-01T02:00:00+00:00",
+                                                                   "2026-11-03T02:00:00+00:00", (XID79,))
     assert db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 3  # the log of alerts is kept as it was
     db.close()
+
+
+def audit_night(path, generated: str, extra_line: str | None, command: str | None) -> str | None:
+    """One nightly audit of n1 (the faulty H100 case) as the audit task does it, optionally with one more Xid 79
+    line in its kernel log; returns the --notify line."""
+    report = faulty(generated)
+    if extra_line:
+        xids = report["hosts"]["n1"]["facts"]["xids"]
+        xids.append(dict(next(x for x in xids if x["xid"] == 79), line=extra_line))
+    past, problem = read_audit_past(path, report)
+    assert problem is None
+    add_history_checks(report, *past)
+    states, problem = read_states(path, "audit", report["hosts"]) if command else ({}, None)
+    assert problem is None
+    db = connect(path)
+    try:
+        run_id = record_audit(db, report)
+    finally:
+        db.close()
+    if command is None:
+        return None
+    statuses, xids, details = audit_subjects(report)
+    now = _dt.datetime.fromisoformat(generated)
+    return notify(path, command, "audit", run_id, statuses, states, xids, details, 7.0, None, report["exit_code"],
+                  now=now)
+
+
+def test_a_new_xid_seen_first_by_a_run_without_notify_is_still_alerted(tmp_path):
+    path, out = tmp_path / "history.sqlite", tmp_path / "alerts.jsonl"
+    working = f"python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' >> '{out}'"
+    second_79 = "[ 9000.000002] NVRM: Xid (PCI:0000:2a:00): 79, pid=0, name=, GPU has fallen off the bus."
+    assert audit_night(path, "2026-11-20T02:00:00+00:00", None, working) == "--notify: 1 alert sent: n1 (changed)"
+    assert audit_night(path, "2026-11-21T02:00:00+00:00", second_79, None) is None  # the new line, no --notify
+    assert audit_night(path, "2026-11-22T02:00:00+00:00", second_79, "exit 1") == (
+        "--notify command exited 1 (the alerts will be raised again by the next run)")
+    assert audit_night(path, "2026-11-23T02:00:00+00:00", second_79, working) == "--notify: 1 alert sent: n1 (new-xid)"
+    assert audit_night(path, "2026-11-24T02:00:00+00:00", second_79, working) == "--notify: nothing changed; no alert"
+    first, second = [json.loads(x)["alerts"] for x in out.read_text().splitlines()]
+    assert [a["reason"] for a in first + second] == ["changed", "new-xid"]
+    assert second[0]["new_xids"] == [second_79] and second[0]["previous"] == "fail"
+    assert second_79 in second[0]["known_xids"]  # the history knew it since the 21st; no alert had said so
+    assert first[0]["new_xids"] == [XID79]  # the only critical one of the case's three Xids

@@ -6,7 +6,8 @@ host when, against that:
 
 - its status **changed** from the last status delivered about it (``pass`` -> ``fail``, ``fail`` -> ``pass``,
   ...; a host never alerted on alerts only when it is not passing);
-- it has a **new critical Xid** (one that fails the ``xid`` check and no earlier audit of this boot saw), even
+- it has a **new critical Xid**: a line of this boot that fails the ``xid`` check and that the last alert
+  delivered about it did not cover (a run without ``--notify`` that saw it first does not make it old), even
   when it was failing already;
 - it is **still failing** and neither an alert nor the start of its failure is newer than ``remind_days``
   (a ``reminder``).
@@ -47,6 +48,7 @@ class HostAlertState:
     previous: str | None = None  # its status in the last alert delivered about it; None: never alerted on
     failing_since: str | None = None  # start of its current run of failing statuses (ISO), None when not failing
     last_alert: str | None = None  # when the last alert about it was delivered (ISO)
+    delivered_xids: tuple = ()  # the critical Xid lines the last delivered alert covered
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Alert:
     reason: str  # changed | new-xid | reminder
     failing_since: str | None = None
     details: dict = field(default_factory=dict)
+    xids: list = field(default_factory=list)  # the critical Xid lines it covers (recorded as delivered with it)
 
     def to_dict(self) -> dict:
         return {"host": self.host, "status": self.status, "previous": self.previous, "reason": self.reason,
@@ -79,23 +82,29 @@ def plan(statuses: Mapping[str, str], states: Mapping[str, HostAlertState], new_
          remind_days: float | None, now: _dt.datetime, details: Mapping[str, dict] | None = None) -> list[Alert]:
     """The alerts this run raises (see the module's rules).  ``statuses``: this run's status per host;
     ``states``: per host, what was last delivered about it and since when it fails; ``new_xids``: per host,
-    its new critical Xid lines; ``details``: per host, what to say about it."""
+    its critical Xid lines of this boot (those the last delivered alert covered are not new: an alert's
+    ``new_xids`` detail, when the caller gives one, is set to the others); ``details``: per host, what to say
+    about it."""
     out = []
     details = details or {}
     for host, status in statuses.items():
         st = states.get(host) or HostAlertState()
         extra = dict(details.get(host) or {})
+        lines = list(new_xids.get(host) or [])
+        fresh = [line for line in lines if line not in st.delivered_xids]
+        if "new_xids" in extra:
+            extra["new_xids"] = fresh
         failing = status in FAILING
         since = (st.failing_since or now.isoformat(timespec="seconds")) if failing else None
         if st.previous != status and (st.previous is not None or failing):
-            out.append(Alert(host, status, st.previous, "changed", since, extra))
-        elif new_xids.get(host):
-            out.append(Alert(host, status, st.previous, "new-xid", since, extra))
+            out.append(Alert(host, status, st.previous, "changed", since, extra, lines))
+        elif fresh:
+            out.append(Alert(host, status, st.previous, "new-xid", since, extra, lines))
         elif failing and remind_days is not None:
             newest = max((t for t in (st.last_alert, st.failing_since) if t), default=None)
             age = _age_days(newest, now)
             if age is None or age >= remind_days:
-                out.append(Alert(host, status, st.previous, "reminder", since, extra))
+                out.append(Alert(host, status, st.previous, "reminder", since, extra, lines))
     return out
 
 
@@ -120,9 +129,17 @@ def read_state(db: sqlite3.Connection, kind: str, hosts: Iterable[str]) -> dict[
             if status not in FAILING:
                 break
             st.failing_since = started
-        row = db.execute("SELECT status, sent FROM delivered WHERE kind = ? AND subject = ?", (kind, host)).fetchone()
+        row = db.execute("SELECT status, sent, xids FROM delivered WHERE kind = ? AND subject = ?",
+                         (kind, host)).fetchone()
         if row is not None:
             st.previous, st.last_alert = row[0], row[1]
+            if row[2] is not None:
+                st.delivered_xids = tuple(json.loads(row[2]))
+            else:  # delivered by an older gpufleet: what it had seen then counted as reported
+                st.delivered_xids = tuple(r[0] for r in db.execute(
+                    "SELECT DISTINCT e.key FROM events e JOIN host_runs h ON e.host_run = h.id JOIN runs r "
+                    "USING (run_id) WHERE h.host = ? AND r.kind = ? AND e.kind = 'xid' AND r.started <= ? "
+                    "ORDER BY e.key", (host, kind, row[1])))
         out[host] = st
     return out
 
@@ -135,10 +152,10 @@ def record_sent(db: sqlite3.Connection, kind: str, run_id: str | None, alerts: I
     try:
         db.executemany("INSERT INTO alerts (host, kind, run_id, sent, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
                        [(a.host, kind, run_id or "", sent, a.status, a.reason) for a in alerts])
-        db.executemany("INSERT INTO delivered (kind, subject, status, run_id, sent) VALUES (?, ?, ?, ?, ?) "
+        db.executemany("INSERT INTO delivered (kind, subject, status, run_id, sent, xids) VALUES (?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (kind, subject) DO UPDATE SET status = excluded.status, "
-                       "run_id = excluded.run_id, sent = excluded.sent",
-                       [(kind, a.host, a.status, run_id or "", sent) for a in alerts])
+                       "run_id = excluded.run_id, sent = excluded.sent, xids = excluded.xids",
+                       [(kind, a.host, a.status, run_id or "", sent, json.dumps(a.xids)) for a in alerts])
         db.execute("COMMIT")
     except sqlite3.Error:
         db.execute("ROLLBACK")
@@ -161,7 +178,7 @@ def deliver(command: str, doc: Mapping, timeout: float = NOTIFY_TIMEOUT_S) -> st
         return f"--notify command did not finish within {timeout:g} s"
     if proc.returncode != 0:
         tail = (err or out).strip().splitlines()[-1:] or [""]
-        return f"--notify command exited {proc.returncode}: {tail[0][:200]}"
+        return f"--notify command exited {proc.returncode}" + (f": {tail[0][:200]}" if tail[0] else "")
     return None
 
 
@@ -217,21 +234,22 @@ def _failing(checks: Iterable[Mapping]) -> list[dict]:
 
 
 def audit_subjects(report: Mapping) -> tuple[dict, dict, dict]:
-    """(statuses, new critical Xid lines, details) per host of an audit report (its verdict made, history checks
-    included): the status and reasons as the report has them."""
-    statuses, new_xids, details = {}, {}, {}
+    """(statuses, critical Xid lines of this boot, details) per host of an audit report (its verdict made,
+    history checks included): the status and reasons as the report has them; :func:`plan` tells which Xid
+    lines no delivered alert covered yet."""
+    statuses, critical_lines, details = {}, {}, {}
     for host, h in (report.get("hosts") or {}).items():
         statuses[host] = h.get("status")
         xid = next((c for c in h.get("checks") or [] if c.get("name") == "xid"), {})
         critical = {f.get("xid") for f in (xid.get("details") or {}).get("findings") or []
                     if f.get("status") == "fail"}
         xids = (h.get("history") or {}).get("xids") or []
-        new_xids[host] = [x["line"] for x in xids if x.get("new") and x.get("xid") in critical]
+        critical_lines[host] = [x["line"] for x in xids if x.get("xid") in critical]
         details[host] = {"state": h.get("state"), "message": h.get("message") or "",
-                         "failing_checks": _failing(h.get("checks") or []), "new_xids": new_xids[host],
+                         "failing_checks": _failing(h.get("checks") or []), "new_xids": critical_lines[host],
                          "known_xids": [x["line"] for x in xids if not x.get("new")],
                          "reasons": list(h.get("reasons") or [])}
-    return statuses, new_xids, details
+    return statuses, critical_lines, details
 
 
 def verify_subjects(summary: Mapping) -> tuple[dict, dict, dict]:

@@ -110,6 +110,8 @@ CREATE TABLE delivered (
     status TEXT NOT NULL,             -- its status in the last alert a --notify command took (exit 0)
     run_id TEXT NOT NULL,
     sent TEXT NOT NULL,
+    xids TEXT,                        -- JSON list: the critical Xid lines that alert covered; NULL (seeded from an
+                                      -- older database): the host's Xid lines recorded up to `sent`
     PRIMARY KEY (kind, subject)
 );
 INSERT INTO delivered (kind, subject, status, run_id, sent)
