@@ -69,12 +69,12 @@ def reason(kind: str, status: str, message: str, **extra: Any) -> dict:
 
 
 def check_reasons(checks: Iterable[Mapping]) -> list[dict]:
-    """A reason per check that did not pass (warn, fail, error), the failing ones first, each keeping its
-    ``name``."""
+    """A reason per check that did not pass (warn, fail, error; a status gpufleet does not know counts as
+    error), the failing ones first, each keeping its ``name``."""
     bad = [c for c in checks if _table.severity(c.get("status")) >= _table.severity(_table.FAIL)]
     warned = [c for c in checks if c.get("status") == _table.WARN]
-    return [reason("check", str(c.get("status")), str(c.get("message") or ""), name=str(c.get("name")))
-            for c in bad + warned]
+    return [reason("check", c["status"] if c.get("status") in _table.CHECK_STATUSES else _table.ERROR,
+                   str(c.get("message") or ""), name=str(c.get("name"))) for c in bad + warned]
 
 
 def state_reason(state: HostState | str, message: str) -> dict:
