@@ -124,8 +124,8 @@ def test_verify_recorded_with_every_metric_and_the_host_figures(db):
                                      {"v1": 700.0, "v2": 710.0, "v3": 400.0})
     assert record_verify(db, summary, meta, runs) == "20261123T100000Z"
     got = runs_by_host(db)
-    # v3 passed its own checks but is the run's straggler: the exit code failed it, and so does its record
-    assert summary["hosts"]["v3"]["status"] == "pass" and summary["hosts"]["v3"]["straggler"] is True
+    # v3 passed its own checks but is the run's straggler: the verdict failed it, and its record reads that
+    assert summary["hosts"]["v3"]["status"] == "fail" and summary["hosts"]["v3"]["straggler"] is True
     assert got["v3"] == [{"run_id": "20261123T100000Z", "kind": "verify", "started": "2026-11-23T10:00:00+00:00",
                           "status": "fail",
                           "metrics": {"matmul/bf16/tflops:gpu0": 400.0, "matmul/bf16/tflops:gpu1": 410.0,

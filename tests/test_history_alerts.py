@@ -54,8 +54,9 @@ def test_history_state_and_alerts_round_trip(tmp_path):
     record_audit(db, audit_of({"n1": "healthy-h100"}, "2026-11-20T02:00:00+00:00"))
     record_audit(db, audit_of({"n1": "faulty-h100-2gpu"}, "2026-11-21T02:00:00+00:00"))
     record_audit(db, audit_of({"n1": "faulty-h100-2gpu"}, "2026-11-22T02:00:00+00:00"))
+    # failing since the 21st, but never delivered (those runs had no --notify): the change is still due
     (alert,) = plan({"n1": "fail"}, read_state(db, "audit", ["n1"]), {}, 1, NOW)
-    assert alert.reason == "reminder" and alert.failing_since == "2026-11-21T02:00:00+00:00"
+    assert alert.reason == "changed" and alert.previous is None and alert.failing_since == "2026-11-21T02:00:00+00:00"
     record_sent(db, "audit", "audit-x", [alert], NOW.isoformat(timespec="seconds"))
     st = read_state(db, "audit", ["n1", "nobody"])
     assert st["n1"] == HostAlertState("fail", "2026-11-21T02:00:00+00:00", NOW.isoformat(timespec="seconds"))

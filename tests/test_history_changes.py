@@ -167,7 +167,7 @@ def test_version_one_database_migrates_and_keeps_its_runs(tmp_path):
     r = audit_again(path, faulty("2026-11-20T02:00:00+00:00"))
     assert r["hosts"]["n1"]["history"]["previous_run"]["run_id"] == "audit-old"
     db = connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 3
     db.close()
 
@@ -217,10 +217,13 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(path)
     assert all(r["metric"] == "matmul/bf16/tflops" and r["runs"] == 3 for r in summary["regressions"])
     assert summary["exit_code"] == 1 and summary["counts"]["regressions"] == 6
     assert summary["counts"]["regression_hosts"] == 3
-    assert summary["hosts"]["a"]["status"] == "pass" and summary["hosts"]["a"]["regression"] is True
+    # its own checks pass; the verdict fails it for the regressions, with them as its reasons
+    assert summary["hosts"]["a"]["status"] == "fail" and summary["hosts"]["a"]["regression"] is True
+    assert [(r["kind"], r["status"], r["metric"]) for r in summary["hosts"]["a"]["reasons"]] == [
+        ("regression", "fail", "matmul/bf16/tflops:gpu0"), ("regression", "fail", "matmul/bf16/tflops:gpu1")]
     assert summary["hosts"]["a"]["regression_metrics"] == ["matmul/bf16/tflops:gpu0", "matmul/bf16/tflops:gpu1"]
     table = render_table(summary)
-    assert "pass/regressed" in table and "regressions (ratio = value / the host's own baseline" in table
+    assert "fail/regressed" in table and "regressions (ratio = value / the host's own baseline" in table
     assert "## Regressions" in render_markdown(summary)
     assert [v for _, v in with_run(past, summary)["a"]["matmul/bf16/tflops"]] == [700, 700, 700, 600]
 

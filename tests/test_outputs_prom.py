@@ -170,7 +170,8 @@ def verify():
 def test_verify_host_status(verify):
     _, text, _, samples = verify
     check_format(text)
-    expected = {"n0": "pass", "n1": "pass", "n2": "warn", WEIRD: "fail", "gone": "unreachable"}
+    # n1 passes its own checks but straggles (its gpu2 at half the node's median): the verdict fails it
+    expected = {"n0": "pass", "n1": "fail", "n2": "warn", WEIRD: "fail", "gone": "unreachable"}
     assert family(samples, "gpufleet_host_status") == {
         lab(command="verify", host=h, status=s): float(s == want) for h, want in expected.items() for s in STATUSES}
     assert family(samples, "gpufleet_last_run_timestamp_seconds") == {lab(command="verify"): T_FINISHED}

@@ -81,8 +81,18 @@ def test_too_many_drains_drains_nothing_and_says_why():
 
 
 def test_straggler_or_regression_is_a_failure_named_in_the_reason():
+    # judged for real: n0's own checks pass, its gpu3 is at half its baseline; the verdict fails it, sync reads that
+    from fleet.runs.verdict import judge
+    from tests.report_builder import arrived, node_report
+
+    gpus = ["NVIDIA H100 80GB HBM3"] * 4
+    runs = [arrived(node_report("n0", gpus, {f"matmul/bf16/tflops:gpu{i}": 350.0 if i == 3 else 700.0
+                                             for i in range(4)}))]
+    baseline = {"threshold": 0.9, "hosts": {"n0": {"matmul/bf16/tflops:gpu3": {"value": 700.0, "runs": 3}}}}
+    s = judge(runs, {"run_id": "20261123T020000Z", "baseline": baseline}, reference={})
+    assert s["hosts"]["n0"]["status"] == "fail" and [r["kind"] for r in s["hosts"]["n0"]["reasons"]] == [
+        "regression", "straggler"]
     nodes = {"n0": SlurmNode("n0", "IDLE")}
-    s = summary({"n0": "pass"}, n0={"regression": True, "regression_metrics": ["matmul/bf16/tflops:gpu3"]})
     (a,) = plan(s, {}, nodes, {}, max_drain=1).actions
     assert a.action == "drain" and a.reason == "gpufleet: regressed on matmul/bf16/tflops:gpu3 (run 20261123T020000Z)"
 

@@ -139,7 +139,13 @@ def test_eight_a100_hosts_one_thirty_percent_slower_on_bf16():
     assert s["exit_code"] == 1
     assert s["hosts"]["slow"]["straggler"] is True
     assert s["hosts"]["slow"]["straggler_metrics"] == ["matmul/bf16/tflops"]
-    assert s["hosts"]["slow"]["status"] == "pass"        # its own report still passes
+    # its own report passes, but the verdict fails it, once, with the reason (what everything downstream reads)
+    assert s["hosts"]["slow"]["status"] == "fail"
+    assert s["hosts"]["slow"]["reasons"] == [
+        {"kind": "straggler", "status": "fail", "metric": "matmul/bf16/tflops", "scope": "fleet",
+         "message": "straggler (fleet): matmul/bf16/tflops 168.0 is 0.7 x the median 240.0 (z -20.23)"}]
+    assert s["hosts"]["a0"]["status"] == "pass" and s["hosts"]["a0"]["reasons"] == []
+    assert s["counts"]["pass"] == 8 and s["counts"]["fail"] == 1
     assert not any(s["hosts"][f"a{i}"]["straggler"] for i in range(8))
     bf16 = s["fleet"][A100]["metrics"]["matmul/bf16/tflops"]
     assert bf16["n"] == 9
@@ -382,7 +388,7 @@ def test_render_table():
     for h in s["hosts"]:
         assert h in text
     slow_line = next(line for line in lines if line.startswith("gpu-node-slow.cluster.example"))
-    assert "pass/slow" in slow_line
+    assert "fail/slow" in slow_line  # failed by the verdict for being slow
     assert f"{240.0 * 0.7:.1f} (0.70)" in slow_line
     assert "A100-SXM4-80GB" in slow_line
     down_line = next(line for line in lines if line.startswith("gpu-node-down.cluster.example"))
@@ -421,7 +427,7 @@ def test_render_markdown():
     assert md.startswith("# gpufleet verify run 20250101T000000Z")
     assert "| Host | Status | Model | bf16 TF/s |" in md
     row = next(line for line in md.splitlines() if line.startswith("| gpu-node-slow.cluster.example |"))
-    assert "pass/slow" in row and "(0.70; ref 0.77)" in row
+    assert "fail/slow" in row and "(0.70; ref 0.77)" in row
     strag = [line for line in md.split("## Stragglers")[1].splitlines() if line.startswith("| gpu-node-slow")]
     assert len(strag) == 1 and "| matmul/bf16/tflops |" in strag[0] and "| fleet |" in strag[0]
     assert f"### {A100} (8 hosts)" in md

@@ -17,7 +17,8 @@ from fleet.fanout import FleetResult, run_fleet
 from fleet.inventory import Host
 from fleet.outcome import HostState, Recap, TaskFailed, status_for
 from fleet.progress import Progress
-from fleet.status import Status, worst
+from fleet.status import check_reasons, final_status, reason, state_reason
+from verify.status import severity, worst
 from fleet.transport import SshOptions, Transport
 
 SCHEMA = "gpufleet.audit/1"
@@ -43,7 +44,8 @@ def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress |
 
 
 def host_entry(state: HostState, value: dict | None, message: str) -> dict:
-    """A host's entry: the audit's verdict when the host was audited, else the status its state maps to."""
+    """A host's entry before the verdict: the node analysis (its facts, checks and their worst status) when the
+    host was audited, else the status its state maps to."""
     if state is HostState.OK and value is not None:
         return {"state": state.value, **value}
     return {
@@ -55,19 +57,59 @@ def host_entry(state: HostState, value: dict | None, message: str) -> dict:
     }
 
 
-def add_fleet_checks(hosts: dict, host_vars: dict) -> None:
-    """Add the fleet-consistency checks (versions against the fleet's majority per GPU model) to each
-    audited host, and let them weigh in its status."""
+def attach_fleet_checks(hosts: dict, host_vars: dict) -> None:
+    """Add the fleet-consistency checks (versions against the fleet's majority per GPU model) to each audited
+    host; its status is left to :func:`decide`."""
     for name, extra in fleet_checks(hosts, host_vars).items():
         h = hosts[name]
         h["checks"] = list(h.get("checks", [])) + [c.to_dict() for c in extra]
-        h["status"] = worst([Status(h["status"])] + [c.status for c in extra]).value
+
+
+def host_reasons(h: dict) -> list[dict]:
+    """Why a host's status is what it is: its state when its work did not end ``ok``; else each of its checks
+    that did not pass (the node's, the fleet's, the history's), and the node analysis's own status when that is
+    worse than them."""
+    if h["state"] != HostState.OK.value:
+        return [state_reason(h["state"], h.get("message") or "")]
+    out = check_reasons(h.get("checks") or [])
+    own = h.get("status")
+    if own is not None and severity(own) > severity(worst(r["status"] for r in out)):
+        out.append(reason("report", own, f"the node analysis says {own}"))
+    return out
+
+
+def decide_host(h: dict) -> None:
+    """One host's final ``status`` and its ``reasons`` (:func:`fleet.status.final_status`)."""
+    h["reasons"] = host_reasons(h)
+    h["status"] = final_status(h["state"], h["reasons"])
+
+
+def decide(report: dict) -> dict:
+    """The audit's verdict, made in one place: every host's final status and reasons from its state and all its
+    checks, then the report's counts and exit code.  Returns ``report``."""
+    hosts = report["hosts"]
+    for h in hosts.values():
+        decide_host(h)
+    recap = Recap({name: h["status"] for name, h in hosts.items()})
+    del report["hosts"]  # put back last: the counts and the exit code come before the hosts in the document
+    report["counts"] = recap.to_dict()
+    report["exit_code"] = int(recap.exit_code)
+    report["hosts"] = hosts
+    return report
+
+
+def add_fleet_checks(hosts: dict, host_vars: dict) -> None:
+    """:func:`attach_fleet_checks`, then each host's status and reasons (:func:`decide_host`)."""
+    attach_fleet_checks(hosts, host_vars)
+    for h in hosts.values():
+        decide_host(h)
 
 
 def add_history_checks(report: dict, pasts: dict, gpus_past: dict) -> None:
     """Compare each audited host with its past audits (``fleet.history.changes``): its ``history`` block (Xids
     new or known, counter rises, GPU identity flags), the ``counters`` and ``gpu-identity`` checks, the ``xid``
-    check's new/known note; then its status and the report's counts again."""
+    check's new/known note.  A report from :func:`collect_report` gets its verdict from :func:`decide`, called
+    once after this; a report already decided (:func:`build_report`) is decided again by it, over all checks."""
     from fleet.history.changes import HostPast, annotate_xid_check, audited, compare_host
 
     hosts = report["hosts"]
@@ -78,29 +120,32 @@ def add_history_checks(report: dict, pasts: dict, gpus_past: dict) -> None:
         h["checks"] = list(h.get("checks", []))
         annotate_xid_check(h["checks"], block["xids"])
         h["checks"] += extra
-        h["status"] = worst([Status(h["status"])] + [Status(c["status"]) for c in extra]).value
-    recap = Recap({name: h["status"] for name, h in hosts.items()})
-    report["counts"] = recap.to_dict()
-    report["exit_code"] = int(recap.exit_code)
+    if "exit_code" in report:
+        decide(report)
 
 
-def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
+def collect_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
+    """The audit report before its verdict: each host's entry (state, facts, its checks and the fleet's); add the
+    history checks (:func:`add_history_checks`), then :func:`decide`."""
     hosts = {name: host_entry(r.state, r.value, r.message) for name, r in result.results.items()}
     for name, r in result.results.items():
         hosts[name]["address"] = r.host.address
         hosts[name]["duration_s"] = round(r.duration_s, 3)
-    add_fleet_checks(hosts, {name: r.host.vars for name, r in result.results.items()})
-    recap = Recap({name: h["status"] for name, h in hosts.items()})
+    attach_fleet_checks(hosts, {name: r.host.vars for name, r in result.results.items()})
     return {
         "schema": SCHEMA,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inventory": inventory_path,
         "pattern": pattern,
         "interrupted": result.interrupted,
-        "counts": recap.to_dict(),
-        "exit_code": int(recap.exit_code),
         "hosts": hosts,
     }
+
+
+def build_report(result: FleetResult, inventory_path: str, pattern: str) -> dict:
+    """The audit report with its verdict, for a run without history checks: :func:`collect_report`, then
+    :func:`decide`."""
+    return decide(collect_report(result, inventory_path, pattern))
 
 
 def status_label(h: dict) -> str:

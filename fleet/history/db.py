@@ -101,8 +101,27 @@ CREATE TABLE alerts (                 -- what --notify reported, per host and ki
 CREATE INDEX alerts_host ON alerts (host, kind, sent);
 """
 
+# Version 3: what --notify last DELIVERED per kind of run and subject (a host), the state the alerts are planned
+# against (fleet/history/alerts.py); seeded from the alerts an older gpufleet recorded (each was delivered).
+_V3 = """
+CREATE TABLE delivered (
+    kind TEXT NOT NULL,               -- audit | verify
+    subject TEXT NOT NULL,            -- the host
+    status TEXT NOT NULL,             -- its status in the last alert a --notify command took (exit 0)
+    run_id TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    xids TEXT,                        -- JSON list: the critical Xid lines that alert covered; NULL (seeded from an
+                                      -- older database): the host's Xid lines recorded up to `sent`
+    PRIMARY KEY (kind, subject)
+);
+INSERT INTO delivered (kind, subject, status, run_id, sent)
+    SELECT a.kind, a.host, a.status, a.run_id, a.sent FROM alerts a
+    WHERE a.rowid = (SELECT b.rowid FROM alerts b WHERE b.kind = a.kind AND b.host = a.host
+                     ORDER BY b.sent DESC, b.rowid DESC LIMIT 1);
+"""
+
 # MIGRATIONS[i]: version i -> i + 1, an SQL script.
-MIGRATIONS: list[str] = [_V1, _V2]
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -373,9 +392,9 @@ def record_audit(db: sqlite3.Connection, report: Mapping, run_id: str | None = N
 def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs: Iterable) -> str:
     """Record a verify run: ``summary`` (``fleet.runs.verdict.judge``), ``meta`` (run.json's fields) and the
     ``HostRun`` list: per host its status, its report's checks and every metric of its report, plus the
-    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  A host the verdict
-    flagged (a straggler, a regression) is recorded ``fail``: the exit code failed it.  The same run recorded
-    again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
+    summary's host figures under their base keys (a per-GPU metric's slowest GPU).  The status recorded is the
+    verdict's (a straggler or a regression is ``fail`` there, so its figures never become a baseline).  The same
+    run recorded again (judged again by ``gpufleet report``) replaces its record.  Returns the run id."""
     run_id = meta.get("run_id") or summary.get("run_id")
     started = utc_iso(meta.get("started") or summary.get("started") or _time_of_run_id(run_id))
     run_id = str(run_id or _new_run_id("verify", started))
@@ -388,10 +407,7 @@ def record_verify(db: sqlite3.Connection, summary: Mapping, meta: Mapping, runs:
         figures = h.get("metrics") or {}
         metrics = {k: v["value"] for k, v in figures.items() if isinstance(v, Mapping) and "value" in v}
         metrics.update(report.get("metrics") or {})
-        record = HostRecord.of(host, h, run.checks if run is not None else [], metrics)
-        if record.status in ("pass", "warn") and (h.get("straggler") or h.get("regression")):
-            record.status = "fail"  # the run failed for this host: its figures must not become a baseline
-        hosts.append(record)
+        hosts.append(HostRecord.of(host, h, run.checks if run is not None else [], metrics))
     _write(db, _run_row(run_id, "verify", started, utc_iso(finished) if finished else None, summary.get("exit_code"),
                         summary.get("interrupted", meta.get("interrupted")),
                         {"schema": summary.get("schema"), "profile": meta.get("profile"),

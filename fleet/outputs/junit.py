@@ -1,5 +1,6 @@
-"""JUnit XML for CI systems: one ``<testsuite>`` per host, one ``<testcase>`` per check (audit), per
-failing or warning check and straggler (verify), per step and validation (provision).
+"""JUnit XML for CI systems: one ``<testsuite>`` per host, one ``<testcase>`` per check (audit), per reason
+of the verdict (verify: a failing or warning check, a straggler or regression record), per step and validation
+(provision).
 
 - ``pass`` -> a passed testcase; ``warn`` -> passed, with the message in ``<system-out>``;
   ``skip`` / ``skipped`` -> ``<skipped>``; ``fail`` / ``failed`` -> ``<failure>``; ``error`` -> ``<error>``.
@@ -16,9 +17,10 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from fleet.jsonio import write_text_atomic
+from fleet.runs.verdict import reasons_of
 
 KINDS = ("audit", "verify", "provision")
 
@@ -73,14 +75,16 @@ def _audit_cases(host: str, h: Mapping) -> list[ET.Element]:
     return cases
 
 
-def _verify_cases(host: str, h: Mapping, stragglers: Iterable[Mapping]) -> list[ET.Element]:
-    cases = [_case(c.get("name", "?"), f"verify.{host}", c.get("status", "error"), c.get("message", ""))
-             for c in list(h.get("failing_checks") or []) + list(h.get("warning_checks") or [])]
-    for s in stragglers:
-        label = s.get("metric", "?") + (f":{s['gpu']}" if s.get("gpu") else "")
-        msg = (f"straggler ({s.get('scope')}): {label} {s.get('value')} is {s.get('ratio')} x the median "
-               f"{s.get('median')} (z {s.get('z')})")
-        cases.append(_case(f"straggler:{label}", f"verify.{host}", "fail", msg))
+def _verify_cases(host: str, h: Mapping) -> list[ET.Element]:
+    """A testcase per reason of the host's verdict (a check that did not pass, a straggler or regression record,
+    ``report``/``culprit``), as the verdict decided them; a passing host gets one passing ``verify``."""
+    cases = []
+    for r in reasons_of(h):
+        kind = r.get("kind")
+        if kind == "state":
+            continue
+        name = r.get("name") if kind == "check" else f"{kind}:{r['metric']}" if r.get("metric") else kind
+        cases.append(_case(str(name or "?"), f"verify.{host}", r.get("status", "error"), r.get("message", "")))
     if h.get("state", "ok") != "ok":
         cases.append(_not_run(host, "verify", h))
     elif not cases:
@@ -105,15 +109,12 @@ def junit_xml(doc: Mapping, kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
     root = ET.Element("testsuites", {"name": f"gpufleet {kind}"})
-    stragglers: dict[str, list] = {}
-    for s in doc.get("stragglers") or () if kind == "verify" else ():
-        stragglers.setdefault(s.get("host"), []).append(s)
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for host, h in (doc.get("hosts") or {}).items():
         if kind == "audit":
             cases = _audit_cases(host, h)
         elif kind == "verify":
-            cases = _verify_cases(host, h, stragglers.get(host, ()))
+            cases = _verify_cases(host, h)
         else:
             cases = _provision_cases(host, h)
         counts = {"tests": len(cases),

@@ -20,9 +20,11 @@ from typing import Any, Mapping, Optional
 
 from fleet.jsonio import write_text_atomic
 from fleet.outcome import STATUSES
+from verify.status import ORDER
 
-# Check statuses as a number (gpufleet_audit_check_status): higher is worse.
-CHECK_CODES = {"pass": 0, "skip": 1, "warn": 2, "fail": 3, "error": 4}
+# Check statuses as a number (gpufleet_audit_check_status): their place in the one order of statuses
+# (verify.status.ORDER: pass 0, skip 1, warn 2, fail 3, error 4); higher is worse.
+CHECK_CODES = {status: code for code, status in enumerate(ORDER)}
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _DEVICE_RE = re.compile(r"^(?P<base>.+):(?P<device>[a-z]+\d+)$")

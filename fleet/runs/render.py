@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from fleet.outcome import plural
+from fleet.runs.verdict import reasons_of
 from fleet.table import render
 
 SHORT_NAMES = {
@@ -57,12 +58,13 @@ def short_model(model: Optional[str], width: int = 18) -> str:
 
 
 def status_label(entry: Mapping) -> str:
-    """``pass``, ``pass/slow`` (a straggler), ``pass/regressed`` (slower than its own baseline), or for a host
-    whose run did not end ``ok``: ``error (timed_out)``."""
+    """The host's status as the verdict decided it, with what its reasons add: ``fail/slow`` (a straggler),
+    ``fail/regressed`` (slower than its own baseline), or for a host whose run did not end ``ok``:
+    ``error (timed_out)``."""
     if entry["state"] not in ("ok", entry["status"]):
         return f"{entry['status']} ({entry['state']})"
-    return (entry["status"] + ("/slow" if entry.get("straggler") else "")
-            + ("/regressed" if entry.get("regression") else ""))
+    kinds = {r.get("kind") for r in reasons_of(entry)}
+    return entry["status"] + ("/slow" if "straggler" in kinds else "") + ("/regressed" if "regression" in kinds else "")
 
 
 def _figure_cell(summary: Mapping, entry: Mapping, key: str) -> str:

@@ -44,13 +44,17 @@ among one node's devices of one kind (``scope: "node"``):
   undefined (reported as ``null``) and the relative floor alone decides;
 - groups whose median is not positive are not judged.
 
-Status and exit code
---------------------
-A host's status is :attr:`HostRun.status`: its report's own status when the
-run ended ``ok``, else the status :func:`fleet.outcome.status_for` gives its
-state.  The exit code is :class:`fleet.outcome.Recap`'s: 0 when every host is
-``pass`` or ``warn`` (warn counts as a pass, as verify's own exit code does)
-and no straggler or regression was flagged, else 1.  An empty run is 1 (nothing was verified).
+Status, reasons and exit code
+-----------------------------
+A host's status is decided here, once, with its reasons (:func:`host_reasons`,
+:func:`fleet.status.final_status`): for a run that ended ``ok``, the worst of its
+checks that did not pass, its report's own status, and ``fail`` for each
+straggler or regression record naming it; else the status
+:func:`fleet.outcome.status_for` gives its state.  The history, the alerts,
+slurm-sync, JUnit, Prometheus and the table read ``status`` and ``reasons`` and
+never decide again.  The exit code is :class:`fleet.outcome.Recap`'s over those
+statuses: 0 when every host is ``pass`` or ``warn`` (warn counts as a pass, as
+verify's own exit code does), else 1.  An empty run is 1 (nothing was verified).
 
 Regression rule
 ---------------
@@ -69,6 +73,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from fleet.outcome import ExitCode, HostState, Recap
 from fleet.runs.record import HostRun
+from fleet.status import check_reasons, final_status, reason, state_reason
+from verify.status import severity, worst
 
 SCHEMA = "gpufleet.summary/1"
 
@@ -344,6 +350,48 @@ def find_regressions(host: str, metrics: Mapping[str, Any], baseline: Optional[M
     return out
 
 
+def straggler_reason(s: Mapping) -> dict:
+    """The reason a straggler record gives its host."""
+    label = s["metric"] + (f":{s['gpu']}" if s.get("gpu") else "")
+    return reason("straggler", "fail", f"straggler ({s['scope']}): {label} {s['value']} is {s['ratio']} x the median "
+                                       f"{s['median']} (z {s['z']})", metric=label, scope=s["scope"])
+
+
+def regression_reason(r: Mapping) -> dict:
+    """The reason a regression record gives its host."""
+    label = r["metric"] + (f":{r['gpu']}" if r.get("gpu") else "")
+    return reason("regression", "fail", f"regression: {label} {r['value']} is {r['ratio']} x its baseline "
+                                        f"{r['baseline']} (median of its last {r['runs']} passing runs)", metric=label)
+
+
+def culprit_reason(evidence: Iterable[str]) -> dict:
+    """The reason of a pairwise run's culprit host (bad with every partner; ``evidence``: the pairs' lines)."""
+    return reason("culprit", "fail", "culprit: bad with every partner: " + "; ".join(evidence))
+
+
+def host_reasons(run: HostRun) -> list:
+    """The reasons a host's own run gives (before the fleet's findings): its state when the run did not end
+    ``ok``; else its checks that did not pass, and its report's own status when that is worse than them."""
+    if run.state is not HostState.OK:
+        return [state_reason(run.state, run.message)]
+    out = check_reasons(run.checks)
+    own = run.status
+    if severity(own) > severity(worst(r["status"] for r in out)):
+        out.append(reason("report", own, f"the node's report says {own}"))
+    return out
+
+
+def reasons_of(entry: Mapping) -> list:
+    """A summary host entry's reasons; for an entry written without them (an older gpufleet), what its
+    ``failing_checks``, ``warning_checks`` and state say, so that readers need no second rule."""
+    if isinstance(entry.get("reasons"), list):
+        return entry["reasons"]
+    if entry.get("state") not in (None, "ok"):
+        return [reason("state", str(entry.get("status")), str(entry.get("message") or entry["state"]),
+                       state=entry["state"])]
+    return check_reasons(list(entry.get("failing_checks") or []) + list(entry.get("warning_checks") or []))
+
+
 def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: ReferenceArg = None) -> dict:
     """The ``gpufleet.summary/1`` document for one run (see ``docs/summary-schema.md``).
 
@@ -379,12 +427,14 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
             "straggler_metrics": [],
             "regression": False,
             "regression_metrics": [],
+            "reasons": host_reasons(run),
         }
         if run.state is HostState.OK and report is not None:
             for r in find_regressions(run.host, report.get("metrics") or {}, meta.get("baseline")):
                 regressions.append(r)
                 entry["regression"] = True
                 entry["regression_metrics"].append(r["metric"] + (f":{r['gpu']}" if r["gpu"] else ""))
+                entry["reasons"].append(regression_reason(r))
             figs, devs = host_figures(report)
             figures[run.host] = figs
             devices[run.host] = devs
@@ -432,8 +482,13 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
         label = s["metric"] + (f":{s['gpu']}" if s.get("gpu") else "")
         if label not in entry["straggler_metrics"]:
             entry["straggler_metrics"].append(label)
+        entry["reasons"].append(straggler_reason(s))
 
-    recap = Recap({h: e["status"] for h, e in hosts.items()}, extra_failures=len(stragglers) + len(regressions))
+    # the one decision: each host's final status from its reasons (a straggler or a regression fails it)
+    for entry in hosts.values():
+        entry["status"] = final_status(entry["state"], entry["reasons"])
+
+    recap = Recap({h: e["status"] for h, e in hosts.items()})
     interrupted = bool(meta.get("interrupted"))
     count_doc = recap.to_dict()
     count_doc["stragglers"] = len(stragglers)

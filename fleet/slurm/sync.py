@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from fleet.runs.verdict import reasons_of
 from fleet.slurm.nodes import OWN_PREFIX, SlurmNode
 
 DEFAULT_MAX_DRAIN = "10%"
@@ -82,22 +83,25 @@ class Plan:
 
 
 def first_failure(entry: Mapping) -> str:
-    """What a failing host's drain reason names: its first failing check, else its straggler or regression."""
-    for c in entry.get("failing_checks") or []:
-        return str(c.get("name"))
-    if entry.get("regression_metrics"):
-        return f"regressed on {entry['regression_metrics'][0]}"
-    if entry.get("straggler_metrics"):
-        return f"straggler on {entry['straggler_metrics'][0]}"
+    """What a failing host's drain reason names: its first failing reason (a check's name, the metric it
+    regressed or straggled on), else its message."""
+    for r in reasons_of(entry):
+        if r.get("status") not in ("fail", "error"):
+            continue
+        if r.get("kind") == "check":
+            return str(r.get("name"))
+        if r.get("kind") == "regression":
+            return f"regressed on {r.get('metric')}"
+        if r.get("kind") == "straggler":
+            return f"straggler on {r.get('metric')}"
+        return str(r.get("message") or "failed")[:60]
     return str(entry.get("message") or "failed")[:60]
 
 
 def verdict_of(entry: Mapping) -> str:
-    """A host's verdict for syncing: its status, with a straggler or a regression as ``fail``."""
-    status = str(entry.get("status"))
-    if status in ("pass", "warn") and (entry.get("straggler") or entry.get("regression")):
-        return "fail"
-    return status
+    """A host's verdict for syncing: its status, as the verdict decided it (a straggler or a regression is
+    already ``fail`` there)."""
+    return str(entry.get("status"))
 
 
 def plan(summary: Mapping, node_names: Mapping[str, str], nodes: Mapping[str, SlurmNode],
