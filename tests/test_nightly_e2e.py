@@ -71,9 +71,9 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(farm,
     regressed = {r["host"] for r in summary["regressions"] if r["metric"].startswith("matmul/")}
     assert regressed == set(names)
     assert all(r["ratio"] < 0.5 and r["runs"] == min(passed[r["host"]], 5) for r in summary["regressions"])
-    assert all(summary["hosts"][h]["status"] == "pass" and summary["hosts"][h]["regression"] for h in names)
+    assert all(summary["hosts"][h]["status"] == "fail" and summary["hosts"][h]["regression"] for h in names)
     assert summary["exit_code"] == 1 and summary["counts"]["regression_hosts"] == 3
-    assert "pass/regressed" in r.stdout and "regressions (ratio = value / the host's own baseline" in r.stdout
+    assert "fail/regressed" in r.stdout and "regressions (ratio = value / the host's own baseline" in r.stdout
     run = json.loads((run_dir / "run.json").read_text())
     assert run["baseline"]["threshold"] == 0.5 and set(run["baseline"]["hosts"]) == set(names)
     samples = _prom_samples(prom)

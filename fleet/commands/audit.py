@@ -44,7 +44,7 @@ def run(config: Config, s: AuditSettings) -> Outcome:
     common.ready_to_connect(selected)
     with common.history_lock(s.db, "audit", s.wait_lock):
         result = audit_run.audit_hosts(selected, s.options)
-        report = audit_run.build_report(result, path, s.pattern)
+        report = audit_run.collect_report(result, path, s.pattern)  # each host's checks, no verdict yet
         states: dict = {}
         if s.db is not None:
             past, problem = read_audit_past(s.db, report)
@@ -54,6 +54,7 @@ def run(config: Config, s: AuditSettings) -> Outcome:
             for p in (problem, problem2):
                 if p:
                     common.note(p)
+        audit_run.decide(report)  # every host's status and reasons, once, over all its checks
         common.outputs("audit", report, s.prom, s.junit)
         run_id = common.record_history(s.db, "audit", report)
         if s.notify:
