@@ -42,9 +42,9 @@ def _config(c) -> fleet_config.Config:
         raise opt.usage_error(str(e)) from None
 
 
-def _finish(outcome: Outcome, json_path=None) -> None:
-    """Print the command's text, write --json, exit with its code (0 returns)."""
-    common.echo(outcome.text)
+def _finish(outcome: Outcome, json_path=None, quiet: bool = False) -> None:
+    """Print the command's text (``--quiet``: its one-line summary), write --json, exit with its code (0 returns)."""
+    common.echo(outcome.line if quiet and outcome.line else outcome.text)
     common.write_json(json_path, outcome.document)
     if outcome.exit_code:
         raise Exit(code=int(outcome.exit_code))
@@ -54,10 +54,11 @@ HOST_TASK = dict(klass=GpufleetTask, auto_shortflags=False, iterable=["inventory
 
 
 @task(**HOST_TASK, help={**opt.HELP_COMMON, "json": "also write the full report (schema gpufleet.audit/1) to this path",
-                         **opt.HELP_OUTPUTS, **opt.HELP_HISTORY, **opt.HELP_NOTIFY, **opt.HELP_LOCK})
+                         **opt.HELP_OUTPUTS, **opt.HELP_HISTORY, **opt.HELP_NOTIFY, **opt.HELP_LOCK,
+                         "quiet": opt.HELP_QUIET})
 def audit(c, hosts="all", inventory=None, user=None, json=None, forks=None, timeout=None, connect_timeout=None,
           accept_new_host_keys=False, prom=None, junit=None, history=None, no_history=False, notify=None,
-          remind_days=None, wait_lock=None):
+          remind_days=None, wait_lock=None, quiet=False):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
     One SSH round trip per host; each finding is checked against the host's
@@ -78,7 +79,7 @@ def audit(c, hosts="all", inventory=None, user=None, json=None, forks=None, time
                               opt.ssh_options(cfg, "audit", forks, timeout, connect_timeout, accept_new_host_keys),
                               db, command_line, remind, opt.output_path("--prom", prom),
                               opt.output_path("--junit", junit), opt.wait_seconds(wait_lock), json_path)
-    _finish(command.run(cfg, s), json_path)
+    _finish(command.run(cfg, s), json_path, quiet)
 
 
 @task(**HOST_TASK, help={**opt.HELP_COMMON, "wheelhouse": opt.HELP_WHEELHOUSE})
@@ -108,7 +109,7 @@ def verify(c, hosts="all", inventory=None, user=None, profile="quick", nproc="au
            prom=None, junit=None, history=None, no_history=False, duration=None, dcgm_level=None,
            dcgm_allow_skips=False, regression=None, baseline_runs=None, notify=None, remind_days=None, via="ssh",
            slurm_host=None, shared_dir=None, partition=None, qos=None, account=None, slurm_args=None, wait=False,
-           pairwise=False, rounds=None, pair_timeout=None, pair_floor=None, topology="random"):
+           pairwise=False, rounds=None, pair_timeout=None, pair_floor=None, topology="random", quiet=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,
@@ -123,9 +124,9 @@ def verify(c, hosts="all", inventory=None, user=None, profile="quick", nproc="au
     """
     from fleet.commands import verify as command
 
-    flags = {k: v for k, v in locals().items() if k not in ("c", "command")}  # the flags, by their names
+    flags = {k: v for k, v in locals().items() if k not in ("c", "command", "quiet")}  # the flags, by their names
     cfg = _config(c)
-    _finish(command.run(cfg, command.job_from_flags(cfg, **flags)))
+    _finish(command.run(cfg, command.job_from_flags(cfg, **flags)), quiet=quiet)
 
 
 @task(name="hosts", **HOST_TASK,
@@ -243,10 +244,12 @@ def slurm_sync(c, run_dir, apply=False, max_drain=None, resume_after=None, slurm
     "junit": opt.HELP_OUTPUTS["junit"],
     **opt.HELP_HISTORY,
     **opt.HELP_LOCK,
+    "quiet": opt.HELP_QUIET,
 })
 def provision(c, hosts="all", inventory=None, user=None, check=False, version=None, repo_url=None, key_url=None,
               containerd=False, smoke_test=False, smoke_image=None, forks=None, timeout=None, connect_timeout=None,
-              accept_new_host_keys=False, json=None, junit=None, history=None, no_history=False, wait_lock=None):
+              accept_new_host_keys=False, json=None, junit=None, history=None, no_history=False, wait_lock=None,
+              quiet=False):
     """Install and configure nvidia-container-toolkit, idempotently (docs/provision.md).
 
     Per host: repository and signing key, the package, `nvidia-ctk runtime configure` for
@@ -269,4 +272,4 @@ def provision(c, hosts="all", inventory=None, user=None, check=False, version=No
                                                   accept_new_host_keys),
                                   overrides, bool(check), opt.history_path(cfg, history, no_history),
                                   opt.output_path("--junit", junit), opt.wait_seconds(wait_lock))
-    _finish(command.run(cfg, s), json_path)
+    _finish(command.run(cfg, s), json_path, quiet)

@@ -67,6 +67,8 @@ HELP_OUTPUTS = {
     "junit": "also write JUnit XML (a test suite per host, a test case per check) to this path",
 }
 
+HELP_QUIET = "print only the one-line summary (the counts and the exit code), not the table and its findings"
+
 HELP_WHEELHOUSE = ("air-gapped nodes: a directory of wheels (e.g. torch, torchvision) uploaded with verify and "
                    "installed there with pip --no-index --no-deps")
 
@@ -116,6 +118,7 @@ HELP_VERIFY = {
                   "runs of the same profile) is a regression: exit 1 (default 0.9)",
     "baseline_runs": "how many of a host's last passing runs make its baseline (default 5, at least 3 needed)",
     **HELP_NOTIFY,
+    "quiet": HELP_QUIET,
 }
 
 # Ansible's short and long names for the flags every host task shares (tasks.py's GpufleetTask adds them).

@@ -153,9 +153,12 @@ def status_label(h: dict) -> str:
     return h["status"] if h["state"] in ("ok", h["status"]) else f"{h['status']} ({h['state']})"
 
 
-def render_table(report: dict) -> str:
-    """One line per host, then every unreached or broken host's whole message (a remedy is never cut off)."""
-    rows, notes = [], []
+def render_table(report: dict, width: int | None = None) -> str:
+    """One line per host (its failing and warning checks named), then every reason a host did not pass, whole
+    (:func:`fleet.findings.render_findings`: worst host first, shared findings folded, wrapped to ``width``)."""
+    from fleet.findings import render_findings
+
+    rows = []
     for name, h in report["hosts"].items():
         facts = h.get("facts") or {}
         gpus = facts.get("gpus")
@@ -163,18 +166,16 @@ def render_table(report: dict) -> str:
         n_pci = facts.get("lspci_gpu_count")
         gpu_col = ("-" if n_smi is None and n_pci is None
                    else f"{n_smi if n_smi is not None else '?'}/{n_pci if n_pci is not None else '?'}")
-        model = _models(gpus)
-        problems = [
-            f"{c['name']}: {c['message']}" for c in h.get("checks", []) if c.get("status") in ("fail", "error")
-        ] or [f"{c['name']}" for c in h.get("checks", []) if c.get("status") == "warn"]
-        if h["state"] != "ok" and h.get("message"):
-            problems = ["see below"]
-            notes.append(f"  {name}: {h['state']}: {h['message']}")
-        rows.append([name, status_label(h), gpu_col, model, facts.get("driver_version"), facts.get("cuda_version"),
-                     "; ".join(problems)])
+        named = [r.get("name") for r in h.get("reasons") or [] if r.get("kind") == "check"]
+        problems = (", ".join(named[:3]) + (f" (+{len(named) - 3})" if len(named) > 3 else "")) if named else ""
+        if h["state"] != "ok":
+            problems = "see below"
+        rows.append([name, status_label(h), gpu_col, _models(gpus), facts.get("driver_version"),
+                     facts.get("cuda_version"), problems])
     out = table.render(["HOST", "STATUS", "GPUS smi/pci", "MODEL", "DRIVER", "CUDA", "PROBLEMS"], rows, max_width=100)
-    if notes:
-        out += "\n\nnot audited:\n" + "\n".join(notes)
+    findings = render_findings(report["hosts"], width)
+    if findings:
+        out += "\n\nproblems (worst host first):\n" + "\n".join(findings)
     recap = Recap({name: h["status"] for name, h in report["hosts"].items()})
     return f"{out}\n\n{recap.line()}" + ("\ninterrupted (Ctrl-C): hosts that had not finished are marked so"
                                         if report.get("interrupted") else "")

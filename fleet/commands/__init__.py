@@ -16,8 +16,6 @@ exits with its code.  Nothing here parses a flag.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
 
 @dataclass
 class Outcome:
@@ -27,7 +25,7 @@ class Outcome:
     text: str
     document: dict = field(default_factory=dict)
     exit_code: int = 0
-    json_path: Optional[object] = None  # where --json goes (checked before the run)
+    line: str = ""  # the one-line summary (--quiet prints only this); "" when the text is already one line
 
 
 __all__ = ["Outcome"]

@@ -10,6 +10,7 @@ history record and the alerts.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -62,4 +63,9 @@ def run(config: Config, s: AuditSettings) -> Outcome:
             common.note(notify(s.db, s.notify, "audit", run_id, statuses, states, new_xids, details, s.remind_days,
                                str(s.json) if s.json else None, report["exit_code"]))
     code = ExitCode.INTERRUPTED if result.interrupted else report["exit_code"]
-    return common.with_config_errors(Outcome(audit_run.render_table(report), report, int(code)))
+    from fleet.findings import terminal_width
+    from fleet.outcome import Recap
+
+    line = Recap({name: h["status"] for name, h in report["hosts"].items()}).line()
+    text = audit_run.render_table(report, terminal_width(sys.stdout))
+    return common.with_config_errors(Outcome(text, report, int(code), line))

@@ -46,4 +46,5 @@ def run(config: Config, s: ProvisionSettings) -> Outcome:
         common.outputs("provision", report, None, s.junit)
         common.record_history(s.db, "provision", report)
     code = ExitCode.INTERRUPTED if result.interrupted else report["exit_code"]
-    return common.with_config_errors(Outcome(provision_run.render(report), report, int(code)))
+    text = provision_run.render(report)
+    return common.with_config_errors(Outcome(text, report, int(code), text.rstrip().splitlines()[-1]))

@@ -14,6 +14,7 @@ A history that cannot be read or written after the lock is taken is said and nev
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -59,7 +60,8 @@ class VerifyOutcome:
 def run(config: Config, job: VerifyJob) -> Outcome:
     """Select, lock, run (:func:`run_verify_job`) and say where the run directory is."""
     from fleet.commands.slurm_sync import one_line, slurm_client
-    from fleet.runs.render import render_table
+    from fleet.findings import terminal_width
+    from fleet.runs.render import counts_line, render_table
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
@@ -71,13 +73,14 @@ def run(config: Config, job: VerifyJob) -> Outcome:
             result = run_verify_job(job, selected, None if job.slurm is None else (client, job.slurm))
     except SlurmError as e:  # Slurm could not be asked: nothing was submitted, no run directory made
         raise usage_error(f"--via slurm: {one_line(e)}") from None
-    text = render_table(result.summary)
+    text = render_table(result.summary, width=terminal_width(sys.stdout))
     text += (f"\n\nrun directory: {result.run_dir}  (summary.html, summary.md, summary.json, run.json, hosts/, "
              f"logs/)")
     if result.pruned:
         n = len(result.pruned)
         common.note(f"pruned {n} old run director{'y' if n == 1 else 'ies'}: {', '.join(result.pruned)}")
-    return common.with_config_errors(Outcome(text, result.summary, int(result.summary["exit_code"])))
+    return common.with_config_errors(Outcome(text, result.summary, int(result.summary["exit_code"]),
+                                             counts_line(result.summary)))
 
 
 def run_verify_job(job: VerifyJob, hosts, slurm=None) -> VerifyOutcome:

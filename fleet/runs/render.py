@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from fleet.findings import render_findings
 from fleet.outcome import plural
 from fleet.runs.verdict import reasons_of
 from fleet.table import render
@@ -78,7 +79,7 @@ def _figure_cell(summary: Mapping, entry: Mapping, key: str) -> str:
     return f"{fmt_value(m['value'])} ({fmt_ratio(m.get('fleet_ratio'))})"
 
 
-def _counts_line(summary: Mapping) -> str:
+def counts_line(summary: Mapping) -> str:
     c = summary["counts"]
     parts = [plural(c["hosts"], "host")] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
                                                                              "unreachable") if c.get(s)]
@@ -114,8 +115,9 @@ def _chunk_columns(fixed_headers, fixed_rows, headers, rows, max_width):
     return "\n\n".join(tables)
 
 
-def render_table(summary: Mapping, max_width: int = 120) -> str:
-    """The terminal verdict: a line per host, then checks, stragglers and the counts line."""
+def render_table(summary: Mapping, max_width: int = 120, width: Optional[int] = None) -> str:
+    """The terminal verdict: a line per host, stragglers, pairs, regressions, then every reason a host did not pass
+    (whole, wrapped to ``width`` on a terminal) and the counts line."""
     hosts = summary["hosts"]
     keys = list(summary.get("key_figures") or [])
     fixed_headers = ["HOST", "STATUS", "MODEL"]
@@ -137,15 +139,9 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
         out.append(_chunk_columns(["HOST", "MODEL"], [r[:2] for r in ref_rows],
                                   [short_name(k) for k in ref_keys], [r[2:] for r in ref_rows], max_width))
 
-    problems = []
-    for name, e in hosts.items():
-        if e["state"] != "ok" and e.get("message"):
-            problems.append(f"  {name}: {e['state']}: {e['message']}")
-        for c in e.get("failing_checks", []):
-            problems.append(f"  {name}: {c['name']} {c['status']}: {c['message']}")
-    if problems:
-        out.append("\nproblems:")
-        out.extend(problems)
+    # every reason but the stragglers' and regressions' (their tables follow), whole: never clipped below
+    problems = render_findings({name: {**e, "reasons": reasons_of(e)} for name, e in hosts.items()}, width,
+                               kinds=("state", "check", "report", "culprit"))
 
     stragglers = summary.get("stragglers") or []
     if stragglers:
@@ -171,8 +167,12 @@ def render_table(summary: Mapping, max_width: int = 120) -> str:
     if regressions:
         out.append("\nregressions (ratio = value / the host's own baseline: the median of its last passing runs):")
         out.append(render(REGRESSION_HEADERS, [_regression_row(r) for r in regressions], max_width))
-    out.append("\n" + _counts_line(summary))
-    return "\n".join(_clip(line, max_width) for line in "\n".join(out).splitlines())
+    out.append("\n" + counts_line(summary))
+    text = "\n".join(_clip(line, max_width) for line in "\n".join(out).splitlines())
+    if problems:  # before the counts line, unclipped
+        head, counts = text.rsplit("\n", 1)
+        text = "\n".join([head, "problems (worst host first):", *problems, "", counts])
+    return text
 
 
 def _straggler_row(s: Mapping) -> list:
@@ -210,7 +210,7 @@ def render_markdown(summary: Mapping) -> str:
     out = [f"# gpufleet verify run {summary['run_id']}", "",
            f"- started: {summary.get('started') or '-'}",
            f"- finished: {summary.get('finished') or '-'}",
-           f"- verdict: {_counts_line(summary)}", "",
+           f"- verdict: {counts_line(summary)}", "",
            "## Hosts", "",
            "Figures: value (ratio to the fleet median for the same GPU model; ratio to the reference "
            "achievable figure where the model is in the reference table).", ""]
