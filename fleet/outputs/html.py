@@ -312,7 +312,8 @@ def _groups_table(groups: Sequence[distribution.Group], ident: str) -> str:
             values = ", ".join(f"{h} {fmt_value(v)}" for h, v in g.hosts)
             hosts += (f'<span class="sub too-few">too few for a distribution ({distribution.MIN_HOSTS} needed)'
                       f'{esc(": " + values) if values else ""}</span>')
-        rows.append(f'<tr data-model="{esc(g.model)}" data-hosts="{esc(json.dumps([h for h, _ in g.hosts]))}">'
+        drawn = json.dumps([h for h, _ in g.hosts] if g.drawn else [])
+        rows.append(f'<tr data-model="{esc(g.model)}" data-hosts="{esc(drawn)}">'
                     f'<td title="{esc(g.model)}">{esc(model_label(g.model))}</td><td class="num">{hosts}</td>'
                     f'<td class="num median">{esc(fmt_value(g.median))}</td><td>{_left_out(g)}</td></tr>')
     return table(headers, rows, ident, "groups")
@@ -324,7 +325,8 @@ def _distribution_block(mpl, summary: Mapping, key: str, index: int, slow: Mappi
     drawn = [g for g in groups if g.drawn]
     out = [f'<div class="dist" data-key="{esc(key)}">']
     if not drawn:
-        out.append(f'<p class="note no-distribution">{esc(short_name(key))}: no distribution, fewer than '
+        out.append(f'<p class="note no-distribution" id="no-distribution-{index}">{esc(short_name(key))}: no '
+                   f'distribution, fewer than '
                    f'{distribution.MIN_HOSTS} hosts of a GPU model that did not fail.</p>')
     elif mpl is not None:
         out.append(plot(lambda: plots.distribution(mpl, key, drawn, slow, regressed), f"{short_name(key)} per host",
