@@ -96,7 +96,8 @@ figure img {{ display: block; max-width: 100%; height: auto; border: 1px solid #
 figcaption {{ font-size: 12px; color: #495057; }}
 div.sustained {{ margin: 0 0 20px; }}
 div.dist {{ max-width: 100%; }}
-table.groups {{ font-size: 12px; }}
+table.groups {{ font-size: 12px; max-width: 560px; }}
+table.groups td {{ white-space: normal; }}
 .left-out {{ color: {EXCLUDED_COLOUR}; }}
 footer {{ margin-top: 32px; font-size: 12px; color: #6c757d; }}
 """

@@ -96,7 +96,8 @@ def distribution(mpl: Mpl, key: str, groups: Sequence[Group], slow: Mapping, reg
         x0 = x
         members = [(h, v, _kind(key, h, slow, regressed)) for h, v in group.hosts]
         members += [(h, v, "excluded") for h, _, v in group.excluded]
-        for name, value, kind in members:
+        for i, (name, value, kind) in enumerate(members):
+            x += 1 if i == len(group.hosts) and i else 0  # the left-out hosts a slot apart from the distribution
             marks[kind].append((x, value))
             if kind != "host" and n > 40:  # no tick labels: name the flagged ones
                 colour = {"regression": REGRESSION_COLOUR, "excluded": EXCLUDED_COLOUR}.get(kind, STRAGGLER_COLOUR)
@@ -132,8 +133,9 @@ def distribution(mpl: Mpl, key: str, groups: Sequence[Group], slow: Mapping, reg
     ax.set_xlim(-0.8, x - 1.2)
     ax.set_ylim(0, top * (1.28 if len(groups) > 1 else 1.15) if top > 0 else 1)
     if n <= 40:
+        slanted = n > 6 or max(len(label) for label in labels) > 8
         ax.set_xticks(xs_ticks)
-        ax.set_xticklabels(labels, rotation=60 if n > 6 else 0, ha="right" if n > 6 else "center", fontsize=8)
+        ax.set_xticklabels(labels, rotation=60 if slanted else 0, ha="right" if slanted else "center", fontsize=8)
     else:
         ax.set_xticks([])
         ax.set_xlabel(f"{n} hosts, grouped by GPU model", fontsize=8)
