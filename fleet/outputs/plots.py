@@ -99,8 +99,8 @@ def distribution(mpl: Mpl, key: str, groups: Sequence[Group], slow: Mapping, reg
         for i, (name, value, kind) in enumerate(members):
             x += 1 if i == len(group.hosts) and i else 0  # the left-out hosts a slot apart from the distribution
             marks[kind].append((x, value))
-            if kind != "host" and n > 40:  # no tick labels: name the flagged ones
-                colour = {"regression": REGRESSION_COLOUR, "excluded": EXCLUDED_COLOUR}.get(kind, STRAGGLER_COLOUR)
+            if kind not in ("host", "excluded") and n > 40:  # no tick labels: name the flagged ones (the left-out
+                colour = REGRESSION_COLOUR if kind == "regression" else STRAGGLER_COLOUR  # ones: in the table below)
                 ax.annotate(mpl_text(clip(name, 24)), (x, value), xytext=(4, -10), textcoords="offset points",
                             fontsize=7, color=colour)
             xs_ticks.append(x)
