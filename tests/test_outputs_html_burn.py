@@ -1,6 +1,7 @@
-"""The burn table under sustained load tints the figure that made the burn warn or fail (fleet/outputs/series.py
-``burn_marks``), by verify's own rule: the checks here are made by ``verify.burn.stability`` itself where torch is
-installed, from synthetic series (no GPU ran)."""
+"""The table under sustained load tints the figure that made a burn or telemetry check warn or fail
+(fleet/outputs/series.py ``burn_marks``, ``telemetry_marks``), by verify's own rule: the checks here are made by
+``verify.burn.stability`` (where torch is installed) and ``verify.telemetry.judge`` themselves, from synthetic
+series (no GPU ran)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,33 @@ def test_a_variability_warning_tints_the_spread_cell_alone():
     assert table_texts(doc, "sustained-table-0") == [["gpu0", "warn bf16 warn", "700.0", "1.00", "0.40"]]
     (row,) = table["rows"]
     assert [sorted({"slow", "regressed"} & c["classes"]) for c in row["cells"][2:]] == [[], [], ["regressed"]]
+
+
+# --------------------------------------------------------------------------- telemetry, by verify.telemetry.judge
+
+
+def telemetry_check(samples: list) -> dict:
+    """The check verify.telemetry.checks writes for one GPU's samples (verify.telemetry needs no torch)."""
+    from verify import telemetry
+    status, message, figs = telemetry.judge(telemetry.Series(samples))
+    return {"name": "telemetry:gpu0", "status": status, "message": message, "device": "gpu0",
+            "details": {**figs, "series": {"temp_c": [s["temp_c"] for s in samples]}, "period_s": 1.0}}
+
+
+def sample(reasons: int = 0, sm: int = 1980, temp: int = 70, util: int = 100) -> dict:
+    return {"temp_c": temp, "power_w": 650.0, "sm_mhz": sm, "sm_max_mhz": 1980, "reasons": reasons, "util_pct": util}
+
+
+@pytest.mark.parametrize("samples, status, marks", [
+    ([sample()] * 8, "pass", {}),
+    ([sample()] * 6 + [sample(reasons=0x40, temp=92)] * 2, "fail", {"temp_c": 2}),  # HW thermal slowdown
+    ([sample()] * 6 + [sample(reasons=0x80)] * 2, "fail", {"power_w": 2}),  # HW power brake
+    ([sample()] * 6 + [sample(reasons=0x8, sm=900)] * 2, "fail", {"sm_mhz": 2}),  # HW slowdown
+    ([sample()] * 6 + [sample(reasons=0x20, temp=88)] * 2, "warn", {"temp_c": 1}),  # SW thermal slowdown
+    ([sample(sm=1400)] * 8, "warn", {"sm_mhz": 1}),  # mean SM clock 71 % of its maximum
+    ([sample(util=10)] * 8, "warn", {}),  # never under load: no figure to blame
+])
+def test_the_telemetry_marks_name_what_the_check_said(samples, status, marks):
+    check = telemetry_check(samples)
+    assert check["status"] == status, check["message"]
+    assert series.telemetry_marks(check) == marks

@@ -184,10 +184,12 @@ def test_a_failing_burn_device_is_marked(doc):
 
 def test_a_failing_telemetry_check_is_marked_too(summary):
     series = copy.deepcopy(SERIES)
-    series["s1"] = [telemetry("gpu0", status="fail")]
+    series["s1"] = [telemetry("gpu0", status="fail", throttle_reasons=0x40)]  # HW thermal slowdown
     doc = parse(page.render_html(summary, None, series))
     assert table_texts(doc, "sustained-table-1") == [["gpu0", "fail telemetry fail", "1975", "71", "655"]]
-    assert all("slow" in c["classes"] for c in doc.tables["sustained-table-1"]["rows"][0]["cells"][2:])
+    # the temperature is what failed: its cell alone (Mean SM MHz, Max °C, Mean W)
+    assert [sorted({"slow", "regressed"} & c["classes"]) for c in doc.tables["sustained-table-1"]["rows"][0]["cells"][
+        2:]] == [[], ["slow"], []]
     im = png_pixels(next(a for a in doc.imgs() if a["alt"] == "sustained load on s1")["src"].split(",", 1)[1])
     assert count_near(im, rgb(page.STRAGGLER_COLOUR)) > 100
 

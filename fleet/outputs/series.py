@@ -17,6 +17,7 @@ from fleet.outputs.flags import number
 from fleet.runs.run_dir import report_path
 from verify.reference import grade
 from verify.status import severity
+from verify.telemetry import CLOCK_FLOOR, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_THERMAL
 
 BURN = re.compile(r"burn/([^/:]+):(.+)")  # burn/bf16:gpu0; not burn/correct/bf16:gpu0 (no series)
 TELEMETRY = re.compile(r"telemetry:(.+)")
@@ -158,6 +159,28 @@ def burn_marks(check: Mapping) -> dict:
     spread = number(details.get("spread"))
     if spread is not None and spread > SPREAD:
         marks["spread"] = 1
+    return marks
+
+
+def telemetry_marks(check: Mapping) -> dict:
+    """Which of a warning or failing telemetry check's figures made it so, by verify.telemetry's rule:
+    ``{"sm_mhz" | "temp_c" | "power_w": severity}``.  A hardware slowdown fails on the SM clock, a hardware thermal
+    slowdown on the temperature, a power brake on the power; a software thermal slowdown warns on the temperature,
+    a mean SM clock under ``CLOCK_FLOOR`` of its maximum on the clock.  A GPU never under load has no figure to
+    mark (its status says it)."""
+    if severity(check.get("status")) == 0:
+        return {}
+    details = check.get("details") if isinstance(check.get("details"), Mapping) else {}
+    reasons = details.get("throttle_reasons")
+    reasons = reasons if isinstance(reasons, int) and not isinstance(reasons, bool) else 0
+    marks = {}
+    for bit, key, level in ((SW_THERMAL, "temp_c", 1), (HW_SLOWDOWN, "sm_mhz", 2), (HW_THERMAL, "temp_c", 2),
+                            (HW_POWER_BRAKE, "power_w", 2)):
+        if reasons & bit:
+            marks[key] = max(level, marks.get(key, 0))
+    sm, top = number(details.get("mean_sm_mhz")), number(details.get("max_sm_mhz"))
+    if sm is not None and top and sm < CLOCK_FLOOR * top:
+        marks["sm_mhz"] = max(1, marks.get("sm_mhz", 0))
     return marks
 
 

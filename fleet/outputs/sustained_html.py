@@ -1,6 +1,6 @@
 """summary.html's section "Under sustained load": per host with a burn or telemetry series, its figure (drawn by
-:func:`fleet.outputs.plots.sustained`) and a table of the summary figures, each burn figure tinted when it is what
-made the burn fail or warn (:func:`fleet.outputs.series.burn_marks`)."""
+:func:`fleet.outputs.plots.sustained`) and a table of the summary figures, each figure tinted when it is what
+made its check fail or warn (:func:`fleet.outputs.series.burn_marks`, :func:`~fleet.outputs.series.telemetry_marks`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from fleet.outputs import plots
 from fleet.outputs.flags import number
 from fleet.outputs.markup import esc, fmt_figure, plot, status_class, table, tint
 from fleet.outputs.series import (BURN, SAG, SPREAD, TELEMETRY_SERIES, burn_marks, panels, sag_ratio, series_kind,
-                                  split, sustained_hosts, usable, worst)
+                                  split, sustained_hosts, telemetry_marks, usable, worst)
 from fleet.runs.render import fmt_ratio, fmt_value
 from verify.status import severity
 
 
 def _sustained_table(checks: Sequence[Mapping], ident: str) -> str:
     """A row per device: its status, per dtype the median TFLOP/s, last quarter / first quarter and the spread, and
-    the telemetry figures; a burn's figure tinted when it is what made the burn fail or warn."""
+    the telemetry figures; a figure tinted when it is what made its check fail or warn."""
     burns, tele, devices, dtypes = split(checks)
     headers = [("Device", ""), ("Status", "")]
     for dt in dtypes:
@@ -51,10 +51,11 @@ def _sustained_table(checks: Sequence[Mapping], ident: str) -> str:
                       f'<td class="num{tint(marks.get("spread", 0))}">{spread}</td>']
         if tele:
             c = tele.get(device)
-            cls = "num" + (tint(severity(c.get("status"))) if c else "")
+            marks = telemetry_marks(c) if c else {}
             details = c["details"] if c else {}
-            cells += [f'<td class="{cls}">{esc(fmt_figure(details.get(figure), lambda v: f"{v:.0f}"))}</td>'
-                      for *_, figure in TELEMETRY_SERIES]
+            cells += [f'<td class="num{tint(marks.get(key, 0))}">'
+                      f'{esc(fmt_figure(details.get(figure), lambda v: f"{v:.0f}"))}</td>'
+                      for key, *_, figure in TELEMETRY_SERIES]
         rows.append(f'<tr data-device="{esc(device)}">' + "".join(cells) + "</tr>")
     return table(headers, rows, ident)
 
@@ -70,8 +71,8 @@ def sustained_section(summary: Mapping, series: Optional[Mapping], max_hosts: in
            f'A failing burn or telemetry check is drawn in orange, a warning one in violet. Under each figure: the '
            f'median TFLOP/s (ref ×: to the reference figure), last/first: the median of the last quarter over the '
            f'first quarter\'s (the burn warns below {SAG:.2f}: it sagged), spread: (p95 − p5) / median (it warns '
-           f'above {SPREAD:.2f}: it varied), the maximum temperature, mean power and mean SM clock. A burn\'s '
-           f'figure is tinted when it is what failed (orange) or warned (violet).</p>']
+           f'above {SPREAD:.2f}: it varied), the maximum temperature, mean power and mean SM clock. A figure '
+           f'is tinted when it is what failed (orange) or warned (violet).</p>']
     mpl, note = plots.load_matplotlib()
     if mpl is None:
         out.append(f'<p class="note" id="sustained-note">{esc(note)}</p>')
