@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleet.outcome import HostState
-from fleet.outputs import html as page
+from fleet.outputs import html as page, plots
 from fleet.runs.record import HostRun
 from fleet.runs.verdict import judge
 from tests.report_builder import arrived, node_report
@@ -473,7 +473,7 @@ def test_trend_times_that_are_not_iso_fall_back_to_run_order(summary):
 def test_a_plot_that_fails_costs_only_itself(summary, monkeypatch):
     def boom(*args, **kwargs):
         raise ValueError("no room")
-    monkeypatch.setattr(page, "_distribution", boom)
+    monkeypatch.setattr(plots, "distribution", boom)
     doc = parse(page.render_html(summary, TRENDS))
     errors = [a for t, a in doc.tags if "plot-error" in a.get("class", "")]
     assert len(errors) == len(KEYS)

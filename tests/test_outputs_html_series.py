@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from fleet.outputs import html as page
+from fleet.outputs import html as page, plots, series as sustained_series
 from fleet.runs.run_dir import report_path, write_run
 from fleet.runs.verdict import judge
 from tests.report_builder import arrived, node_report
@@ -46,7 +46,7 @@ S0_FP16_GPU0 = burn("gpu0", "fp16", [650.0] * 8, samples=240, median=650.0, firs
                     last_quarter=650.0, spread=0.0)
 S0_BF16_GPU1 = burn("gpu1", "bf16", [420.0, 400.0, 380.0, 360.0, 350.0, 330.0, 310.0, 300.0], status="fail",
                     samples=240, median=360.0, first_quarter=415.0, last_quarter=305.0, spread=0.3,
-                    reference_ratio=0.554)
+                    reference_ratio=0.454)  # below half the reference: the burn fails (verify.burn.stability)
 S0_FP16_GPU1 = burn("gpu1", "fp16", [650.0, 640.0, 630.0, 560.0, 550.0, 545.0, 540.0, 540.0], status="warn",
                     samples=240, median=555.0, first_quarter=645.0, last_quarter=540.0, spread=0.18)
 S0_TEL_GPU0 = telemetry("gpu0")
@@ -155,19 +155,24 @@ def test_a_section_with_one_figure_and_one_table_per_host_with_series(text, doc)
 
 def test_the_summary_tables_have_the_exact_figures(doc):
     assert doc.tables["sustained-table-0"]["headers"] == [
-        "Device", "Status", "bf16 TF/s", "bf16 last/first", "fp16 TF/s", "fp16 last/first", "Mean SM MHz", "Max °C",
-        "Mean W"]
+        "Device", "Status", "bf16 TF/s", "bf16 last/first", "bf16 spread", "fp16 TF/s", "fp16 last/first",
+        "fp16 spread", "Mean SM MHz", "Max °C", "Mean W"]
     assert table_texts(doc, "sustained-table-0") == [
-        ["gpu0", "pass", "700.0 ref ×1.08", "1.01", "650.0", "1.00", "1975", "71", "655"],
-        ["gpu1", "fail bf16 fail fp16 warn", "360.0 ref ×0.55", "0.73", "555.0", "0.84", "1711", "83", "640"]]
-    assert doc.tables["sustained-table-1"]["headers"] == ["Device", "Status", "fp32 TF/s", "fp32 last/first"]
-    assert table_texts(doc, "sustained-table-1") == [["cpu0", "pass", "1.25", "1.08"]]
+        ["gpu0", "pass", "700.0 ref ×1.08", "1.01", "0.02", "650.0", "1.00", "0.00", "1975", "71", "655"],
+        ["gpu1", "fail bf16 fail fp16 warn", "360.0 ref ×0.45", "0.73", "0.30", "555.0", "0.84", "0.18", "1711", "83",
+         "640"]]
+    assert doc.tables["sustained-table-1"]["headers"] == ["Device", "Status", "fp32 TF/s", "fp32 last/first",
+                                                          "fp32 spread"]
+    assert table_texts(doc, "sustained-table-1") == [["cpu0", "pass", "1.25", "1.08", "0.08"]]
 
 
 def test_a_failing_burn_device_is_marked(doc):
     rows = {r["attrs"]["data-device"]: r["cells"] for r in doc.tables["sustained-table-0"]["rows"]}
     marks = {d: [sorted({"slow", "regressed"} & c["classes"]) for c in cells[2:]] for d, cells in rows.items()}
-    assert marks == {"gpu0": [[]] * 7, "gpu1": [["slow"], ["slow"], ["regressed"], ["regressed"], [], [], []]}
+    # each figure by the burn's own rule: bf16 failed on its median (45 % of the reference) and also sagged (0.73)
+    # and varied (0.30); fp16 warned on its sag alone (0.84; its spread 0.18 is within 0.20)
+    assert marks == {"gpu0": [[]] * 9, "gpu1": [["slow"], ["regressed"], ["regressed"], [], ["regressed"], [], [], [],
+                                                []]}
     assert "st-fail" in rows["gpu1"][1]["classes"] and "st-pass" in rows["gpu0"][1]["classes"]
     imgs = {a["alt"]: png_pixels(a["src"].split(",", 1)[1]) for a in doc.imgs()}
     straggler, regression = rgb(page.STRAGGLER_COLOUR), rgb(page.REGRESSION_COLOUR)
@@ -179,10 +184,12 @@ def test_a_failing_burn_device_is_marked(doc):
 
 def test_a_failing_telemetry_check_is_marked_too(summary):
     series = copy.deepcopy(SERIES)
-    series["s1"] = [telemetry("gpu0", status="fail")]
+    series["s1"] = [telemetry("gpu0", status="fail", throttle_reasons=0x40)]  # HW thermal slowdown
     doc = parse(page.render_html(summary, None, series))
     assert table_texts(doc, "sustained-table-1") == [["gpu0", "fail telemetry fail", "1975", "71", "655"]]
-    assert all("slow" in c["classes"] for c in doc.tables["sustained-table-1"]["rows"][0]["cells"][2:])
+    # the temperature is what failed: its cell alone (Mean SM MHz, Max °C, Mean W)
+    assert [sorted({"slow", "regressed"} & c["classes"]) for c in doc.tables["sustained-table-1"]["rows"][0]["cells"][
+        2:]] == [[], ["slow"], []]
     im = png_pixels(next(a for a in doc.imgs() if a["alt"] == "sustained load on s1")["src"].split(",", 1)[1])
     assert count_near(im, rgb(page.STRAGGLER_COLOUR)) > 100
 
@@ -200,7 +207,8 @@ def test_the_page_stays_self_contained_and_escaped(text, summary):
     assert {t for t, _ in doc.tags} & {"script", "b", "i"} == set()
     assert [a["data-host"] for t, a in doc.tags if t == "div" and a.get("class") == "sustained"] == [SCRIPT]
     assert [a["alt"] for a in doc.imgs() if a["alt"].startswith("sustained")] == [f"sustained load on {SCRIPT}"]
-    assert table_texts(doc, "sustained-table-0") == [["<b>gpu1</b>", '"><i> bf16 "><i>', "360.0 ref ×0.55", "0.73"]]
+    assert table_texts(doc, "sustained-table-0") == [["<b>gpu1</b>", '"><i> bf16 "><i>', "360.0 ref ×0.45", "0.73",
+                                                      "0.30"]]
 
 
 def test_the_hosts_drawn_are_capped_failing_first(summary, monkeypatch):
@@ -216,11 +224,11 @@ def test_the_hosts_drawn_are_capped_failing_first(summary, monkeypatch):
 
 def test_time_axis_seconds_per_point():
     """A report keeps at most 120 points: a point then covers samples / points intervals."""
-    assert page._seconds_per_point([1.0] * 120, 1.0, 1800) == 15.0
-    assert page._seconds_per_point([1.0] * 6, 0.25, 24) == 1.0
-    assert page._seconds_per_point([1.0] * 6, None, None) == 1.0
-    assert page._seconds_per_point([1.0] * 6, 2.0, 3) == 2.0  # fewer samples than points: not downsampled
-    assert page._points([10.0, None, 30.0], 2.0, 100.0) == ([101.0, 105.0], [10.0, 30.0])
+    assert sustained_series.seconds_per_point([1.0] * 120, 1.0, 1800) == 15.0
+    assert sustained_series.seconds_per_point([1.0] * 6, 0.25, 24) == 1.0
+    assert sustained_series.seconds_per_point([1.0] * 6, None, None) == 1.0
+    assert sustained_series.seconds_per_point([1.0] * 6, 2.0, 3) == 2.0  # fewer samples than points: not downsampled
+    assert sustained_series.points([10.0, None, 30.0], 2.0, 100.0) == ([101.0, 105.0], [10.0, 30.0])
 
 
 def test_without_matplotlib_the_tables_stay_and_one_line_says_why(summary, doc, monkeypatch):
@@ -237,10 +245,10 @@ def test_without_matplotlib_the_tables_stay_and_one_line_says_why(summary, doc, 
 def test_a_plot_that_fails_costs_only_itself(summary, monkeypatch):
     def boom(*args, **kwargs):
         raise ValueError("no room")
-    monkeypatch.setattr(page, "_sustained", boom)
+    monkeypatch.setattr(plots, "sustained", boom)
     doc = parse(page.render_html(summary, None, SERIES))
     assert "sustained load on s0: not drawn (ValueError: no room)" in doc.text_of("sustained")
-    assert table_texts(doc, "sustained-table-1") == [["cpu0", "pass", "1.25", "1.08"]]
+    assert table_texts(doc, "sustained-table-1") == [["cpu0", "pass", "1.25", "1.08", "0.08"]]
 
 
 # --------------------------------------------------------------------------- from the run directory
