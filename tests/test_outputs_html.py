@@ -235,7 +235,8 @@ def test_header_run_times_exit_code_and_counts(doc):
     assert doc.text_of("verdict") == "FAIL"
     assert {r["cells"][0]["text"]: r["cells"][1]["text"] for r in doc.tables["meta"]["rows"]} == {
         "started": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:05:00+00:00", "exit code": "1",
-        "counts": "9 hosts: 7 pass, 1 fail, 1 unreachable; 2 stragglers on 1 host; 2 regressions; exit code 1"}
+        "counts": "9 hosts: 6 pass, 2 fail, 1 unreachable; 2 stragglers on 1 host; 2 regressions on 2 hosts; "
+                  "exit code 1"}
     title = [t for t, _ in doc.tags if t == "title"]
     assert title == ["title"]
 
@@ -246,7 +247,7 @@ def test_hosts_table_one_row_per_host_with_status_state_and_gpus(doc):
     assert [(h, r[1], r[2], r[3]) for h, r in rows.items()] == [
         ("n0", "pass", "ok", "4 × H100 80GB HBM3"), ("n1", "pass", "ok", "4 × H100 80GB HBM3"),
         ("n2", "pass", "ok", "4 × H100 80GB HBM3"), ("n3", "pass", "ok", "4 × H100 80GB HBM3"),
-        ("n4", "pass", "ok", "4 × H100 80GB HBM3"), (SCRIPT, "fail", "ok", "4 × H100 80GB HBM3"),
+        ("n4", "fail", "ok", "4 × H100 80GB HBM3"), (SCRIPT, "fail", "ok", "4 × H100 80GB HBM3"),
         ("a0", "pass", "ok", "8 × A100-SXM4-80GB"), ("a1", "pass", "ok", "8 × A100-SXM4-80GB"),
         ("gone", "unreachable", "unreachable", "-")]
     assert [h for h, r in rows.items() if r[0] != h] == []
@@ -497,8 +498,9 @@ def test_without_matplotlib_the_tables_stay_and_one_line_says_why(summary, doc, 
     _without_matplotlib(monkeypatch)
     text = page.render_html(summary, TRENDS)
     bare = parse(text)
-    assert bare.text_of("plots-note") == "Plots need matplotlib: pip install 'gpufleet[report]'."
-    assert text.count("gpufleet[report]") == 1
+    assert bare.text_of("plots-note") == ("Plots need matplotlib: from the gpufleet checkout, pip install -e "
+                                          "'.[report]' (an installed package: pip install matplotlib).")
+    assert text.count(".[report]") == 1
     assert bare.imgs() == [] and "<svg" not in text and "<img" not in text
     assert "data:image" not in text
     for ident in ("hosts-table", "stragglers-table", "regressions-table", "meta"):
@@ -512,7 +514,7 @@ def test_importing_the_module_never_imports_matplotlib(tmp_path):
             "assert sys.modules['matplotlib'] is None\n"
             "summary = {'run_id': 'r', 'exit_code': 1, 'counts': {'hosts': 0}, 'hosts': {}, 'key_figures': []}\n"
             f"path = html.write_summary_html({str(tmp_path)!r}, summary)\n"
-            "print(path.read_text().count(\"Plots need matplotlib: pip install &#x27;gpufleet[report]&#x27;.\"))\n")
+            "print(path.read_text().count(\"Plots need matplotlib: from the gpufleet checkout\"))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -43,7 +43,7 @@ def distribution_alts(doc) -> list:
 
 def failing_fleet() -> dict:
     """Three H100 hosts that passed (700, 690, 680 TF/s), one that failed a check (100) and one that erred (90):
-    the summary's fleet median counts all five (680), the distribution only the three (690)."""
+    the summary's fleet median and the distribution both count the three that did not fail (690)."""
     good = [node_report(h, [H100] * 4, metrics([v] * 4, 2400.0)) for h, v in (("p0", 700.0), ("p1", 690.0),
                                                                                ("p2", 680.0))]
     bad = [node_report("f0", [H100] * 4, metrics([100.0] * 4, 2400.0), checks=[FAIL_CHECK]),
@@ -56,7 +56,9 @@ def test_failed_and_errored_hosts_are_out_of_the_distribution_and_its_median():
     summary = failing_fleet()
     assert {h: e["status"] for h, e in summary["hosts"].items()} == {
         "p0": "pass", "p1": "pass", "p2": "pass", "f0": "fail", "e0": "error", "gone": "unreachable"}
-    assert summary["fleet"][H100]["metrics"][BF16]["median"] == 680.0  # the verdict's median counts the failed ones
+    assert summary["fleet"][H100]["metrics"][BF16]["median"] == 690.0  # the verdict's median: the same three hosts
+    assert summary["hosts"]["f0"]["metrics"][BF16]["fleet_ratio"] == round(100.0 / 690.0, 4)  # measured against them
+    assert summary["stragglers"] == []  # a failed host's figure is not a straggler: its check already failed it
     (group,) = distribution.groups(summary, BF16)
     assert group.hosts == (("p0", 700.0), ("p1", 690.0), ("p2", 680.0))
     assert group.excluded == (("f0", "fail", 100.0), ("e0", "error", 90.0))
@@ -124,8 +126,19 @@ def test_many_hosts_left_out_are_named_up_to_ten():
 
 
 def test_a_status_the_page_does_not_know_is_left_out():
-    assert [distribution.counts(s) for s in ("pass", "warn", "skipped", "fail", "error", "unreachable", "bogus",
-                                             None)] == [True, True, True, False, False, True, False, False]
+    assert [distribution.counts({"status": s}) for s in ("pass", "warn", "skipped", "fail", "error", "unreachable",
+                                                         "bogus", None)] == [True, True, True, False, False, True,
+                                                                             False, False]
+
+
+def test_a_host_failed_for_its_figures_alone_stays_in_the_distribution():
+    slow = {"status": "fail", "state": "ok", "reasons": [
+        {"kind": "straggler", "status": "fail", "message": "straggler"},
+        {"kind": "regression", "status": "fail", "message": "regression"}]}
+    broken = {"status": "fail", "state": "ok", "reasons": [
+        {"kind": "straggler", "status": "fail", "message": "straggler"},
+        {"kind": "check", "status": "fail", "name": "compute/matmul_correct", "message": "wrong"}]}
+    assert (distribution.counts(slow), distribution.counts(broken)) == (True, False)
 
 
 # --------------------------------------------------------------------------- trends

@@ -1,10 +1,12 @@
 """Which hosts a key figure's fleet distribution on summary.html holds, and its medians (pure).
 
-A distribution is drawn per GPU model, of the hosts whose run did not fail: a host with status ``fail`` or
-``error`` (or one the page does not know) is left out of the points and of the median, and shown apart.  A model
+A distribution is drawn per GPU model, of the hosts whose run did not fail: a host whose own run failed or
+erred (a failing check, a state other than ok, a status the page does not know) is left out of the points and of
+the median, and shown apart.  A host failed only for its figures (a straggler, a regression) is what the plot is
+for: it stays, highlighted.  A model
 with fewer than :data:`MIN_HOSTS` such hosts gets no distribution: a point or two is no spread to compare with.
-The median is of the drawn hosts' figures, not the summary's fleet median (which counts every host with the
-figure, failed ones too).
+The median is of the drawn hosts' figures: the summary's fleet median counts the same hosts
+(:func:`fleet.runs.verdict.judge`).
 """
 
 from __future__ import annotations
@@ -39,9 +41,21 @@ class Group:
         return median(v for _, v in self.hosts) if self.drawn else None
 
 
-def counts(status: object) -> bool:
-    """Whether a host with this status belongs in a distribution."""
-    return status in STATUSES and status not in EXCLUDED_STATUSES
+FIGURE_REASONS = ("straggler", "regression")  # a host failed for these alone is measured, not broken
+
+
+def counts(entry: Mapping) -> bool:
+    """Whether a host's entry belongs in a distribution: its status is known and not failed or errored, or it
+    failed for its figures alone (stragglers, regressions)."""
+    from fleet.runs.verdict import reasons_of
+
+    status = entry.get("status")
+    if status not in STATUSES:
+        return False
+    if status not in EXCLUDED_STATUSES:
+        return True
+    bad = [r for r in reasons_of(entry) if r.get("status") in EXCLUDED_STATUSES]
+    return bool(bad) and all(r.get("kind") in FIGURE_REASONS for r in bad)
 
 
 def groups(summary: Mapping, key: str) -> list:
@@ -53,7 +67,7 @@ def groups(summary: Mapping, key: str) -> list:
             continue
         drawn, excluded = members.setdefault(entry.get("gpu_model") or "-", ([], []))
         status = entry.get("status")
-        if counts(status):
+        if counts(entry):
             drawn.append((host, value))
         else:
             excluded.append((host, str(status), value))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from fleet.jsonio import write_text_atomic
-from fleet.outcome import STATUSES, plural
+from fleet.outcome import plural
 from fleet.outputs import distribution, plots, trends as trend_data
 from fleet.outputs.flags import flags, is_regressed, model_label, number, regression_labels, regressions
 from fleet.outputs.palette import (EXCLUDED_COLOUR, HOST_COLOUR, REGRESSION_COLOUR, STATUS_COLOURS,
@@ -43,7 +43,7 @@ from fleet.outputs.markup import esc, plot, table
 from fleet.outputs.plots import INSTALL_NOTE
 from fleet.outputs.series import read_host_reports, series_checks
 from fleet.outputs.sustained_html import sustained_section
-from fleet.runs.render import fmt_ratio, fmt_value, short_name
+from fleet.runs.render import counts_line, fmt_ratio, fmt_value, short_name
 
 FILENAME = "summary.html"
 # Trend plots drawn at most (one image per host): hosts with a straggler, a regression or a failing
@@ -101,20 +101,6 @@ table.groups td {{ white-space: normal; }}
 .left-out {{ color: {EXCLUDED_COLOUR}; }}
 footer {{ margin-top: 32px; font-size: 12px; color: #6c757d; }}
 """
-
-
-def counts_line(summary: Mapping) -> str:
-    """``5 hosts: 3 pass, 1 fail, 1 unreachable; 2 stragglers on 1 host; 1 regression; exit code 1``."""
-    c = summary.get("counts") or {}
-    hosts = c.get("hosts", len(summary.get("hosts") or {}))
-    statuses = ", ".join(f"{c[s]} {s}" for s in STATUSES if c.get(s))
-    parts = [plural(hosts, "host") + (f": {statuses}" if statuses else "")]
-    parts.append(f"{plural(c.get('stragglers', 0), 'straggler')} on {plural(c.get('straggler_hosts', 0), 'host')}")
-    regs = regressions(summary)
-    if regs is not None:
-        parts.append(plural(len(regs), "regression"))
-    parts.append(f"exit code {summary.get('exit_code', '-')}")
-    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- sections

@@ -23,7 +23,8 @@ from fleet.runs.render import short_name
 from fleet.runs.verdict import higher_is_better
 from verify.status import severity
 
-INSTALL_NOTE = "Plots need matplotlib: pip install 'gpufleet[report]'."
+INSTALL_NOTE = ("Plots need matplotlib: from the gpufleet checkout, pip install -e '.[report]' (an installed "
+                "package: pip install matplotlib).")
 DPI = 100
 
 

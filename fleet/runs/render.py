@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from fleet.findings import render_findings
-from fleet.outcome import plural
+from fleet.outcome import STATUSES, plural
 from fleet.runs.verdict import reasons_of
 from fleet.table import render
 
@@ -80,13 +80,21 @@ def _figure_cell(summary: Mapping, entry: Mapping, key: str) -> str:
 
 
 def counts_line(summary: Mapping) -> str:
-    c = summary["counts"]
-    parts = [plural(c["hosts"], "host")] + [f"{c.get(s, 0)} {s}" for s in ("pass", "warn", "fail", "error",
-                                                                             "unreachable") if c.get(s)]
+    """``5 hosts: 3 pass, 1 fail, 1 unreachable; 2 stragglers on 1 host; 1 regression on 1 host; exit code 1``
+    (the terminal's last line and the page's counts)."""
+    c = summary.get("counts") or {}
+    hosts = c.get("hosts", len(summary.get("hosts") or {}))
+    statuses = ", ".join(f"{c[s]} {s}" for s in STATUSES if c.get(s))
+    parts = [plural(hosts, "host") + (f": {statuses}" if statuses else "")]
     parts.append(f"{plural(c.get('stragglers', 0), 'straggler')} on {plural(c.get('straggler_hosts', 0), 'host')}")
-    if c.get("regressions"):
-        parts.append(f"{plural(c['regressions'], 'regression')} on {plural(c.get('regression_hosts', 0), 'host')}")
-    line = ", ".join(parts) + f"; exit code {summary['exit_code']}"
+    listed = [r for r in summary.get("regressions") or [] if isinstance(r, Mapping)]
+    n_regs = len(listed) or c.get("regressions", 0)
+    if n_regs:
+        n_hosts = len({r.get("host") for r in listed}) or c.get("regression_hosts", 0)
+        parts.append(f"{plural(n_regs, 'regression')} on {plural(n_hosts, 'host')}")
+    elif summary.get("baseline") is not None:  # judged against the history, and nothing regressed
+        parts.append("0 regressions")
+    line = "; ".join(parts) + f"; exit code {summary.get('exit_code', '-')}"
     if summary.get("interrupted"):
         line = "interrupted (Ctrl-C): hosts that had not finished are marked interrupted\n" + line
     return line

@@ -74,7 +74,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 from fleet.outcome import ExitCode, HostState, Recap
 from fleet.runs.record import HostRun
 from fleet.status import check_reasons, final_status, reason, state_reason
-from verify.status import severity, worst
+from verify.status import FAIL, severity, worst
 
 SCHEMA = "gpufleet.summary/1"
 
@@ -441,23 +441,27 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
             models[run.host] = model
         hosts[run.host] = entry
 
-    # fleet statistics and fleet-scope stragglers, per GPU model
+    # fleet statistics and fleet-scope stragglers, per GPU model, over the hosts whose own run did not fail: a
+    # failed or errored run's figure is no measure of the fleet (it gets its ratio to the healthy hosts' median)
     fleet: dict = {}
     stragglers: list = []
+    failed_own = {h for h, e in hosts.items() if e["state"] != "ok" or any(
+        r["kind"] in ("check", "report") and severity(r["status"]) >= severity(FAIL) for r in e["reasons"])}
     for model in sorted(set(models.values())):
         members = [h for h in hosts if models.get(h) == model]
         ref_figs = reference_figures(lookup(model)) if model != "cpu" else {}
         metric_stats: dict = {}
         keys = sorted({k for h in members for k in figures[h]})
         for key in keys:
-            group = {h: figures[h][key] for h in members if key in figures[h]}
-            st = stats(list(group.values()))
+            every = {h: figures[h][key] for h in members if key in figures[h]}
+            group = {h: v for h, v in every.items() if h not in failed_own}
+            st = stats(list((group or every).values()))
             st.update(higher_is_better=higher_is_better(key))
             metric_stats[key] = st
             for h, v, med, ratio, z in find_stragglers(group, key):
                 stragglers.append({"host": h, "metric": key, "value": v, "median": med, "ratio": _round(ratio),
                                    "z": _round(z, 2), "scope": "fleet", "gpu_model": model})
-            for h, v in group.items():
+            for h, v in every.items():
                 ref = ref_figs.get(key)
                 hosts[h]["metrics"][key] = {
                     "value": v,
