@@ -2,7 +2,8 @@
 
 Under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) every rank joins the
 group through torchrun's rendezvous (``env://``); multi-node works with
-torchrun's own flags.  Run as plain ``python -m verify``, verify makes a
+torchrun's own flags, and each rank knows its node (``GROUP_RANK``): every
+node's local rank 0 writes that node's own report.  Run as plain ``python -m verify``, verify makes a
 1-rank group itself on an in-process ``HashStore`` (no port, no network), so the
 collective and DDP checks still run (with a world of one).
 
@@ -34,6 +35,7 @@ class World:
     launched: bool
     device: torch.device
     obj_group: Any = None
+    node_rank: int = 0  # torchrun's GROUP_RANK: which node of the run this rank is on (0 run alone)
 
     @property
     def is_main(self) -> bool:
@@ -50,13 +52,16 @@ def launched_by_torchrun(environ: Optional[Mapping[str, str]] = None) -> bool:
 
 
 def rank_info(environ: Optional[Mapping[str, str]] = None) -> dict:
-    """rank, local_rank, world_size and local_world_size from torchrun's variables (or 0/0/1/1)."""
+    """rank, local_rank, world_size, local_world_size and node_rank from torchrun's variables (or 0/0/1/1/0).
+
+    ``node_rank`` is torchrun's ``GROUP_RANK``: the node's place in the rendezvous (the c10d rendezvous hands
+    these out in its own order, not necessarily ``--node_rank``'s), the same for every rank of one node."""
     env = os.environ if environ is None else environ
     if not launched_by_torchrun(env):
-        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}
+        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1, "node_rank": 0}
     world = int(env["WORLD_SIZE"])
     return {"rank": int(env["RANK"]), "local_rank": int(env["LOCAL_RANK"]), "world_size": world,
-            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world))}
+            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world)), "node_rank": int(env.get("GROUP_RANK", 0))}
 
 
 def node_count(hosts) -> int:
