@@ -52,16 +52,21 @@ def launched_by_torchrun(environ: Optional[Mapping[str, str]] = None) -> bool:
 
 
 def rank_info(environ: Optional[Mapping[str, str]] = None) -> dict:
-    """rank, local_rank, world_size, local_world_size and node_rank from torchrun's variables (or 0/0/1/1/0).
-
-    ``node_rank`` is torchrun's ``GROUP_RANK``: the node's place in the rendezvous (the c10d rendezvous hands
-    these out in its own order, not necessarily ``--node_rank``'s), the same for every rank of one node."""
+    """rank, local_rank, world_size and local_world_size from torchrun's variables (or 0/0/1/1)."""
     env = os.environ if environ is None else environ
     if not launched_by_torchrun(env):
-        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1, "node_rank": 0}
+        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}
     world = int(env["WORLD_SIZE"])
     return {"rank": int(env["RANK"]), "local_rank": int(env["LOCAL_RANK"]), "world_size": world,
-            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world)), "node_rank": int(env.get("GROUP_RANK", 0))}
+            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world))}
+
+
+def node_rank(environ: Optional[Mapping[str, str]] = None) -> int:
+    """This node's place in the run: torchrun's ``GROUP_RANK`` (0 run alone), the same on every rank of a node.
+
+    The c10d rendezvous hands these out in its own order (not necessarily ``--node_rank``'s)."""
+    env = os.environ if environ is None else environ
+    return int(env.get("GROUP_RANK", 0)) if launched_by_torchrun(env) else 0
 
 
 def node_count(hosts) -> int:
@@ -84,7 +89,7 @@ def init(device: torch.device, timeout_s: float) -> World:
         dist.init_process_group(store=dist.HashStore(), rank=0, world_size=1, **kwargs)
     obj_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     return World(backend=backend, host=socket.gethostname(), launched=launched, device=device,
-                 obj_group=obj_group, **info)
+                 obj_group=obj_group, node_rank=node_rank(), **info)
 
 
 def gather(world: World, obj: Any) -> list:

@@ -282,7 +282,7 @@ class Runner:
                 self.bar.close()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the report is written whole or not at all
         if self._writes_report(info):  # every node's local rank 0: that node's report
-            self._write(started, env_info, devices[0].type, ranks, node=info["node_rank"])
+            self._write(started, env_info, devices[0].type, ranks, node=vdist.node_rank())
         if aborted is not None and self._world_size(info) > 1:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -306,7 +306,7 @@ class Runner:
         w = self.world
         if w is None:
             info = vdist.rank_info()
-            return {"rank": info["rank"], "local_rank": info["local_rank"], "node": info["node_rank"],
+            return {"rank": info["rank"], "local_rank": info["local_rank"], "node": vdist.node_rank(),
                     "host": venv.socket.gethostname(), "device": str(device), "pid": os.getpid()}
         return {"rank": w.rank, "local_rank": w.local_rank, "node": w.node_rank, "host": w.host,
                 "device": self._label(device), "torch_device": str(device), "pid": os.getpid()}
@@ -316,10 +316,10 @@ class Runner:
         written by a run of one process; in a world of several the ranks cannot agree on anything: 1."""
         self.scoped.append(("rank", make_check("run", ERROR, f"not run: {why}")))
         if self._writes_report(info):
-            entry = {"rank": info["rank"], "local_rank": info["local_rank"], "node": info["node_rank"],
+            entry = {"rank": info["rank"], "local_rank": info["local_rank"], "node": vdist.node_rank(),
                      "host": env_info["hostname"], "device": device_type}
             self._write(started, env_info, device_type, [(self.metrics, self.scoped, entry)],
-                        world_size=info["world_size"], node=info["node_rank"])
+                        world_size=info["world_size"], node=vdist.node_rank())
         return 0 if info["world_size"] == 1 else 1
 
     def _write(self, started, env_info, device_type, ranks, world_size=None, node=0) -> None:

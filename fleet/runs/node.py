@@ -328,11 +328,13 @@ _MARK = "--gpufleet--"
 
 
 def preflight_command(endpoint_addr: str) -> str:
-    """One round trip on the node: its host name, what that resolves to, the route to the rendezvous address,
-    its addresses (to find the interface when the route is local).  Never fails: a missing tool prints nothing."""
-    a = quote(endpoint_addr)
-    return (f"hostname 2>/dev/null; echo {_MARK}; getent ahosts \"$(hostname)\" 2>/dev/null | head -n 1; "
-            f"echo {_MARK}; ip -o route get {a} 2>/dev/null | head -n 1; echo {_MARK}; ip -o addr show 2>/dev/null; "
+    """One round trip on the node: its host name, what that resolves to there, the route to the rendezvous
+    address, its addresses (to find the interface when the route is local).  Never fails: a missing tool prints
+    nothing (``getent`` missing: the node's Python resolves the name)."""
+    resolve = ('getent ahosts "$n" 2>/dev/null || python3 -c \'import socket, sys; print(socket.gethostbyname('
+               'sys.argv[1]))\' "$n" 2>/dev/null')
+    return (f"n=$(uname -n); echo \"$n\"; echo {_MARK}; {{ {resolve}; }} | sed -n 1p; echo {_MARK}; "
+            f"ip -o route get {quote(endpoint_addr)} 2>/dev/null | sed -n 1p; echo {_MARK}; ip -o addr show 2>/dev/null; "
             "exit 0")
 
 

@@ -59,7 +59,7 @@ def pair_outcome(group: tuple, runs: Mapping[str, HostRun], round_no: int, timeo
                               if "allreduce/busbw_gbps" in (r.get("metrics") or {})), None)
     bad = [(h, c) for h in group if runs[h].report is not None
            for c in runs[h].report.get("checks") or [] if c.get("status") in ("fail", "error")]
-    missing = [h for h in group if runs[h].report is None]
+    missing = [h for h in group if runs[h].report is None and runs[h].state is not HostState.OK]
     if bad:
         result.outcome = "wrong"
         result.reason = "; ".join(f"{h}: {c['name']}: {c.get('message', '')}" for h, c in bad)[:300]
