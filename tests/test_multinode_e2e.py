@@ -59,3 +59,28 @@ def test_the_faulty_host_fails_and_the_healthy_one_passes_every_time(pair, tmp_p
     record = {h["host"]: h for h in json.loads((run_dir / "run.json").read_text())["hosts"]}
     assert {n: record[n]["exit_code"] for n in ("mn-a", "mn-b")} == {"mn-a": 0, "mn-b": 0}
     assert {n: record[n]["member"]["node_rank"] for n in ("mn-a", "mn-b")} == {"mn-a": 0, "mn-b": 1}
+
+
+def test_a_crashed_member_fails_and_the_member_it_stopped_says_so(farm, tmp_path):
+    """``rank-exit`` on both hosts: the one that holds the last rank exits abruptly in the collectives stage.
+    Only it fails; the other, cut short, is an error that names the rank that went away."""
+    names = ["mn-x", "mn-y"]
+    for name in names:
+        farm.add_host(name, fixture=None, gpus=0, extra_vars={
+            "ansible_python_interpreter": sys.executable,
+            "gpufleet_verify_env": {"OMP_NUM_THREADS": "1", "GPUFLEET_VERIFY_FAULT": "rank-exit"}})
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(farm.inventory(names))
+    out = tmp_path / "reports"
+    r = gpufleet(["verify", "--hosts", ",".join(names), "--inventory", str(inv), "--out", str(out), "--multinode",
+                  "--checks", "collectives", "--nproc", "1", "--no-history",
+                  "--rdzv-port", str(free_port(farm.hosts["mn-x"].address))],
+                 env=invoke_env(farm, tmp_path / "home"), timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    hosts = json.loads((run_dir / "summary.json").read_text())["hosts"]
+    (crashed,) = [n for n in names if hosts[n]["status"] == "fail"]
+    (stopped,) = set(names) - {crashed}
+    assert hosts[crashed]["state"] == "failed" and "wrote no report" in hosts[crashed]["message"], hosts
+    assert hosts[stopped]["status"] == "error", hosts
+    assert hosts[stopped]["message"].startswith(f"stopped: rank 1 on {crashed} exited"), hosts
