@@ -30,7 +30,7 @@ from fleet.inventory import Host
 from fleet.outputs.html import write_summary_html
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
-from fleet.runs.node import (  # noqa: F401 - the names the executors share, re-exported for their old callers
+from fleet.runs.node import (  # the names the executors share, re-exported for their old callers (__all__)
     DEFAULT_RDZV_PORT, KEEP_NODE_RUNS, STOP_TIMEOUT_S, VERIFY_ENV_VAR, VerifySettings, classify, fetch_file, host_runs,
     last_error_line, node_run_dir, node_task, nproc_for, push_for, rdzv_addr, run_command_line, stop_command,
     stop_remote, stopped_members, torchrun_argv, verify_env,
@@ -40,6 +40,12 @@ from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import judge
 from fleet.slurm.jobs import JobBook, route, slurm_task, stopper
 from fleet.transport import SshOptions
+
+__all__ = [  # this module's own, and what it re-exports from fleet.runs.node
+    "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
+    "VERIFY_ENV_VAR", "VerifySettings", "classify", "fetch_file", "last_error_line", "node_run_dir", "node_task", "nproc_for", "push_for",
+    "rdzv_addr", "run_command_line", "stop_command", "stop_remote", "stopped_members", "torchrun_argv", "verify_env",
+]
 
 
 def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,

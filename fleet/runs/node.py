@@ -334,8 +334,8 @@ def preflight_command(endpoint_addr: str) -> str:
     resolve = ('getent ahosts "$n" 2>/dev/null || python3 -c \'import socket, sys; print(socket.gethostbyname('
                'sys.argv[1]))\' "$n" 2>/dev/null')
     return (f"n=$(uname -n); echo \"$n\"; echo {_MARK}; {{ {resolve}; }} | sed -n 1p; echo {_MARK}; "
-            f"ip -o route get {quote(endpoint_addr)} 2>/dev/null | sed -n 1p; echo {_MARK}; ip -o addr show 2>/dev/null; "
-            "exit 0")
+            f"ip -o route get {quote(endpoint_addr)} 2>/dev/null | sed -n 1p; echo {_MARK}; "
+            "ip -o addr show 2>/dev/null; exit 0")
 
 
 @dataclass(frozen=True)
