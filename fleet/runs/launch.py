@@ -43,8 +43,9 @@ from fleet.transport import SshOptions
 
 __all__ = [  # this module's own, and what it re-exports from fleet.runs.node
     "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
-    "VERIFY_ENV_VAR", "VerifySettings", "classify", "fetch_file", "last_error_line", "node_run_dir", "node_task", "nproc_for", "push_for",
-    "rdzv_addr", "run_command_line", "stop_command", "stop_remote", "stopped_members", "torchrun_argv", "verify_env",
+    "VERIFY_ENV_VAR", "VerifySettings", "classify", "fetch_file", "last_error_line", "node_run_dir", "node_task",
+    "nproc_for", "push_for", "rdzv_addr", "run_command_line", "stop_command", "stop_remote", "stopped_members",
+    "torchrun_argv", "verify_env",
 ]
 
 
