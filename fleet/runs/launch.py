@@ -133,4 +133,3 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
     write_summary(run_dir, summary)
     write_summary_html(run_dir, summary, with_run(trends or {}, summary))
     return run_dir, summary
-

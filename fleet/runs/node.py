@@ -315,7 +315,6 @@ def host_runs(result) -> list[HostRun]:
     return runs
 
 
-
 # -- rendezvous on addresses gpufleet knows ------------------------------------------------------------------------
 
 def rdzv_addr(host: Host) -> str:
@@ -434,4 +433,3 @@ def stopped_members(runs: Iterable[HostRun]) -> None:
             r.message = f"stopped: {who}" + (f" ({r.message})" if r.message else "")
             if r.report is None:
                 r.state = HostState.INTERRUPTED
-
