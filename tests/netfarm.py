@@ -278,6 +278,7 @@ class BridgeNetwork:
         self.closed = False
         self.close_seconds: float | None = None
         self._next_octet = 2
+        self.aliases: dict[str, str] = {}  # extra /etc/hosts names (alias())
         self._owner = os.getpid()  # a forked child (its atexit handlers) never tears down its parent's network
         atexit.register(self.close)
         try:
@@ -325,8 +326,10 @@ class BridgeNetwork:
 
     # ------------------------------------------------------------------ hosts
 
-    def add_namespace(self, name: str) -> NetNs:
-        """A new host on the bridge: namespaces held open, loopback up, ``eth0`` addressed, default route."""
+    def add_namespace(self, name: str, hostname: str | None = None) -> NetNs:
+        """A new host on the bridge: namespaces held open, loopback up, ``eth0`` addressed, default route.
+        ``hostname``: the namespace's host name when not its ``name`` (several hosts may share one, as cloned
+        images do); it is not added to /etc/hosts (:meth:`alias` says what it resolves to)."""
         if self.closed or self.bridge is None:
             raise NetfarmError("the bridge network is closed")
         if name in self.namespaces:
@@ -350,7 +353,7 @@ class BridgeNetwork:
             [which("unshare"), "--net", "--uts", "--mount", "--propagation", "private", "sh", "-c",
              'hostname "$1" && mount --bind "$2" /etc/hosts && mount --bind "$3" /etc/resolv.conf'
              f' && {ip} link set lo up && touch "$0" && exec sleep 1000000',
-             str(ready), name, str(self.hosts_file), str(self.resolv_conf)],
+             str(ready), hostname or name, str(self.hosts_file), str(self.resolv_conf)],
             stdout=subprocess.DEVNULL, stderr=open(work / "holder.log", "w"), preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while not ready.exists():
@@ -373,11 +376,17 @@ class BridgeNetwork:
         """The namespaces' /etc/hosts: every host of the network by name, and the bridge as ``gateway``.
         Rewritten in place (the same inode: every namespace's bind mount sees the new text)."""
         entries = {"localhost": "127.0.0.1", "gateway": self.gateway,
-                   **{n.name: n.address for n in self.namespaces.values()}, **(extra or {})}
+                   **{n.name: n.address for n in self.namespaces.values()}, **self.aliases, **(extra or {})}
         text = "".join(f"{a}\t{n}\n" for n, a in entries.items())
         with open(self.hosts_file, "r+" if self.hosts_file.exists() else "w") as f:
             f.write(text)
             f.truncate()
+
+    def alias(self, name: str, address: str) -> None:
+        """Every namespace's /etc/hosts maps ``name`` to ``address`` (e.g. a shared host name to Debian's
+        127.0.1.1)."""
+        self.aliases[name] = address
+        self._write_hosts()
 
     def __getitem__(self, name: str) -> NetNs:
         return self.namespaces[name]

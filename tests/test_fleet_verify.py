@@ -188,17 +188,18 @@ def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
     run_dir, summary = verify_fleet(verify_hosts.select("v-a,v-b"), settings, farm.options(command_timeout=240),
                                     out_base=str(tmp_path), progress=False)
     written = sorted(p.stem for p in (run_dir / "hosts").iterdir())
-    assert len(written) == 1, written   # only the node that held global rank 0 writes a report
-    (leader,) = written
-    (member,) = {"v-a", "v-b"} - {leader}
-    first = json.loads((run_dir / "hosts" / f"{leader}.json").read_text())
-    assert first["world"]["world_size"] == 2, first["world"]
-    assert first["metrics"]["allreduce/busbw_gbps"] > 0
-    assert {c["name"]: c["status"] for c in first["checks"]}.get("collectives/allreduce_correct") == "pass"
-    record = {h["host"]: h for h in json.loads((run_dir / "run.json").read_text())["hosts"]}[member]
-    assert record["member"]["node_count"] == 2 and record["report"] is None
-    assert summary["hosts"][member]["status"] == "pass" and summary["hosts"][member]["state"] == "ok"
-    assert all(h["state"] == "ok" for h in summary["hosts"].values())
+    assert written == ["v-a", "v-b"]  # every node writes its own report, of its own rank
+    reports = {n: json.loads((run_dir / "hosts" / f"{n}.json").read_text()) for n in written}
+    assert sorted(r["world"]["node"]["ranks"][0] for r in reports.values()) == [0, 1]
+    for name, r in reports.items():
+        assert r["world"]["world_size"] == 2 and r["world"]["node_count"] == 2, r["world"]
+        assert r["metrics"]["allreduce/busbw_gbps"] > 0
+        assert {c["name"]: c["status"] for c in r["checks"]}["collectives/allreduce_correct"] == "pass"
+    records = {h["host"]: h for h in json.loads((run_dir / "run.json").read_text())["hosts"]}
+    assert {n: (records[n]["member"]["node_rank"], records[n]["member"]["node_count"]) for n in written} == \
+        {"v-a": (0, 2), "v-b": (1, 2)}
+    assert {n: (h["state"], h["status"]) for n, h in summary["hosts"].items()} == {"v-a": ("ok", "pass"),
+                                                                                   "v-b": ("ok", "pass")}
     assert summary["exit_code"] == 0
 
 

@@ -125,6 +125,17 @@ def test_pair_outcome_from_the_hosts_records():
     wrong = arrived(node_report("a", [], {"allreduce/busbw_gbps": 3.5}, checks=[
         {"name": "collectives/allreduce_correct", "status": "fail", "message": "max error 1.0"}]))
     assert pair_outcome(("a", "b"), {"a": wrong, "b": member}, 1, 30).outcome == "wrong"
+    # every node reports its own ranks: a failure on b's report makes the pair wrong, named after b
+    b_ok = arrived(node_report("b", [], {"allreduce/busbw_gbps": 3.5}))
+    b_wrong = arrived(node_report("b", [], {"allreduce/busbw_gbps": 3.5}, checks=[
+        {"name": "collectives/allreduce_correct", "status": "fail", "message": "max error 1.0"}]))
+    r = pair_outcome(("a", "b"), {"a": ok, "b": b_wrong}, 1, 30)
+    assert (r.outcome, r.reason, r.busbw_gbps) == ("wrong", "b: collectives/allreduce_correct: max error 1.0", 3.5)
+    r = pair_outcome(("a", "b"), {"a": ok, "b": b_ok}, 1, 30)
+    assert (r.outcome, r.reason, r.busbw_gbps) == ("ok", "", 3.5)
+    crashed = HostRun("b", HostState.FAILED, "verify exited 1 and wrote no report", exit_code=1)
+    r = pair_outcome(("a", "b"), {"a": ok, "b": crashed}, 1, 30)
+    assert (r.outcome, r.reason) == ("error", "b: failed verify exited 1 and wrote no report")
 
 
 def test_pairwise_summary_fails_the_culprit_and_renders_the_pairs():

@@ -2,7 +2,8 @@
 
 Under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) every rank joins the
 group through torchrun's rendezvous (``env://``); multi-node works with
-torchrun's own flags.  Run as plain ``python -m verify``, verify makes a
+torchrun's own flags, and each rank knows its node (``GROUP_RANK``): every
+node's local rank 0 writes that node's own report.  Run as plain ``python -m verify``, verify makes a
 1-rank group itself on an in-process ``HashStore`` (no port, no network), so the
 collective and DDP checks still run (with a world of one).
 
@@ -34,6 +35,7 @@ class World:
     launched: bool
     device: torch.device
     obj_group: Any = None
+    node_rank: int = 0  # torchrun's GROUP_RANK: which node of the run this rank is on (0 run alone)
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +61,14 @@ def rank_info(environ: Optional[Mapping[str, str]] = None) -> dict:
             "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world))}
 
 
+def node_rank(environ: Optional[Mapping[str, str]] = None) -> int:
+    """This node's place in the run: torchrun's ``GROUP_RANK`` (0 run alone), the same on every rank of a node.
+
+    The c10d rendezvous hands these out in its own order (not necessarily ``--node_rank``'s)."""
+    env = os.environ if environ is None else environ
+    return int(env.get("GROUP_RANK", 0)) if launched_by_torchrun(env) else 0
+
+
 def node_count(hosts) -> int:
     return len(set(hosts))
 
@@ -79,7 +89,7 @@ def init(device: torch.device, timeout_s: float) -> World:
         dist.init_process_group(store=dist.HashStore(), rank=0, world_size=1, **kwargs)
     obj_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     return World(backend=backend, host=socket.gethostname(), launched=launched, device=device,
-                 obj_group=obj_group, **info)
+                 obj_group=obj_group, node_rank=node_rank(), **info)
 
 
 def gather(world: World, obj: Any) -> list:

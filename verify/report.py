@@ -9,7 +9,13 @@ Schema ``gpufleet.verify/1`` (documented in docs/verify-report.md)::
      "metrics": {"<flat key>": number, ...},
      "checks": [{"name": str, "status": "pass|warn|fail|skip|error", "message": str, ...}, ...],
      "world": {"world_size": int, "node_count": int, "backend": str, "launcher": str,
-               "ranks": [{"rank", "local_rank", "host", "device"}, ...]}}
+               "ranks": [{"rank", "local_rank", "host", "device", "node"}, ...],
+               "node": {"node_rank": int, "ranks": [int, ...]}}}
+
+Each node of a run writes its own report (its local rank 0 does): the checks
+and figures of the ranks it ran (``world.node.ranks``), with the checks of the
+world stages every rank took part in; ``world.ranks`` maps every rank of the
+whole run to its host and node.
 
 Metric keys: ``<test>/<variant...>/<unit>`` and, for a figure of one device,
 ``:<device>`` where device is ``gpu<N>`` or ``cpu<N>``: under torchrun N is
@@ -108,8 +114,13 @@ def _validate_world(world: dict) -> list:
         errors.append("world.ranks: not a list of world_size entries")
     else:
         for i, r in enumerate(ranks):
-            if not isinstance(r, dict) or set(r) < {"rank", "local_rank", "host", "device"}:
+            if not isinstance(r, dict) or not {"rank", "local_rank", "host", "device"} <= set(r):
                 errors.append(f"world.ranks[{i}]: needs rank, local_rank, host and device")
+    node = world.get("node")
+    if node is not None and not (isinstance(node, dict) and isinstance(node.get("node_rank"), int)
+                                 and isinstance(node.get("ranks"), list)
+                                 and all(isinstance(r, int) for r in node["ranks"])):
+        errors.append("world.node: needs an integer node_rank and a list of integer ranks")
     return errors
 
 

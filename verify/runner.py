@@ -24,7 +24,7 @@ from verify import profiles, telemetry
 from verify import dist as vdist
 from verify import env as venv
 from verify import reference, report
-from verify.status import ERROR, PASS, SKIP, exit_code, make_check, overall
+from verify.status import ERROR, PASS, SKIP, make_check, overall
 
 WORLD_STAGES = ("collectives", "ddp")
 
@@ -48,20 +48,24 @@ def _on_sigterm(signum, frame):
     raise Terminated("terminated by SIGTERM (another rank died, or the run was stopped)")
 
 
-def merge(results: list) -> tuple:
-    """Merge every rank's ``(metrics, [(scope, check)])`` into the report's metrics and checks.
+def merge(results: list, ranks=None) -> tuple:
+    """Merge ranks' ``(metrics, [(scope, check)])`` into one report's metrics and checks.
 
-    Scopes: ``world`` (the same on every rank: rank 0's copy is kept),
-    ``rank`` (rank 0's kept; another rank's only when not pass/skip, named
+    ``ranks``: the global rank of each result (default 0, 1, ...); the first is
+    the lead of the report (a node's report: the node's lowest rank).  Scopes:
+    ``world`` (the same on every rank: the lead's copy is kept), ``rank`` (the
+    lead's kept; another rank's only when not pass/skip, named
     ``<name>:rank<r>``), ``device`` (named after their device: all kept).
     """
+    ranks = list(range(len(results))) if ranks is None else list(ranks)
+    lead = ranks[0] if ranks else 0
     metrics, checks, names = {}, [], set()
-    for r, (rank_metrics, scoped) in enumerate(results):
+    for r, (rank_metrics, scoped) in zip(ranks, results):
         metrics.update(rank_metrics)
         for scope, c in scoped:
-            if r != 0 and scope == "world":
+            if r != lead and scope == "world":
                 continue
-            if r != 0 and scope == "rank":
+            if r != lead and scope == "rank":
                 if c["status"] in (PASS, SKIP):
                     continue
                 c = dict(c, name=f"{c['name']}:rank{r}")
@@ -71,6 +75,13 @@ def merge(results: list) -> tuple:
             names.add(name)
             checks.append(dict(c, name=name))
     return metrics, checks
+
+
+def node_share(ranks: list, node: int) -> list:
+    """The gathered ``(metrics, scoped, entry)`` of the ranks on node ``node`` (``entry["node"]``), in rank
+    order: what that node's report is made of.  Each node reports its own ranks; the checks of a world stage
+    (every rank took part) are on every node's report."""
+    return sorted((x for x in ranks if x[2].get("node", 0) == node), key=lambda x: x[2]["rank"])
 
 
 class Runner:
@@ -270,21 +281,23 @@ class Runner:
             if self.bar is not None:
                 self.bar.close()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the report is written whole or not at all
-        code = self._write(started, env_info, devices[0].type, ranks) if self._is_main(info) else None
+        if self._writes_report(info):  # every node's local rank 0: that node's report
+            self._write(started, env_info, devices[0].type, ranks, node=vdist.node_rank())
         if aborted is not None and self._world_size(info) > 1:
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(code if code is not None else 1)  # peers may be gone: do not wait on the process group
+            os._exit(1)  # the world broke: torchrun must stop the other ranks; peers may be gone, so no waiting
         vdist.shutdown()
-        return code if code is not None else (1 if aborted else 0)
+        return 0  # the report carries the verdict: a failed check is no crash, and must not look like one
 
     # -- helpers ------------------------------------------------------------------------------
     def _progress(self) -> bool:
         return self.world.is_main and not self.args.no_progress and sys.stderr.isatty()
 
     @staticmethod
-    def _is_main(info) -> bool:
-        return info["rank"] == 0
+    def _writes_report(info) -> bool:
+        """Each node's local rank 0 writes the node's report (of the node's own ranks)."""
+        return info["local_rank"] == 0
 
     def _world_size(self, info) -> int:
         return self.world.world_size if self.world else info["world_size"]
@@ -293,40 +306,45 @@ class Runner:
         w = self.world
         if w is None:
             info = vdist.rank_info()
-            return {"rank": info["rank"], "local_rank": info["local_rank"], "host": venv.socket.gethostname(),
-                    "device": str(device), "pid": os.getpid()}
-        return {"rank": w.rank, "local_rank": w.local_rank, "host": w.host, "device": self._label(device),
-                "torch_device": str(device), "pid": os.getpid()}
+            return {"rank": info["rank"], "local_rank": info["local_rank"], "node": vdist.node_rank(),
+                    "host": venv.socket.gethostname(), "device": str(device), "pid": os.getpid()}
+        return {"rank": w.rank, "local_rank": w.local_rank, "node": w.node_rank, "host": w.host,
+                "device": self._label(device), "torch_device": str(device), "pid": os.getpid()}
 
     def _finish_alone(self, started, env_info, info, device_type, why) -> int:
-        """No process group could be made: rank 0 writes what it has."""
+        """No process group could be made: each node's local rank 0 writes what it has.  Exits 0 with a report
+        written by a run of one process; in a world of several the ranks cannot agree on anything: 1."""
         self.scoped.append(("rank", make_check("run", ERROR, f"not run: {why}")))
-        if not self._is_main(info):
-            return 1
-        entry = {"rank": info["rank"], "local_rank": info["local_rank"], "host": env_info["hostname"],
-                 "device": device_type}
-        return self._write(started, env_info, device_type, [(self.metrics, self.scoped, entry)],
-                           world_size=info["world_size"])
+        if self._writes_report(info):
+            entry = {"rank": info["rank"], "local_rank": info["local_rank"], "node": vdist.node_rank(),
+                     "host": env_info["hostname"], "device": device_type}
+            self._write(started, env_info, device_type, [(self.metrics, self.scoped, entry)],
+                        world_size=info["world_size"], node=vdist.node_rank())
+        return 0 if info["world_size"] == 1 else 1
 
-    def _write(self, started, env_info, device_type, ranks, world_size=None) -> int:
-        metrics, checks = merge([(m, s) for m, s, _ in ranks])
-        entries = [e for _, _, e in ranks]
+    def _write(self, started, env_info, device_type, ranks, world_size=None, node=0) -> None:
+        """Write node ``node``'s report: its own ranks' figures and checks, the whole world's rank -> host map."""
+        mine = node_share(ranks, node)
+        metrics, checks = merge([(m, s) for m, s, _ in mine], [e["rank"] for _, _, e in mine])
+        entries = sorted((e for _, _, e in ranks), key=lambda e: e["rank"])
         if world_size is None:
             world_size = self.world.world_size if self.world else 1
         if len(entries) != world_size:  # aborted: other ranks' entries are unknown
             known = {e["rank"] for e in entries}
             entries += [{"rank": r, "local_rank": None, "host": None, "device": None}
                         for r in range(world_size) if r not in known]
-        hosts = [e["host"] for e in entries if e["host"]]
+            entries.sort(key=lambda e: e["rank"])
+        nodes = {e.get("node") for e in entries if e.get("node") is not None}  # nodes may share a host name
+        lead = mine[0][2] if mine else entries[0]
         status = overall(checks)
         doc = {
-            "schema": SCHEMA, "version": __version__, "host": entries[0]["host"] or env_info["hostname"],
+            "schema": SCHEMA, "version": __version__, "host": lead["host"] or env_info["hostname"],
             "started": started, "finished": report.now(), "status": status, "profile": self.args.profile,
             "device": device_type, "env": env_info, "metrics": report.clean_metrics(metrics), "checks": checks,
-            "world": {"world_size": world_size, "node_count": max(1, vdist.node_count(hosts)),
+            "world": {"world_size": world_size, "node_count": max(1, len(nodes)),
                       "backend": self.world.backend if self.world else None,
                       "launcher": "torchrun" if vdist.launched_by_torchrun() else "single-process",
-                      "ranks": entries},
+                      "ranks": entries, "node": {"node_rank": node, "ranks": [e["rank"] for _, _, e in mine]}},
             "options": {"checks": list(self.args.checks), "force": self.args.force, "timeout_s": self.args.timeout,
                         "requested_device": self.args.device, "duration_s": self.args.duration,
                         "dcgm_level": self.args.dcgm_level},
@@ -337,7 +355,6 @@ class Runner:
         report.write_atomic(self.args.out, doc)
         if not self.args.quiet:
             self._summary(doc)
-        return exit_code(status)
 
     def _summary(self, doc) -> None:
         for c in doc["checks"]:

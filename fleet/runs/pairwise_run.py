@@ -21,7 +21,7 @@ from fleet.outcome import ExitCode, HostState, Recap
 from fleet.outputs.html import write_summary_html
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
-from fleet.runs.launch import VerifySettings, host_runs, node_task, stop_remote
+from fleet.runs.node import VerifySettings, host_runs, node_task, rdzv_addr, stop_remote, stopped_members
 from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups, pair_up, verdict
 from fleet.runs.record import HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
@@ -46,20 +46,26 @@ def pair_outcome(group: tuple, runs: Mapping[str, HostRun], round_no: int, timeo
     result = PairResult(tuple(group), round_no)
     states = {h: runs[h].state for h in group}
     hung = [h for h, st in states.items() if st in (HostState.TIMED_OUT, HostState.INTERRUPTED)]
-    report = next((runs[h].report for h in group if runs[h].report is not None), None)
+    reports = [runs[h].report for h in group if runs[h].report is not None]  # each host reports its own ranks
     if hung:
         result.outcome, result.reason = "hang", f"did not finish within {timeout:g} s on {', '.join(hung)}"
         return result
-    if report is None:
+    if not reports:
         why = "; ".join(f"{h}: {runs[h].state.value} {runs[h].message}".strip() for h in group
                         if runs[h].state is not HostState.OK)
         result.outcome, result.reason = "error", why or "no report from the pair"
         return result
-    result.busbw_gbps = (report.get("metrics") or {}).get("allreduce/busbw_gbps")
-    bad = [c for c in report.get("checks") or [] if c.get("status") in ("fail", "error")]
+    result.busbw_gbps = next((r["metrics"]["allreduce/busbw_gbps"] for r in reports
+                              if "allreduce/busbw_gbps" in (r.get("metrics") or {})), None)
+    bad = [(h, c) for h in group if runs[h].report is not None
+           for c in runs[h].report.get("checks") or [] if c.get("status") in ("fail", "error")]
+    missing = [h for h in group if runs[h].report is None and runs[h].state is not HostState.OK]
     if bad:
         result.outcome = "wrong"
-        result.reason = "; ".join(f"{c['name']}: {c.get('message', '')}" for c in bad)[:300]
+        result.reason = "; ".join(f"{h}: {c['name']}: {c.get('message', '')}" for h, c in bad)[:300]
+    elif missing:
+        result.outcome = "error"
+        result.reason = "; ".join(f"{h}: {runs[h].state.value} {runs[h].message}".strip() for h in missing)[:300]
     elif result.busbw_gbps is None:
         result.outcome, result.reason = "error", "the report has no allreduce/busbw_gbps"
     return result
@@ -75,7 +81,8 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
 
     def rendezvous_for(h: Host) -> dict:
         g = group_of[h.name]
-        return {"nnodes": len(g), "node_rank": g.index(h.name), "endpoint": f"{hosts[g[0]].address}:{s.rdzv_port}"}
+        return {"nnodes": len(g), "node_rank": g.index(h.name), "endpoint": f"{rdzv_addr(hosts[g[0]])}:{s.rdzv_port}",
+                "local_addr": rdzv_addr(h)}
 
     members = [hosts[h] for g in groups for h in g]
     opts = dataclasses.replace(options, forks=max(options.forks, len(members)))
@@ -88,10 +95,11 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
     runs = {r.host: r for r in host_runs(result)}
     out = []
     for i, g in enumerate(groups):
+        out.append(pair_outcome(g, runs, round_no, p.pair_timeout))
+        stopped_members([runs[h] for h in g])  # the pair's records: only a crashed member fails
         sub = run_dir / "pairs" / f"r{round_no}-{i}"
         sub.mkdir(parents=True, exist_ok=True)
         write_run(sub, [runs[h] for h in g], {"run_id": rs.run_id, "round": round_no, "pair": list(g)})
-        out.append(pair_outcome(g, runs, round_no, p.pair_timeout))
     return out, result.interrupted
 
 

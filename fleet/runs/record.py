@@ -44,10 +44,12 @@ def parse_report(data: bytes, name: str = "report") -> tuple[Optional[dict], Opt
 
 @dataclass
 class Member:
-    """A node of a multi-node run that did not hold global rank 0: its share of the run, not a report.
+    """A node of a multi-node run: its place in the rendezvous (kept in run.json).
 
-    Only the node holding rank 0 writes a verify report (with every rank's
-    figures); a member's verdict is whether its torchrun exited cleanly.
+    Every node writes its own verify report (of its own ranks), and that
+    report is its verdict.  :meth:`check` judges a member by torchrun's exit
+    status only for run directories written before nodes had reports of their
+    own (one report, on the node that held rank 0).
     """
 
     node_rank: int
@@ -72,7 +74,7 @@ class HostRun:
     the node's validated report, ``raw`` its bytes exactly as fetched (written
     back unchanged).  ``output``: torchrun's output (it goes to the host's log
     file, named by ``log`` relative to the run directory).  ``member``: set on
-    the nodes of a multi-node run that wrote no report of their own.
+    every node of a multi-node run (its place in the rendezvous).
     """
 
     host: str
@@ -100,7 +102,7 @@ class HostRun:
 
     @property
     def checks(self) -> list:
-        """The report's checks (a multi-node member: its one member check)."""
+        """The report's checks (a member of an old multi-node run without a report: its one member check)."""
         if self.report is not None:
             return self.report["checks"]
         if self.member is not None and self.state is HostState.OK:

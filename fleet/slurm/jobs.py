@@ -31,7 +31,7 @@ from typing import Callable, Mapping
 from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TimedOut
 from fleet.push import Artifact
-from fleet.runs.launch import (
+from fleet.runs.node import (
     VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, push_for, run_command_line, stop_remote,
     torchrun_argv, verify_env,
 )
