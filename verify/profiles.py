@@ -75,7 +75,7 @@ class Reads:
     """The fields of a profile one stage declared it reads, and no others: reading another is an
     AttributeError that names the stage and what it declared (the registry stays true to the code)."""
 
-    __slots__ = ("_stage", "_values")
+    __slots__ = ("_stage", "_values", "_seen")
 
     def __init__(self, prof: Profile, names, stage: str):
         unknown = [n for n in names if n not in FIELDS]
@@ -83,10 +83,12 @@ class Reads:
             raise ValueError(f"stage {stage}: unknown profile field(s) {', '.join(unknown)}")
         object.__setattr__(self, "_stage", stage)
         object.__setattr__(self, "_values", {n: getattr(prof, n) for n in names})
+        object.__setattr__(self, "_seen", set())
 
     def __getattr__(self, name):
         values = object.__getattribute__(self, "_values")
         if name in values:
+            object.__getattribute__(self, "_seen").add(name)
             return values[name]
         stage = object.__getattribute__(self, "_stage")
         raise AttributeError(f"stage {stage} read profile field {name!r}, which it does not declare "
@@ -97,6 +99,11 @@ class Reads:
 
     def sizes(self) -> tuple:
         return matmul_sizes(self)
+
+    def unread(self) -> tuple:
+        """The declared fields not read so far (a test holds a stage's declaration to what it reads)."""
+        seen = object.__getattribute__(self, "_seen")
+        return tuple(n for n in object.__getattribute__(self, "_values") if n not in seen)
 
 
 _CPU = {
