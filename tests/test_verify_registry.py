@@ -130,44 +130,219 @@ DERIVED = {
     ('full', 'cpu', 1073741824, None): {'copy_bytes': 134217728},
     ('nightly', 'cpu', None, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 512},
     ('nightly', 'cpu', None, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 512},
-    ('nightly', 'cpu', 85899345920, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 512},
-    ('nightly', 'cpu', 85899345920, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 512},
-    ('nightly', 'cpu', 12884901888, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 512},
-    ('nightly', 'cpu', 12884901888, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 512},
-    ('nightly', 'cpu', 1073741824, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 512},
-    ('nightly', 'cpu', 1073741824, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 512},
-    ('acceptance', 'cpu', None, None): {'name': 'acceptance', 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 2048},
-    ('acceptance', 'cpu', None, 60): {'name': 'acceptance', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 2048},
-    ('acceptance', 'cpu', 85899345920, None): {'name': 'acceptance', 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 2048},
-    ('acceptance', 'cpu', 85899345920, 60): {'name': 'acceptance', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 2048},
-    ('acceptance', 'cpu', 12884901888, None): {'name': 'acceptance', 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 2048},
-    ('acceptance', 'cpu', 12884901888, 60): {'name': 'acceptance', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 2048},
-    ('acceptance', 'cpu', 1073741824, None): {'name': 'acceptance', 'copy_bytes': 134217728, 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 2048},
-    ('acceptance', 'cpu', 1073741824, 60): {'name': 'acceptance', 'copy_bytes': 134217728, 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 2048},
+    ('nightly', 'cpu', 85899345920, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 512,
+    },
+    ('nightly', 'cpu', 85899345920, 60): {
+        'name': 'nightly',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 512,
+    },
+    ('nightly', 'cpu', 12884901888, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 512,
+    },
+    ('nightly', 'cpu', 12884901888, 60): {
+        'name': 'nightly',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 512,
+    },
+    ('nightly', 'cpu', 1073741824, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 512,
+    },
+    ('nightly', 'cpu', 1073741824, 60): {
+        'name': 'nightly',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 512,
+    },
+    ('acceptance', 'cpu', None, None): {
+        'name': 'acceptance',
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', None, 60): {
+        'name': 'acceptance',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 85899345920, None): {
+        'name': 'acceptance',
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 85899345920, 60): {
+        'name': 'acceptance',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 12884901888, None): {
+        'name': 'acceptance',
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 12884901888, 60): {
+        'name': 'acceptance',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 1073741824, None): {
+        'name': 'acceptance',
+        'copy_bytes': 134217728,
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 2048,
+    },
+    ('acceptance', 'cpu', 1073741824, 60): {
+        'name': 'acceptance',
+        'copy_bytes': 134217728,
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 2048,
+    },
     ('quick', 'cuda', None, None): {},
     ('quick', 'cuda', 85899345920, None): {},
     ('quick', 'cuda', 12884901888, None): {},
-    ('quick', 'cuda', 1073741824, None): {'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 16777216, 67108864), 'matmul_sizes': (4096,)},
+    ('quick', 'cuda', 1073741824, None): {
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 16777216, 67108864),
+        'matmul_sizes': (4096,),
+    },
     ('full', 'cuda', None, None): {},
     ('full', 'cuda', 85899345920, None): {},
     ('full', 'cuda', 12884901888, None): {'copy_bytes': 2147483648},
-    ('full', 'cuda', 1073741824, None): {'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 4194304, 16777216, 67108864), 'matmul_sizes': (4096,)},
-    ('nightly', 'cuda', None, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 8192},
+    ('full', 'cuda', 1073741824, None): {
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 4194304, 16777216, 67108864),
+        'matmul_sizes': (4096,),
+    },
+    ('nightly', 'cuda', None, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 8192,
+    },
     ('nightly', 'cuda', None, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 8192},
-    ('nightly', 'cuda', 85899345920, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 8192},
-    ('nightly', 'cuda', 85899345920, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 8192},
-    ('nightly', 'cuda', 12884901888, None): {'name': 'nightly', 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 8192},
-    ('nightly', 'cuda', 12884901888, 60): {'name': 'nightly', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 8192},
-    ('nightly', 'cuda', 1073741824, None): {'name': 'nightly', 'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 16777216, 67108864), 'burn_s': 210.0, 'memtest_s': 90.00000000000001, 'burn_n': 4096, 'matmul_sizes': (4096,)},
-    ('nightly', 'cuda', 1073741824, 60): {'name': 'nightly', 'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 16777216, 67108864), 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 4096, 'matmul_sizes': (4096,)},
-    ('acceptance', 'cuda', None, None): {'name': 'acceptance', 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 16384},
-    ('acceptance', 'cuda', None, 60): {'name': 'acceptance', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 16384},
-    ('acceptance', 'cuda', 85899345920, None): {'name': 'acceptance', 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 16384},
-    ('acceptance', 'cuda', 85899345920, 60): {'name': 'acceptance', 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 16384},
-    ('acceptance', 'cuda', 12884901888, None): {'name': 'acceptance', 'copy_bytes': 2147483648, 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 8192},
-    ('acceptance', 'cuda', 12884901888, 60): {'name': 'acceptance', 'copy_bytes': 2147483648, 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 8192},
-    ('acceptance', 'cuda', 1073741824, None): {'name': 'acceptance', 'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 4194304, 16777216, 67108864), 'burn_s': 1260.0, 'memtest_s': 540.0000000000001, 'burn_n': 4096, 'matmul_sizes': (4096,)},
-    ('acceptance', 'cuda', 1073741824, 60): {'name': 'acceptance', 'matmul_n': 4096, 'copy_bytes': 134217728, 'allreduce_sizes': (1048576, 4194304, 16777216, 67108864), 'burn_s': 42.0, 'memtest_s': 18.000000000000004, 'burn_n': 4096, 'matmul_sizes': (4096,)},
+    ('nightly', 'cuda', 85899345920, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 8192,
+    },
+    ('nightly', 'cuda', 85899345920, 60): {
+        'name': 'nightly',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 8192,
+    },
+    ('nightly', 'cuda', 12884901888, None): {
+        'name': 'nightly',
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 8192,
+    },
+    ('nightly', 'cuda', 12884901888, 60): {
+        'name': 'nightly',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 8192,
+    },
+    ('nightly', 'cuda', 1073741824, None): {
+        'name': 'nightly',
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 16777216, 67108864),
+        'burn_s': 210.0,
+        'memtest_s': 90.00000000000001,
+        'burn_n': 4096,
+        'matmul_sizes': (4096,),
+    },
+    ('nightly', 'cuda', 1073741824, 60): {
+        'name': 'nightly',
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 16777216, 67108864),
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 4096,
+        'matmul_sizes': (4096,),
+    },
+    ('acceptance', 'cuda', None, None): {
+        'name': 'acceptance',
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 16384,
+    },
+    ('acceptance', 'cuda', None, 60): {
+        'name': 'acceptance',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 16384,
+    },
+    ('acceptance', 'cuda', 85899345920, None): {
+        'name': 'acceptance',
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 16384,
+    },
+    ('acceptance', 'cuda', 85899345920, 60): {
+        'name': 'acceptance',
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 16384,
+    },
+    ('acceptance', 'cuda', 12884901888, None): {
+        'name': 'acceptance',
+        'copy_bytes': 2147483648,
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 8192,
+    },
+    ('acceptance', 'cuda', 12884901888, 60): {
+        'name': 'acceptance',
+        'copy_bytes': 2147483648,
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 8192,
+    },
+    ('acceptance', 'cuda', 1073741824, None): {
+        'name': 'acceptance',
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 4194304, 16777216, 67108864),
+        'burn_s': 1260.0,
+        'memtest_s': 540.0000000000001,
+        'burn_n': 4096,
+        'matmul_sizes': (4096,),
+    },
+    ('acceptance', 'cuda', 1073741824, 60): {
+        'name': 'acceptance',
+        'matmul_n': 4096,
+        'copy_bytes': 134217728,
+        'allreduce_sizes': (1048576, 4194304, 16777216, 67108864),
+        'burn_s': 42.0,
+        'memtest_s': 18.000000000000004,
+        'burn_n': 4096,
+        'matmul_sizes': (4096,),
+    },
 }
 
 
@@ -295,6 +470,7 @@ def test_what_the_command_line_asks_for(argv, checks, requested, level):
 
 
 # -- profiles as data -----------------------------------------------------------------------------------------
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="dataclass kw_only needs Python 3.10")
 def test_a_profile_is_built_by_name_only():
     with pytest.raises(TypeError):
         profiles.Profile("quick", 512, 256)  # noqa - positional fields are refused
@@ -342,8 +518,8 @@ def fake_dcgmi(directory: Path, capture: str, code: int) -> None:
     directory.mkdir(exist_ok=True)
     script = directory / "dcgmi"
     # shell builtins only: PATH holds this directory alone
-    script.write_text(f"#!/bin/sh\nwhile IFS= read -r line; do printf '%s\\n' \"$line\"; done < '{DCGM_DATA / capture}'\n"
-                      f"exit {code}\n")
+    script.write_text("#!/bin/sh\nwhile IFS= read -r line; do printf '%s\\n' \"$line\"; done "
+                      f"< '{DCGM_DATA / capture}'\nexit {code}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 

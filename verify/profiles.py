@@ -11,6 +11,7 @@ device's free memory.  A stage is handed only the fields it declares
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
@@ -22,7 +23,11 @@ __all__ = ["Profile", "Reads", "FIELDS", "PROFILES", "SUSTAINED", "DURATION", "B
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
-@dataclass(frozen=True, kw_only=True)
+# every field by name: Profile(matmul_n=512, ...); positional arguments are refused where Python has kw_only (3.10)
+_BY_NAME = {"kw_only": True} if sys.version_info >= (3, 10) else {}
+
+
+@dataclass(frozen=True, **_BY_NAME)
 class Profile:
     """One profile's sizes for one device type; built by name (``Profile(matmul_n=512, ...)``), never by
     position.  A stage reads only the fields its registry entry declares (verify/stages.py)."""
