@@ -511,7 +511,8 @@ def test_a_stage_reads_what_it_declares(name, unread_on_cpu, tmp_path, monkeypat
 
 
 # -- the real run on the CPU: asked for means required ---------------------------------------------------------
-RUN = ["--device", "cpu", "--no-progress", "--profile", "quick"]
+CPU_RUN = ["--device", "cpu", "--no-progress"]
+RUN = CPU_RUN + ["--profile", "quick"]
 
 
 def fake_dcgmi(directory: Path, capture: str, code: int) -> None:
@@ -569,3 +570,16 @@ def test_a_sustained_stage_asked_for_under_quick_fails(tmp_path):
     assert run.check("stage/burn")["message"] == ("burn was asked for and cannot run: profile quick gives it no "
                                                    "time (burn_s 0); --profile nightly or acceptance runs it")
     assert run.failing() == {"stage/burn", "stage/memtest"}
+
+
+def test_the_sustained_stages_run_from_the_registry_with_their_planted_faults(tmp_path):
+    # nightly with 20 s: burn 14 s (stopped at its planted corruption in interval 2), memory test 6 s (64 MiB on a
+    # CPU, one bit flipped); the registry hands each its profile seconds and the faults
+    run = run_verify(CPU_RUN + ["--profile", "nightly", "--duration", "20", "--checks", "burn,memtest"], str(tmp_path),
+                     fault="burn-corrupt,memtest-bitflip")
+    assert run.report is not None, run.stderr[-3000:]
+    assert run.failing() == {"burn/correct/fp32:cpu0", "memtest:cpu0"}
+    assert "the product changed at interval 2" in run.check("burn/correct/fp32:cpu0")["message"]
+    assert run.check("telemetry:cpu0")["status"] == "skip"  # NVML needs a GPU: the burn's telemetry says so
+    assert run.report["options"]["duration_s"] == 20.0 and run.report["profile"] == "nightly"
+    assert sorted(run.report["stages"]) == ["burn", "memtest"]
