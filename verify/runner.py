@@ -1,14 +1,11 @@
 """The run: set up the world, run the stages, gather every rank's results, write the report.
 
-The stages are those of the registry (verify/stages.py), in its order: collectives
-and ddp (world stages: every rank takes part), compute, memory (one rank at a
-time, so ranks do not share the host link or memory bus while measured),
-inference (each rank on its own devices), the JPEG pipeline (rank 0 only), then
-the sustained burn and memory test and DCGM (once per node).  A stage that
-cannot run is a ``stage/<name>`` check: fail where it was asked for, skip where
-only the profile included it.  A world stage that raises in a multi-rank run
-leaves the ranks out of step, so the run is aborted: rank 0 writes what it has
-with status ``error`` and every rank exits 1.
+Stages run in this order on every rank: collectives and ddp (world stages:
+every rank takes part), compute, memory (one rank at a time, so ranks do not
+share the host link or memory bus while measured), inference (each rank on its
+own devices), then the JPEG pipeline (rank 0 only).  A stage that raises in a
+multi-rank run leaves the ranks out of step, so the run is aborted: rank 0
+writes what it has with status ``error`` and every rank exits 1.
 """
 
 from __future__ import annotations
