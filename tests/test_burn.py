@@ -13,9 +13,12 @@ CPU = torch.device("cpu")
 
 
 def test_a_planted_corruption_fails_the_burn_at_its_interval_and_stops_it():
-    r = burn.burn(CPU, "fp32", 96, seconds=30.0, interval_s=0.05, check_every=10, corrupt_at=3)
-    assert r.corrupt_at == 3 and len(r.samples) == 3 and r.max_error == pytest.approx(1.0, rel=1e-6)
-    metrics, checks = burn.run(CPU, "cpu0", seconds=30.0, n=96, ref=None, interval_s=0.05, check_every=10,
+    # the budget (an hour) never ends the loop: only the corruption planted in interval 3 does, however slow the
+    # machine; the burn stops there with one sample per interval it ran
+    r = burn.burn(CPU, "fp32", 96, seconds=3600.0, interval_s=0.05, check_every=10, corrupt_at=3)
+    assert r.corrupt_at == 3 and len(r.samples) == r.corrupt_at and r.checks_done == 1
+    assert r.max_error == pytest.approx(1.0, rel=1e-6) and r.seconds < 3600.0
+    metrics, checks = burn.run(CPU, "cpu0", seconds=3600.0, n=96, ref=None, interval_s=0.05, check_every=10,
                                corrupt_at=3)
     by = {c["name"]: c for c in checks}
     assert by["burn/correct/fp32:cpu0"]["status"] == "fail"
@@ -24,12 +27,24 @@ def test_a_planted_corruption_fails_the_burn_at_its_interval_and_stops_it():
 
 
 def test_a_clean_burn_checks_its_product_and_samples_every_interval():
-    metrics, checks = burn.run(CPU, "cpu0", seconds=0.6, n=96, ref=None, interval_s=0.05, check_every=4)
+    # asserts on what the burn recorded, never on how many intervals a (busy) machine fits in the budget
+    r = burn.burn(CPU, "fp32", 96, seconds=0.3, interval_s=0.05, check_every=4)
+    assert r.corrupt_at is None and r.samples and all(v > 0 for v in r.samples)
+    assert r.checks_done == len(r.samples) // 4 + (len(r.samples) % 4 != 0)  # every 4th interval and the last
+    assert r.seconds >= 0.3 and r.max_error <= burn.TOLERANCE["fp32"]
+    metrics, checks = burn.run(CPU, "cpu0", seconds=0.3, n=96, ref=None, interval_s=0.05, check_every=4)
     by = {c["name"]: c for c in checks}
     assert by["burn/correct/fp32:cpu0"]["status"] == "pass"
-    series = by["burn/fp32:cpu0"]["details"]["series_tflops"]
-    assert len(series) >= 6 and all(v > 0 for v in series)
-    assert metrics["burn/fp32/tflops:cpu0"] > 0 and metrics["burn/fp32/seconds:cpu0"] >= 0.6
+    details = by["burn/fp32:cpu0"]["details"]
+    assert len(details["series_tflops"]) == details["samples"] and all(v > 0 for v in details["series_tflops"])
+    assert details["median"] == burn.keep_digits(metrics["burn/fp32/tflops:cpu0"]) and details["median"] > 0
+    assert metrics["burn/fp32/seconds:cpu0"] >= 0.3
+
+
+def test_a_slow_machines_series_keeps_its_digits():
+    # a 2-core CPU under load did 96^3 matmuls at a few MFLOP/s: 4 decimals of TFLOP/s made its series 0.0
+    assert burn.downsample([2.345678e-6, 1.5e-7, 0.0]) == [2.346e-06, 1.5e-07, 0.0]
+    assert burn.keep_digits(712.34567) == 712.3457 and burn.keep_digits(0.012345) == 0.01235
 
 
 def test_stability_rules_on_exact_series():

@@ -191,7 +191,7 @@ def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
     assert written == ["v-a", "v-b"]  # every node writes its own report, of its own rank
     reports = {n: json.loads((run_dir / "hosts" / f"{n}.json").read_text()) for n in written}
     assert sorted(r["world"]["node"]["ranks"][0] for r in reports.values()) == [0, 1]
-    for name, r in reports.items():
+    for r in reports.values():
         assert r["world"]["world_size"] == 2 and r["world"]["node_count"] == 2, r["world"]
         assert r["metrics"]["allreduce/busbw_gbps"] > 0
         assert {c["name"]: c["status"] for c in r["checks"]}["collectives/allreduce_correct"] == "pass"

@@ -137,14 +137,21 @@ def stability(samples: list, ref_achievable: Optional[float] = None, sag: float 
     return PASS, f"median {med:.4g} TFLOP/s, steady over {len(samples)} intervals", figures
 
 
+def keep_digits(value: float) -> float:
+    """``value`` to 4 decimals, or to 4 significant digits where that keeps more (a slow CPU's 2e-6 TFLOP/s
+    is not 0.0) (pure)."""
+    if not value or not math.isfinite(value):
+        return value
+    return round(value, max(4, 3 - math.floor(math.log10(abs(value)))))
+
+
 def downsample(series: list, points: int = MAX_POINTS) -> list:
     """At most ``points`` values: means of equal runs of the series (pure)."""
     if len(series) <= points:
-        return [round(v, 4) for v in series]
+        return [keep_digits(v) for v in series]
     step = len(series) / points
-    return [round(sum(series[int(i * step):int((i + 1) * step)]) / max(1, len(series[int(i * step):int((i + 1) *
-                                                                                                 step)])), 4)
-            for i in range(points)]
+    runs = [series[int(i * step):int((i + 1) * step)] for i in range(points)]
+    return [keep_digits(sum(run) / max(1, len(run))) for run in runs]
 
 
 def run(device: torch.device, label: str, seconds: float, n: int, ref, interval_s: float = 1.0,
@@ -175,7 +182,7 @@ def run(device: torch.device, label: str, seconds: float, n: int, ref, interval_
         status, message, figs = stability(r.samples, achievable)
         checks.append(make_check(name, status, f"{dt} {n}x{n}x{n} for {r.seconds:.0f} s: {message}", device=label,
                                  details={"series_tflops": downsample(r.samples), "interval_s": interval_s,
-                                          **{k: (round(v, 4) if isinstance(v, float) else v)
+                                          **{k: (keep_digits(v) if isinstance(v, float) else v)
                                              for k, v in figs.items()}}))
         if figs:
             metrics[f"burn/{dt}/tflops:{label}"] = figs["median"]

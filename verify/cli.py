@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from verify import SCHEMA, __version__, faults
-from verify.profiles import PROFILES
+from verify import faults
+from verify.contract import DCGM_LEVELS, PROFILES, SCHEMA, STAGES, VERSION, stage_check
 
-STAGES = ("collectives", "ddp", "compute", "memory", "inference", "pipeline", "burn", "memtest", "dcgm")
+__all__ = ["STAGES", "PROFILES", "parse_checks", "parse_args", "build_parser", "main"]
 
 EPILOG = f"""\
 stages (--checks): {', '.join(STAGES)}; the environment checks always run.
+A stage named in --checks (not 'all') is required: one that cannot run fails the
+report with the reason ({stage_check('<stage>')}); a stage run because the profile
+includes it is skipped with the reason instead.  --dcgm-level N asks for dcgm
+(`--checks dcgm` alone runs level 1); without either, dcgm is not run.
 
 examples:
   python -m verify --profile quick --out /tmp/report.json
@@ -43,6 +47,20 @@ def parse_checks(text: str) -> tuple:
     return tuple(s for s in STAGES if s in names)
 
 
+class ChecksAction(argparse.Action):
+    """``--checks``: the stages to run (``checks``) and the ones it names, which are asked for (``named``;
+    none for ``all``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            chosen = parse_checks(values)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --checks: {exc}")
+        namespace.checks = chosen
+        names = [n.strip() for n in values.split(",") if n.strip()]
+        namespace.named = frozenset() if names == ["all"] else frozenset(chosen)
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -66,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
                    help="nightly/acceptance: seconds of sustained stages per device (burn 70 %%, memory test 30 %%; "
                         "default nightly 300, acceptance 1800)")
-    p.add_argument("--dcgm-level", type=int, choices=(1, 2, 3, 4), default=None, metavar="N",
-                   help="also run `dcgmi diag -r N -j` where dcgmi is present (stage dcgm)")
+    p.add_argument("--dcgm-level", type=int, choices=DCGM_LEVELS, default=None, metavar="N",
+                   help="also run `dcgmi diag -r N -j` (stage dcgm; asked for, so dcgmi absent or DCGM unable to "
+                        "run it fails the report)")
     p.add_argument("--dcgm-allow-skips", action="store_true",
                    help="a DCGM test DCGM skipped is not a failure (it is by default)")
     p.add_argument("--out", default="verify-report.json", metavar="PATH",
@@ -76,19 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when torch sees a GPU, else CPU (default: %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="benchmark GPUs that already run other compute processes (skipped otherwise)")
-    p.add_argument("--checks", type=parse_checks, default=STAGES, metavar="LIST",
-                   help="comma-separated stages to run, or 'all' (default: all)")
+    p.add_argument("--checks", action=ChecksAction, default=STAGES, metavar="LIST",
+                   help="comma-separated stages to run, or 'all' (default: all); a stage named here that cannot "
+                        "run fails")
     p.add_argument("--timeout", type=positive_float, default=300.0, metavar="SECONDS",
                    help="process-group timeout: a dead or stuck rank ends the run with an error after this "
                         "long (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (it only shows on a tty)")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({SCHEMA})")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION} ({SCHEMA})")
+    p.set_defaults(named=frozenset())
     return p
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options, with ``requested``: the stages asked for (named in --checks; dcgm by --dcgm-level), which
+    must run or fail.  --dcgm-level adds dcgm to the stages run; ``--checks dcgm`` alone runs level 1."""
     args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    requested = set(args.named)
+    if args.dcgm_level is not None:
+        requested.add("dcgm")
+        args.checks = tuple(s for s in STAGES if s in args.checks or s == "dcgm")
+    elif "dcgm" in requested:
+        args.dcgm_level = DCGM_LEVELS[0]
+    args.requested = frozenset(requested)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     try:
         planted = faults.active()
     except ValueError as exc:

@@ -8,8 +8,13 @@ Checks, one per DCGM test and one per entity result DCGM gives for it::
 
     dcgm/<test slug>          the test as a whole (DCGM 4.x: its ``test_summary``; older: the worst result)
     dcgm/<test slug>:gpu<N>   DCGM's result for GPU N (DCGM's GPU id, i.e. the NVML index)
-    dcgm                      the run: dcgmi absent (skip), timed out / no JSON / runtime_error (error),
-                              otherwise the worst test status and a one-line summary (run() only)
+    dcgm                      the run (run() only): dcgmi absent, or DCGM could not run the diagnostic
+                              (a runtime_error, or dcgmi exited with a status of CANNOT_RUN such as
+                              DCGM_ST_CONNECTION_NOT_VALID: the host engine is down) -> fail, with the reason;
+                              timed out / no JSON -> error; otherwise the worst test status and a summary
+
+run() is called only for a diagnostic that was asked for (``--dcgm-level N`` or ``--checks dcgm``): one that
+cannot run fails; it is never a skip that leaves the host passing.
 
 The slug is the test name lower-cased with every run of other characters made ``_`` (DCGM 3.x
 "GPU Memory" -> ``gpu_memory``, 4.x "memory" -> ``memory``).  Status strings, in any case:
@@ -50,12 +55,12 @@ import subprocess
 import time
 from typing import Any, Optional
 
+from verify.contract import DCGM_LEVELS, DCGM_SUGGESTED_TIMEOUT_S
 from verify.status import ERROR, FAIL, PASS, SKIP, WARN, make_check
 
-LEVELS = (1, 2, 3, 4)
-# Wall-clock budgets that leave room over NVIDIA's figures (level 1 seconds, 2 ~2 min,
-# 3 ~15-30 min, 4 longer); run() takes its timeout from the caller, these are a suggestion.
-SUGGESTED_TIMEOUT_S = {1: 300.0, 2: 900.0, 3: 3600.0, 4: 10800.0}
+LEVELS = DCGM_LEVELS
+# Wall-clock budgets (verify/contract.py); run() takes its timeout from the caller, these are a suggestion.
+SUGGESTED_TIMEOUT_S = DCGM_SUGGESTED_TIMEOUT_S
 # dcgmi stops the diagnostic on SIGTERM and waits up to 25 s for it (dcgmi/Diag.cpp).
 STOP_GRACE_S = 30.0
 MESSAGE_CHARS = 600
@@ -73,6 +78,9 @@ DCGM_STATUS = {
     -41: "DCGM_ST_DIAG_BAD_LAUNCH", -51: "DCGM_ST_NVVS_ISOLATE_ERROR", -52: "DCGM_ST_NVVS_BINARY_NOT_FOUND",
     -53: "DCGM_ST_NVVS_KILLED", -58: "DCGM_ST_NVVS_NO_AVAILABLE_TEST",
 }
+# The statuses that say DCGM could not run the diagnostic on this node at all (no host engine, no permission,
+# no diagnostic binary, one already running, an unsupported GPU), as opposed to a test that failed.
+CANNOT_RUN = frozenset({-6, -17, -21, -22, -29, -39, -41, -52, -58})
 
 # DCGM's result words, lower-cased -> kind ("notrun": DCGM did not run it; counted as a skip).
 _KIND = {"pass": "pass", "fail": "fail", "warn": "warn", "warning": "warn", "skip": "skip", "skipped": "skip",
@@ -325,6 +333,21 @@ def parse_diag(text: str, allow_skips: bool = False) -> list:
     return checks
 
 
+def missing(dcgmi: str = "dcgmi") -> str:
+    """Why a DCGM diagnostic cannot run where ``dcgmi`` is not found."""
+    return (f"{dcgmi} not found (not on PATH or not executable); install NVIDIA's datacenter-gpu-manager "
+            f"and start its host engine (nv-hostengine) to run DCGM diagnostics")
+
+
+def cannot_run(doc: Optional[dict], code: Optional[int]) -> bool:
+    """Whether dcgmi's document or exit status says the diagnostic could not run on this node at all (a
+    ``runtime_error``, or an exit status in :data:`CANNOT_RUN`), rather than that a test failed (pure)."""
+    body = next((doc[k] for k in ROOT_KEYS if isinstance(doc.get(k), dict)), {}) if isinstance(doc, dict) else {}
+    if body.get("runtime_error"):
+        return True
+    return code is not None and code >= 128 and (code - 256) in CANNOT_RUN
+
+
 def _is_test(check: dict) -> bool:
     return ":" not in check["name"] and check["name"] != "dcgm"
 
@@ -346,7 +369,8 @@ def _stop(proc: subprocess.Popen, grace: float) -> tuple:
 def run(level: int, allow_skips: bool, timeout: float, dcgmi: str = "dcgmi", *, grace: float = STOP_GRACE_S) -> tuple:
     """``(metrics, checks)`` of ``dcgmi diag -r level -j``, bounded by ``timeout`` seconds.
 
-    ``dcgmi`` is a command name looked up on PATH or a path.  Absent: one ``dcgm`` check, skip.
+    ``dcgmi`` is a command name looked up on PATH or a path.  Absent: one ``dcgm`` check, fail (the caller
+    asked for the diagnostic).  DCGM unable to run it (:func:`cannot_run`: the host engine down...): fail.
     Past ``timeout``: the process group gets SIGTERM (dcgmi stops the diagnostic), SIGKILL ``grace``
     seconds later, and ``dcgm`` is an error.  No parseable result: ``dcgm`` is an error with the tail
     of the output.  Otherwise the checks of :func:`parse_diag` and a ``dcgm`` summary.
@@ -355,8 +379,8 @@ def run(level: int, allow_skips: bool, timeout: float, dcgmi: str = "dcgmi", *, 
         raise ValueError(f"DCGM run level must be one of {LEVELS}, not {level!r}")
     exe = shutil.which(dcgmi)
     if exe is None:
-        return {}, [make_check("dcgm", SKIP, f"{dcgmi} not found (not on PATH or not executable): DCGM diagnostics "
-                                             f"not run; install NVIDIA's datacenter-gpu-manager to run them")]
+        return {}, [make_check("dcgm", FAIL, f"{missing(dcgmi)}: the DCGM diagnostic asked for (level {level}) "
+                                             f"cannot run")]
     argv = [exe, "diag", "-r", str(level), "-j"]
     cmd = f"dcgmi diag -r {level} -j"
     metrics = {"dcgm/level": level}
@@ -389,6 +413,9 @@ def run(level: int, allow_skips: bool, timeout: float, dcgmi: str = "dcgmi", *, 
     details = {k: v for k, v in {"argv": argv, "exit_code": code, **meta}.items() if v is not None}
     if problem:
         message = f"{cmd}: {exit_text}; {problem}" + ("" if checks else f"; output: {tail(both)}")
+        if cannot_run(doc, code):
+            return metrics, checks + [make_check("dcgm", FAIL, f"DCGM could not run the diagnostic asked for: "
+                                                               f"{message}", details=details)]
         return metrics, checks + [make_check("dcgm", ERROR, message, details=details)]
 
     tests = [c for c in checks if _is_test(c)]

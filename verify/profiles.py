@@ -1,34 +1,57 @@
-"""Profiles: the sizes each stage uses, by profile (quick/full) and device type.
+"""Profiles as data: the sizes each stage uses, by profile and device type, every field by name.
 
 ``quick`` finishes in well under a minute on a 2-core CPU machine (2 gloo
 ranks) and in a few minutes on an 8-GPU node; ``full`` runs larger sizes and
-longer sweeps.  On GPU the sizes shrink to fit the device's free memory.
+longer sweeps; ``nightly`` and ``acceptance`` are quick and full with seconds of
+burn and memory test per device (verify/contract.py holds the names, the
+default durations and the burn's share).  On GPU the sizes shrink to fit the
+device's free memory.  A stage is handed only the fields it declares
+(:class:`Reads`, verify/stages.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import sys
+from dataclasses import dataclass, fields, replace
 from typing import Optional
+
+from verify.contract import BASE_PROFILES, BURN_SHARE, DURATION, PROFILES, SUSTAINED
+
+__all__ = ["Profile", "Reads", "FIELDS", "PROFILES", "SUSTAINED", "DURATION", "BURN_SHARE", "make",
+           "fit_matmul", "fit_bytes", "matmul_sizes", "BASES", "BASE_PROFILES"]
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
-@dataclass(frozen=True)
+# every field by name: Profile(matmul_n=512, ...); positional arguments are refused where Python has kw_only (3.10)
+_BY_NAME = {"kw_only": True} if sys.version_info >= (3, 10) else {}
+
+
+@dataclass(frozen=True, **_BY_NAME)
 class Profile:
+    """One profile's sizes for one device type; built by name (``Profile(matmul_n=512, ...)``), never by
+    position.  A stage reads only the fields its registry entry declares (verify/stages.py)."""
+
     name: str
+    # compute
     matmul_n: int            # throughput size (multiple of 256)
     matmul_check_n: int      # correctness-vs-float64 size (multiple of 256)
     min_time: float          # seconds each throughput figure is timed for
+    # memory
     copy_bytes: int          # device (or host) copy buffer
     pcie_bytes: int          # host<->device buffer (pinned)
+    # collectives
     allreduce_sizes: tuple   # bytes per rank
+    # ddp
     ddp_image: int           # ResNet-50 input side
     ddp_batch: int           # per rank
     ddp_steps: int           # timed ResNet-50 steps (after one warm-up step)
     convnet_batch: int
     convnet_epochs: int      # over a fixed synthetic set; the loss must fall
+    # inference
     infer_image: int
     infer_batches: tuple
+    # pipeline
     jpeg_count: int
     jpeg_side: int
     jpeg_workers: int
@@ -42,29 +65,85 @@ class Profile:
 
     def sizes(self) -> tuple:
         """The matmul sizes the throughput figure is taken over."""
-        return self.matmul_sizes or (self.matmul_n,)
+        return matmul_sizes(self)
+
+
+def matmul_sizes(prof) -> tuple:
+    """The matmul sizes the throughput figure is taken over: ``matmul_sizes``, or ``matmul_n`` alone."""
+    return prof.matmul_sizes or (prof.matmul_n,)
+
+
+FIELDS = tuple(f.name for f in fields(Profile))
+
+
+class Reads:
+    """The fields of a profile one stage declared it reads, and no others: reading another is an
+    AttributeError that names the stage and what it declared (the registry stays true to the code)."""
+
+    __slots__ = ("_stage", "_values", "_seen")
+
+    def __init__(self, prof: Profile, names, stage: str):
+        unknown = [n for n in names if n not in FIELDS]
+        if unknown:
+            raise ValueError(f"stage {stage}: unknown profile field(s) {', '.join(unknown)}")
+        object.__setattr__(self, "_stage", stage)
+        object.__setattr__(self, "_values", {n: getattr(prof, n) for n in names})
+        object.__setattr__(self, "_seen", set())
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            object.__getattribute__(self, "_seen").add(name)
+            return values[name]
+        stage = object.__getattribute__(self, "_stage")
+        raise AttributeError(f"stage {stage} read profile field {name!r}, which it does not declare "
+                             f"(it reads {', '.join(values) or 'none'}: verify/stages.py)")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a profile is read-only")
+
+    def sizes(self) -> tuple:
+        return matmul_sizes(self)
+
+    def unread(self) -> tuple:
+        """The declared fields not read so far (a test holds a stage's declaration to what it reads)."""
+        seen = object.__getattribute__(self, "_seen")
+        return tuple(n for n in object.__getattribute__(self, "_values") if n not in seen)
 
 
 _CPU = {
-    "quick": Profile("quick", 512, 256, 0.15, 32 * MiB, 0, (4 * KiB, 256 * KiB, 4 * MiB),
-                     32, 2, 2, 8, 4, 64, (1, 4), 48, 128, 2),
-    "full": Profile("full", 2048, 512, 0.5, 256 * MiB, 0, (4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 64 * MiB),
-                    64, 4, 8, 16, 6, 224, (1, 8, 32), 256, 256, 4),
+    "quick": Profile(
+        name="quick", matmul_n=512, matmul_check_n=256, min_time=0.15,
+        copy_bytes=32 * MiB, pcie_bytes=0,
+        allreduce_sizes=(4 * KiB, 256 * KiB, 4 * MiB),
+        ddp_image=32, ddp_batch=2, ddp_steps=2, convnet_batch=8, convnet_epochs=4,
+        infer_image=64, infer_batches=(1, 4),
+        jpeg_count=48, jpeg_side=128, jpeg_workers=2),
+    "full": Profile(
+        name="full", matmul_n=2048, matmul_check_n=512, min_time=0.5,
+        copy_bytes=256 * MiB, pcie_bytes=0,
+        allreduce_sizes=(4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 64 * MiB),
+        ddp_image=64, ddp_batch=4, ddp_steps=8, convnet_batch=16, convnet_epochs=6,
+        infer_image=224, infer_batches=(1, 8, 32),
+        jpeg_count=256, jpeg_side=256, jpeg_workers=4),
 }
 _GPU = {
-    "quick": Profile("quick", 8192, 1024, 0.3, 1 * GiB, 256 * MiB, (1 * MiB, 16 * MiB, 64 * MiB, 256 * MiB),
-                     224, 32, 10, 64, 8, 224, (1, 32, 128), 256, 256, 4, matmul_sizes=(4096, 8192)),
-    "full": Profile("full", 16384, 2048, 1.0, 4 * GiB, 1 * GiB,
-                    tuple(1 << p for p in range(20, 31, 2)),  # 1 MiB to 1 GiB
-                    224, 64, 30, 128, 10, 224, (1, 8, 32, 128, 256), 1024, 256, 8,
-                    matmul_sizes=(4096, 8192, 16384)),
+    "quick": Profile(
+        name="quick", matmul_n=8192, matmul_check_n=1024, min_time=0.3, matmul_sizes=(4096, 8192),
+        copy_bytes=1 * GiB, pcie_bytes=256 * MiB,
+        allreduce_sizes=(1 * MiB, 16 * MiB, 64 * MiB, 256 * MiB),
+        ddp_image=224, ddp_batch=32, ddp_steps=10, convnet_batch=64, convnet_epochs=8,
+        infer_image=224, infer_batches=(1, 32, 128),
+        jpeg_count=256, jpeg_side=256, jpeg_workers=4),
+    "full": Profile(
+        name="full", matmul_n=16384, matmul_check_n=2048, min_time=1.0, matmul_sizes=(4096, 8192, 16384),
+        copy_bytes=4 * GiB, pcie_bytes=1 * GiB,
+        allreduce_sizes=tuple(1 << p for p in range(20, 31, 2)),  # 1 MiB to 1 GiB
+        ddp_image=224, ddp_batch=64, ddp_steps=30, convnet_batch=128, convnet_epochs=10,
+        infer_image=224, infer_batches=(1, 8, 32, 128, 256),
+        jpeg_count=1024, jpeg_side=256, jpeg_workers=8),
 }
-# Sustained profiles: a base profile's stages, then the burn (70 % of --duration) and the memory test (the
-# other 30 %) on every device; --duration defaults to DURATION.  The short stages' own minutes come on top.
-SUSTAINED = {"nightly": "quick", "acceptance": "full"}
-DURATION = {"nightly": 300.0, "acceptance": 1800.0}
-BURN_SHARE = 0.7
-PROFILES = tuple(_CPU) + tuple(SUSTAINED)
+BASES = {"cpu": _CPU, "cuda": _GPU}  # device type -> base profile name -> Profile
 
 
 def fit_matmul(n: int, free_bytes: int, share: float = 0.4) -> int:
@@ -84,7 +163,7 @@ def fit_bytes(nbytes: int, free_bytes: int, copies: int = 2, share: float = 0.4)
 def make(name: str, device_type: str, free_bytes: Optional[int] = None, duration: Optional[float] = None) -> Profile:
     """The profile ``name`` for ``device_type`` (``cpu``/``cuda``), fitted to ``free_bytes``; ``duration``: the
     sustained stages' budget in seconds (nightly and acceptance; default :data:`DURATION`)."""
-    table = _GPU if device_type == "cuda" else _CPU
+    table = BASES["cuda" if device_type == "cuda" else "cpu"]
     if name not in table and name not in SUSTAINED:
         raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
     prof = table[SUSTAINED.get(name, name)]

@@ -1,11 +1,13 @@
-"""The run: set up the world, run the stages, gather every rank's results, write the report.
+"""The run: set up the world, run the stages, gather every rank's results, write each node's report.
 
-Stages run in this order on every rank: collectives and ddp (world stages:
-every rank takes part), compute, memory (one rank at a time, so ranks do not
-share the host link or memory bus while measured), inference (each rank on its
-own devices), then the JPEG pipeline (rank 0 only).  A stage that raises in a
-multi-rank run leaves the ranks out of step, so the run is aborted: rank 0
-writes what it has with status ``error`` and every rank exits 1.
+The stages come from the registry (:mod:`verify.stages`), in its order: each
+declares its scope (world: every rank takes part; device; rank), where it runs
+and what it needs; the runner has no per-stage branch.  After the gather, each
+node's local rank 0 writes that node's report: its own ranks' checks and
+figures, and the world stages every rank took part in.  A written report means
+exit 0 (its status is the verdict).  A stage that raises in a multi-rank run
+leaves the ranks out of step, so the run is aborted: each node writes what it
+has with status ``error`` and exits 1, so that torchrun stops the others.
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ import traceback
 import torch
 from tqdm import tqdm
 
-from verify import SCHEMA, __version__, burn, collectives, compute, ddp, faults, guard, inference, memory, pipeline
-from verify import profiles, telemetry
+from verify import SCHEMA, __version__, burn, guard, profiles, stages, telemetry
 from verify import dist as vdist
 from verify import env as venv
 from verify import reference, report
+from verify.contract import DEVICE, RANK, WORLD, stage_check
 from verify.status import ERROR, PASS, SKIP, make_check, overall
-
-WORLD_STAGES = ("collectives", "ddp")
 
 
 def nvml_uuid(device) -> str:
@@ -144,13 +144,13 @@ class Runner:
         try:
             metrics, checks = fn()
         except Terminated as exc:
-            self.scoped.append(("rank", make_check(f"stage/{name}", ERROR, f"interrupted: {exc}")))
+            self.scoped.append((RANK, make_check(stage_check(name), ERROR, f"interrupted: {exc}")))
             raise
         except Exception as exc:
             tail = traceback.format_exc().strip().splitlines()[-6:]
-            self.scoped.append(("rank", make_check(f"stage/{name}", ERROR, f"{type(exc).__name__}: {exc}",
-                                                   details={"traceback": tail})))
-            if self.world.world_size > 1 and name in WORLD_STAGES:
+            self.scoped.append((RANK, make_check(stage_check(name), ERROR, f"{type(exc).__name__}: {exc}",
+                                                 details={"traceback": tail})))
+            if self.world.world_size > 1 and scope == WORLD:
                 raise Abort(f"stage {name} failed on rank {self.world.rank}: {exc}") from exc
         else:
             self.metrics.update(metrics)
@@ -162,10 +162,10 @@ class Runner:
 
     def _world_stage(self, name: str, fn, busy_ranks: list) -> None:
         if busy_ranks:
-            self.scoped.append(("world", make_check(name, SKIP, f"skipped: GPU busy on rank(s) {busy_ranks}")))
+            self.scoped.append((WORLD, make_check(name, SKIP, f"skipped: GPU busy on rank(s) {busy_ranks}")))
             self.bar and self.bar.update(1)
             return
-        self._stage(name, fn, "world")
+        self._stage(name, fn, WORLD)
 
     def _per_device(self, name: str, devices, skipped, fn) -> None:
         def run_all():
@@ -176,47 +176,52 @@ class Runner:
                     metrics.update(m)
                     checks += c
             return metrics, checks
-        self._stage(name, run_all, "device")
+        self._stage(name, run_all, DEVICE)
 
     def _run_stages(self, devices, skipped, prof) -> None:
-        selected = self.args.checks
-        busy = [r for r, b in enumerate(vdist.gather(self.world, self._label(devices[0]) in skipped)) if b]
-        refs = {self._label(d): reference.lookup(torch.cuda.get_device_name(d)) if d.type == "cuda" else None
-                for d in devices}
+        """The registry's stages that --checks selects, in its order (verify/stages.py): no stage is special
+        here.  Each rank runs the stages placed on it; a node-wide stage's other ranks wait for it."""
         w = self.world
-        if "collectives" in selected:
-            self._world_stage("collectives", lambda: collectives.run(w, prof), busy)
-        if "ddp" in selected:
-            self._world_stage("ddp", lambda: ddp.run(w, prof), busy)
-        if "compute" in selected:
-            self._per_device("compute", devices, skipped, lambda d, lb: compute.run(d, lb, prof, refs[lb]))
-        if "memory" in selected:
-            for r in range(w.world_size):  # one rank at a time
-                if r == w.rank:
-                    self._per_device("memory", devices, skipped, lambda d, lb: memory.run(d, lb, prof, refs[lb]))
-                vdist.barrier(w)
-        if "inference" in selected:
-            self._per_device("inference", devices, skipped, lambda d, lb: inference.run(d, lb, prof))
-        if "pipeline" in selected and w.is_main:
-            self._stage("pipeline", lambda: pipeline.run(prof), "world")
-        if "burn" in selected and prof.burn_s > 0:
-            self._per_device_sampled("burn", devices, skipped, lambda d, lb: burn.run(
-                d, lb, prof.burn_s, prof.burn_n, refs[lb], interval_s=1.0 if d.type == "cuda" else 0.25,
-                corrupt_at=2 if faults.planted("burn-corrupt") else None))
-        if "memtest" in selected and prof.memtest_s > 0:
-            from verify import memtest
+        busy = [r for r, b in enumerate(vdist.gather(w, self._label(devices[0]) in skipped)) if b]
+        ctx = stages.Context(
+            world=w, dcgm_level=self.args.dcgm_level, dcgm_allow_skips=self.args.dcgm_allow_skips,
+            refs={self._label(d): reference.lookup(torch.cuda.get_device_name(d)) if d.type == "cuda" else None
+                  for d in devices})
+        facts = stages.Facts(device_type=devices[0].type, profile=prof, asked=frozenset(self.args.requested))
+        for stage in stages.selected(self.args.checks):
+            if stages.placed(stage, w.rank, w.local_rank):
+                self._run_stage(stage, stages.decide(stage, facts), ctx, prof, devices, skipped, busy)
+            if stage.on == stages.NODE:
+                vdist.barrier(w)  # the node's other ranks wait for it
 
-            flip = (0, 12345, 3) if faults.planted("memtest-bitflip") else None
-            self._per_device("memtest", devices, skipped, lambda d, lb: memtest.run(
-                d, lb, prof.memtest_s, max_bytes=None if d.type == "cuda" else 64 << 20, flip=flip))
-        if "dcgm" in selected and self.args.dcgm_level:
-            from verify import dcgm
-
-            if w.local_rank == 0:  # one diagnostic per node: DCGM runs it on every GPU of the node
-                level = self.args.dcgm_level
-                self._stage("dcgm", lambda: dcgm.run(level, self.args.dcgm_allow_skips,
-                                                     timeout=dcgm.SUGGESTED_TIMEOUT_S[level]), "rank")
-            vdist.barrier(w)
+    def _run_stage(self, stage, not_run, ctx, prof, devices, skipped, busy) -> None:
+        """One stage: its ``stage/<name>`` check where it does not run (``not_run``: status and why), else its
+        call with the profile fields it declared, by its scope."""
+        w = self.world
+        if not_run is not None:
+            status, message = not_run
+            self.scoped.append((WORLD if stage.scope == WORLD else RANK,
+                                make_check(stage_check(stage.name), status, message)))
+            if self.bar is not None:
+                self.bar.update(1)
+            return
+        fields = profiles.Reads(prof, stage.reads, stage.name)
+        if stage.scope == WORLD:
+            self._world_stage(stage.name, lambda: stage.call(ctx, fields), busy)
+        elif stage.scope == RANK:
+            self._stage(stage.name, lambda: stage.call(ctx, fields), RANK)
+        else:
+            def on_device(d, label):
+                return stage.call(ctx, fields, d, label)
+            if stage.telemetry:
+                self._per_device_sampled(stage.name, devices, skipped, on_device)
+            elif stage.turns:
+                for r in range(w.world_size):  # one rank at a time
+                    if r == w.rank:
+                        self._per_device(stage.name, devices, skipped, on_device)
+                    vdist.barrier(w)
+            else:
+                self._per_device(stage.name, devices, skipped, on_device)
 
     def _per_device_sampled(self, name: str, devices, skipped, fn) -> None:
         """A per-device stage with NVML telemetry sampled every second while it runs (GPUs only)."""
@@ -224,9 +229,9 @@ class Runner:
         if not cuda:
             self._per_device(name, devices, skipped, fn)
             if devices and devices[0].type != "cuda":
-                self.scoped += [("device", make_check(f"telemetry:{self._label(d)}", SKIP,
-                                                      "telemetry needs a GPU (NVML): this is a CPU run",
-                                                      device=self._label(d))) for d in devices]
+                self.scoped += [(DEVICE, make_check(f"telemetry:{self._label(d)}", SKIP,
+                                                    "telemetry needs a GPU (NVML): this is a CPU run",
+                                                    device=self._label(d))) for d in devices]
             return
         samplers = []  # (sampler, {uuid: label}): each GPU sampled only while its own stage runs (one process may
         #                test several GPUs in turn; an idle one's clocks are no figure under load)
@@ -245,7 +250,7 @@ class Runner:
         for sampler, labels in samplers:
             m, c = telemetry.checks(sampler, labels, burn.downsample)
             self.metrics.update(m)
-            self.scoped += [("device", x) for x in c]
+            self.scoped += [(DEVICE, x) for x in c]
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> int:

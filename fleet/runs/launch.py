@@ -39,7 +39,7 @@ from fleet.runs.record import HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import judge
 from fleet.slurm.jobs import JobBook, route, slurm_task, stopper
-from fleet.transport import SshOptions
+from fleet.transport import SshOptions, Transport
 
 __all__ = [  # this module's own, and what it re-exports from fleet.runs.node
     "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
