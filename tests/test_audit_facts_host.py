@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.audit.facts.values import version_tuple
+from fleet.inventory.variables import version_tuple
 from fleet.audit.facts.kernel import journal_readable, parse_driver_version, parse_xids
 from fleet.audit.facts.lspci import parse_lspci
 from fleet.audit.facts.osrelease import parse_os_release, parse_uname

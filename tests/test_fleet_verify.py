@@ -80,8 +80,9 @@ def run(farm, verify_hosts, tmp_path_factory):
     watcher = crash_when_running(farm, "v-crash")
     out = tmp_path_factory.mktemp("runs")
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
-    run_dir, summary = verify_fleet(verify_hosts.select("all"), settings, farm.options(command_timeout=240),
-                                    out_base=str(out), pattern="all", progress=False)
+    done = verify_fleet(verify_hosts.select("all"), settings, farm.options(command_timeout=240), out_base=str(out),
+                        pattern="all", progress=False)
+    run_dir, summary = done.run_dir, done.summary
     watcher.join(1)
     return run_dir, summary
 
@@ -151,8 +152,8 @@ def test_planted_slow_host_is_a_straggler(farm, tmp_path):
     inv = parse_inventory(farm.inventory(names), "s.yaml")
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     # one host at a time, so that the healthy hosts' figures are not blurred by each other
-    _, summary = verify_fleet(inv.select("all"), settings, farm.options(command_timeout=240, forks=1),
-                              out_base=str(tmp_path), progress=False)
+    summary = verify_fleet(inv.select("all"), settings, farm.options(command_timeout=240, forks=1),
+                           out_base=str(tmp_path), progress=False).summary
     slow = [s for s in summary["stragglers"] if s["host"] == "s-slow"]
     assert slow, summary["stragglers"]
     assert any(s["metric"].startswith("matmul/") and s["ratio"] < 0.9 for s in slow)
@@ -185,8 +186,9 @@ def test_multinode_all_reduce_across_two_hosts(farm, verify_hosts, tmp_path):
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, multinode=True,
                               rdzv_port=free_port(farm.hosts["v-a"].address),
                               checks=("collectives",))
-    run_dir, summary = verify_fleet(verify_hosts.select("v-a,v-b"), settings, farm.options(command_timeout=240),
-                                    out_base=str(tmp_path), progress=False)
+    done = verify_fleet(verify_hosts.select("v-a,v-b"), settings, farm.options(command_timeout=240),
+                        out_base=str(tmp_path), progress=False)
+    run_dir, summary = done.run_dir, done.summary
     written = sorted(p.stem for p in (run_dir / "hosts").iterdir())
     assert written == ["v-a", "v-b"]  # every node writes its own report, of its own rank
     reports = {n: json.loads((run_dir / "hosts" / f"{n}.json").read_text()) for n in written}
@@ -213,9 +215,10 @@ def test_four_hosts_sharing_one_empty_home_all_pass_run_after_run(farm, tmp_path
     inv = parse_inventory(farm.inventory(names), "nfs.yaml")
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     for round_ in range(3):
-        run_dir, summary = verify_fleet(inv.select("all"), VerifySettings(**{**settings.__dict__, "run_id": ""}),
-                                        farm.options(command_timeout=240, forks=4),
-                                        out_base=str(tmp_path / f"round{round_}"), progress=False)
+        done = verify_fleet(inv.select("all"), VerifySettings(**{**settings.__dict__, "run_id": ""}),
+                            farm.options(command_timeout=240, forks=4), out_base=str(tmp_path / f"round{round_}"),
+                            progress=False)
+        run_dir, summary = done.run_dir, done.summary
         assert {n: (h["state"], h["status"]) for n, h in summary["hosts"].items()} == \
             {n: ("ok", "pass") for n in names}, (round_, summary["hosts"])
         (install,) = [p for p in shared.iterdir() if p.name.startswith("verify-") and ".tmp." not in p.name]

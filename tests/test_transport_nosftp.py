@@ -99,8 +99,9 @@ def test_push_and_verify_work_without_sftp(farm, hosts, tmp_path):
     from fleet.runs.launch import VerifySettings, verify_fleet
 
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
-    run_dir, summary = verify_fleet(hosts.select("nosftp"), settings, farm.options(command_timeout=240),
-                                    out_base=str(tmp_path / "runs"), pattern="nosftp", progress=False)
+    done = verify_fleet(hosts.select("nosftp"), settings, farm.options(command_timeout=240),
+                        out_base=str(tmp_path / "runs"), pattern="nosftp", progress=False)
+    run_dir, summary = done.run_dir, done.summary
     assert summary["hosts"]["nosftp"]["state"] == "ok", summary["hosts"]["nosftp"]
     fetched = (run_dir / "hosts" / "nosftp.json").read_bytes()
     on_node = Path(r.value.directory, "runs", run_dir.name, "nosftp", "report.json").read_bytes()

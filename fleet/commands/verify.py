@@ -62,6 +62,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     from fleet.commands.slurm_sync import one_line, slurm_client
     from fleet.findings import terminal_width
     from fleet.runs.render import counts_line, render_table
+    from fleet.slurm import jobs as slurm_jobs
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
@@ -70,7 +71,8 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     hosts = common.inventory_hosts(config, job.inventory) if job.slurm_host else {}
     try:  # one run per reports directory; no host is contacted before the lock is held
         with common.run_lock(job.base, job.wait_lock), slurm_client(config, job.slurm_host, hosts) as client:
-            result = run_verify_job(job, selected, None if job.slurm is None else (client, job.slurm))
+            result = run_verify_job(job, selected, None if job.slurm is None else slurm_jobs.executor(client, job.slurm,
+                                                                                                      selected))
     except SlurmError as e:  # Slurm could not be asked: nothing was submitted, no run directory made
         raise usage_error(f"--via slurm: {one_line(e)}") from None
     text = render_table(result.summary, width=terminal_width(sys.stdout))
@@ -83,14 +85,15 @@ def run(config: Config, job: VerifyJob) -> Outcome:
                                              counts_line(result.summary)))
 
 
-def run_verify_job(job: VerifyJob, hosts, slurm=None) -> VerifyOutcome:
-    """Run ``job`` on ``hosts`` (``slurm``: ``(SlurmClient, SlurmSettings)`` for ``--via slurm``); the caller
-    holds the run lock."""
+def run_verify_job(job: VerifyJob, hosts, executor=None) -> VerifyOutcome:
+    """Run ``job`` on ``hosts`` (``executor``: the Slurm jobs' for ``--via slurm``, None over SSH); the caller
+    holds the run lock.  The finished run is handed forward in memory: summary.html, the outputs, the history
+    record and the alerts read it, never the files the run just wrote."""
     from fleet.history.alerts import notify, read_states, verify_subjects
-    from fleet.history.baseline import read_baselines
+    from fleet.history.baseline import read_baselines, with_run
+    from fleet.outputs.html import write_summary_html
     from fleet.runs import launch
     from fleet.runs.retention import prune
-    from fleet.runs.run_dir import load_run
 
     hosts = list(hosts)
     names = [h.name for h in hosts]
@@ -107,26 +110,24 @@ def run_verify_job(job: VerifyJob, hosts, slurm=None) -> VerifyOutcome:
     if job.pairwise is not None:
         from fleet.runs.pairwise_run import pairwise_fleet
 
-        run_dir, summary = pairwise_fleet(hosts, job.settings, job.options, job.pairwise, out_base=str(job.base),
-                                          pattern=job.pattern, on_started=started)
+        done = pairwise_fleet(hosts, job.settings, job.options, job.pairwise, out_base=str(job.base),
+                              pattern=job.pattern, on_started=started)
+        write_summary_html(done.run_dir, done.summary, reports={})
     else:
-        run_dir, summary = launch.verify_fleet(hosts, job.settings, job.options, out_base=str(job.base),
-                                               pattern=job.pattern, on_started=started, baseline=baseline,
-                                               trends=trends, slurm=slurm)
-    pruned = (prune(job.base, job.keep_runs, job.keep_days, current=run_dir.name)
+        done = launch.verify_fleet(hosts, job.settings, job.options, out_base=str(job.base), pattern=job.pattern,
+                                   on_started=started, baseline=baseline, executor=executor or launch.OVER_SSH)
+        write_summary_html(done.run_dir, done.summary, with_run(trends or {}, done.summary),
+                           reports={r.host: r.report for r in done.runs if r.report is not None})
+    pruned = (prune(job.base, job.keep_runs, job.keep_days, current=done.run_dir.name)
               if job.keep_runs is not None or job.keep_days is not None else [])
-    runs, meta = load_run(run_dir) if (job.prom or job.db) else ([], {})  # the records the run wrote, read once
-    common.outputs("verify", summary, job.prom, job.junit,
-                   reports={r.host: r.report for r in runs if r.report is not None})
-    run_id = common.record_history(job.db, "verify", summary, meta, runs)
+    common.outputs("verify", done.summary, job.prom, job.junit,
+                   reports={r.host: r.report for r in done.runs if r.report is not None})
+    run_id = common.record_history(job.db, "verify", done.summary, done.meta, done.runs)
     if job.notify:
-        statuses, new_xids, details = verify_subjects(summary)
-        common.note(notify(job.db, job.notify, "verify", run_id, statuses, states, new_xids, details, job.remind_days,
-                    str(run_dir), summary["exit_code"]))
-    return VerifyOutcome(run_dir, summary, pruned)
-
-
-__all__ = ["VerifyJob", "VerifyOutcome", "run", "run_verify_job"]
+        statuses, new_xids, details = verify_subjects(done.summary)
+        common.note(notify(job.db, job.notify, "verify", run_id, statuses, states, new_xids, details,
+                           job.remind_days, str(done.run_dir), done.summary["exit_code"]))
+    return VerifyOutcome(done.run_dir, done.summary, pruned)
 
 
 def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, timeout, out, force, multinode,

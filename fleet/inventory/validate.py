@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from fleet.inventory.connection import SAFE_HOST, check_connection_value
 from fleet.inventory.errors import InventoryError
+from fleet.inventory.variables import Expectations
 
 
 def validate_vars(variables: dict, where: str, path: str, line_of: Callable[[Any], int | None]) -> None:
@@ -19,8 +20,6 @@ def validate_vars(variables: dict, where: str, path: str, line_of: Callable[[Any
         if why:
             raise InventoryError(path, why, line_of(key), label)
         if key.startswith("gpufleet_"):
-            from fleet.audit.expectations import Expectations  # local import: optional module
-
             try:
                 Expectations.from_vars({key: value})
             except ValueError as e:

@@ -401,12 +401,16 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Opti
     return "\n".join(parts) + "\n"
 
 
-def write_summary_html(run_dir: str | os.PathLike, summary: Mapping, trends: Optional[Mapping] = None) -> Path:
+def write_summary_html(run_dir: str | os.PathLike, summary: Mapping, trends: Optional[Mapping] = None,
+                       reports: Optional[Mapping] = None) -> Path:
     """Write :func:`render_html` to ``run_dir/summary.html`` atomically; returns the path.
 
-    The series under sustained load come from the hosts' reports in ``run_dir/hosts/`` (the summary does not
-    carry them); a host whose report is missing or unreadable has none."""
-    series = series_checks(read_host_reports(run_dir, summary.get("hosts") or {}))
+    The series under sustained load come from the hosts' reports (the summary does not carry them): ``reports``
+    (``{host: report}``, handed over in memory by a live run), else those in ``run_dir/hosts/`` (a run directory
+    rendered again); a host whose report is missing or unreadable has none."""
+    if reports is None:
+        reports = read_host_reports(run_dir, summary.get("hosts") or {})
+    series = series_checks(reports)
     return write_text_atomic(Path(run_dir) / FILENAME, render_html(summary, trends, series))
 
 

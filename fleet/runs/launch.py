@@ -2,7 +2,8 @@
 
 What the executors share (torchrun's command line, the node-side run and stop
 lines, the per-host work, the rendezvous on addresses) is :mod:`fleet.runs.node`;
-this module runs the fleet over SSH, or hands it to :mod:`fleet.slurm.jobs`.
+this module runs the fleet over SSH (:data:`OVER_SSH`), or with the executor it is given (Slurm jobs:
+:func:`fleet.slurm.jobs.executor`), and writes the run directory.
 
 One :class:`fleet.runs.record.HostRun` per host carries everything from launch
 to ``run.json``: the push summary, torchrun's exit status and output, the
@@ -25,24 +26,21 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from fleet.fanout import run_fleet
-from fleet.history.baseline import with_run
 from fleet.inventory import Host
-from fleet.outputs.html import write_summary_html
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
 from fleet.runs.node import (  # the names the executors share, re-exported for their old callers (__all__)
-    DEFAULT_RDZV_PORT, KEEP_NODE_RUNS, STOP_TIMEOUT_S, VERIFY_ENV_VAR, VerifySettings, classify, fetch_file, host_runs,
-    last_error_line, node_run_dir, node_task, nproc_for, push_for, rdzv_addr, run_command_line, stop_command,
-    stop_remote, stopped_members, torchrun_argv, verify_env,
+    DEFAULT_RDZV_PORT, KEEP_NODE_RUNS, STOP_TIMEOUT_S, VERIFY_ENV_VAR, Executor, VerifySettings, classify,
+    fetch_file, host_runs, last_error_line, node_run_dir, node_task, nproc_for, push_for, rdzv_addr,
+    run_command_line, stop_command, stop_remote, stopped_members, torchrun_argv, verify_env,
 )
-from fleet.runs.record import HostRun
+from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import judge
-from fleet.slurm.jobs import JobBook, route, slurm_task, stopper
 from fleet.transport import SshOptions, Transport
 
 __all__ = [  # this module's own, and what it re-exports from fleet.runs.node
-    "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
+    "OVER_SSH", "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
     "VERIFY_ENV_VAR", "VerifySettings", "classify", "fetch_file", "last_error_line", "node_run_dir", "node_task",
     "nproc_for", "push_for", "rdzv_addr", "run_command_line", "stop_command", "stop_remote", "stopped_members",
     "torchrun_argv", "verify_env",
@@ -50,14 +48,11 @@ __all__ = [  # this module's own, and what it re-exports from fleet.runs.node
 
 
 def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,
-               progress: Progress | bool | None = None, slurm=None) -> tuple[list[HostRun], bool]:
-    """Every host's HostRun, in inventory order, and whether the run was interrupted.  ``slurm``: (a
-    :class:`fleet.slurm.client.SlurmClient`, :class:`fleet.slurm.jobs.SlurmSettings`) to run it as Slurm jobs."""
+               progress: Progress | bool | None = None) -> tuple[list[HostRun], bool]:
+    """Every host's HostRun over SSH, in inventory order, and whether the run was interrupted."""
     hosts = list(hosts)
     if not isinstance(progress, Progress):
         progress = Progress.auto("verify", [h.name for h in hosts], progress)
-    if slurm is not None:
-        return _run_under_slurm(hosts, artifact, s, options, progress, *slurm)  # (client, settings, routes)
     rendezvous_for = None
     if s.multinode:
         endpoint = f"{rdzv_addr(hosts[0])}:{s.rdzv_port}"  # an address, never a host name the nodes resolve
@@ -79,39 +74,29 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
     return runs, result.interrupted
 
 
-def _run_under_slurm(hosts: list[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,
-                     progress: Progress, client, slurm, routes) -> tuple[list[HostRun], bool]:
-    book = JobBook(client)
-    result = run_fleet(hosts, slurm_task(artifact, s, slurm, client, routes, book, progress.stage), options,
-                       desc="verify", progress=progress, stop=stopper(client, book, artifact, s, routes))
-    left = list(book.jobs.values())  # interrupted before their task could collect them
-    if left:
-        client.cancel(left)
-    return host_runs(result), result.interrupted
+OVER_SSH = Executor("ssh", run_verify)
 
 
 def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, out_base: str = "reports",
                  pattern: str = "", progress: Progress | bool | None = None,
                  on_started: Callable[[Path], None] | None = None, baseline: dict | None = None,
-                 trends: dict | None = None, slurm=None) -> tuple[Path, dict]:
-    """The whole run: build, push, run, fetch, write the run directory, judge; returns (run_dir, summary).
+                 executor: Executor = OVER_SSH) -> FinishedRun:
+    """The whole run: build, push, run, fetch, write the run directory (run.json, hosts/, logs/, summary.json and
+    .md), judge; returns the :class:`FinishedRun` (the command writes summary.html and the outputs from it).
 
     ``baseline``: each host's own baseline from the history (``fleet.history.baseline.read_baselines``), kept in
-    run.json and judged against; ``trends``: the hosts' past key figures, plotted in summary.html."""
+    run.json and judged against; ``executor``: over SSH (the default) or as Slurm jobs
+    (:func:`fleet.slurm.jobs.executor`)."""
     hosts = list(hosts)
-    if slurm is not None:  # the nodes' state, read before anything is written (Slurm unreachable: SlurmError)
-        from fleet.slurm.nodes import node_of
-
-        client, slurm_settings = slurm
-        slurm = (client, slurm_settings, route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})),
-                                               slurm_settings.wait))
     started = _dt.datetime.now(_dt.timezone.utc)
     run_dir = make_run_dir(out_base, started)
     if on_started:
         on_started(run_dir)
     s.run_id = s.run_id or run_dir.name
     artifact = build_wheel()
-    runs, interrupted = run_verify(hosts, artifact, s, options, progress=progress, slurm=slurm)
+    if not isinstance(progress, Progress):
+        progress = Progress.auto("verify", [h.name for h in hosts], progress)
+    runs, interrupted = executor.run(hosts, artifact, s, options, progress)
     finished = _dt.datetime.now(_dt.timezone.utc)
     meta = {
         "run_id": s.run_id,
@@ -123,7 +108,7 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
         "nproc": s.nproc,
         "checks": list(s.checks) or "all",
         "multinode": s.multinode,
-        "via": "slurm" if slurm is not None else "ssh",
+        "via": executor.via,
         "artifact": {"file": artifact.filename, "sha256_16": artifact.digest},
     }
     if baseline is not None:
@@ -131,5 +116,4 @@ def verify_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, 
     write_run(run_dir, runs, meta)
     summary = judge(runs, meta)
     write_summary(run_dir, summary)
-    write_summary_html(run_dir, summary, with_run(trends or {}, summary))
-    return run_dir, summary
+    return FinishedRun(run_dir, runs, meta, summary)

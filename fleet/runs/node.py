@@ -21,7 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TaskFailed, Unreachable
@@ -39,6 +39,17 @@ IFNAME_VARS = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")  # set to the interfa
 DEFAULT_RDZV_PORT = 29400
 STOP_TIMEOUT_S = 15.0  # how long stopping a node's run may take
 KEEP_NODE_RUNS = 5  # run folders kept on a node (its reports and pid files); older ones are removed
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How a verify run reaches its nodes: ``run(hosts, artifact, settings, options, progress)`` returns every
+    host's :class:`HostRun` in inventory order and whether the run was interrupted.  Over SSH
+    (:data:`fleet.runs.launch.OVER_SSH`) or as Slurm jobs (:func:`fleet.slurm.jobs.executor`): the run
+    (:func:`fleet.runs.launch.verify_fleet`) does not know which."""
+
+    via: str  # "ssh" or "slurm", kept in run.json
+    run: Callable
 
 
 @dataclass

@@ -18,12 +18,11 @@ from typing import Callable, Iterable, Mapping
 from fleet.fanout import run_fleet
 from fleet.inventory import Host
 from fleet.outcome import ExitCode, HostState, Recap
-from fleet.outputs.html import write_summary_html
 from fleet.progress import Progress
 from fleet.push import Artifact, build_wheel, install_dir
 from fleet.runs.node import VerifySettings, host_runs, node_task, rdzv_addr, stop_remote, stopped_members
 from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups, pair_up, verdict
-from fleet.runs.record import HostRun
+from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import SCHEMA
 from fleet.transport import SshOptions
@@ -105,9 +104,10 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
 
 def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, p: PairwiseSettings,
                    out_base: str = "reports", pattern: str = "", progress: Progress | bool | None = None,
-                   on_started: Callable[[Path], None] | None = None) -> tuple[Path, dict]:
+                   on_started: Callable[[Path], None] | None = None) -> FinishedRun:
     """Round 1 (``p.rounds`` times), then re-pairing until every suspect is settled (at most
-    :data:`MAX_RETEST_ROUNDS` more rounds); writes the run directory; returns (run_dir, summary)."""
+    :data:`MAX_RETEST_ROUNDS` more rounds); writes the run directory; returns the :class:`FinishedRun` (no host
+    records of its own: the pairs are in ``meta``)."""
     hosts = list(hosts)
     by_name = {h.name: h for h in hosts}
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -152,8 +152,7 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
     write_run(run_dir, [], meta)
     summary = judge_pairwise(meta)
     write_summary(run_dir, summary)
-    write_summary_html(run_dir, summary)
-    return run_dir, summary
+    return FinishedRun(run_dir, [], meta, summary)
 
 
 def judge_pairwise(meta: Mapping) -> dict:

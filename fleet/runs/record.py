@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from fleet.outcome import FAIL, PASS, HostState, status_for
@@ -129,3 +130,14 @@ class HostRun:
             self.state, self.message = state, message
         self.duration_s = self.duration_s or duration_s
         return self
+
+
+@dataclass
+class FinishedRun:
+    """A finished verify run, handed forward in memory: its directory, every host's record, run.json's fields and
+    the verdict.  The outputs, the history and summary.html read this, never the files the run just wrote."""
+
+    run_dir: Path
+    runs: list
+    meta: dict
+    summary: dict

@@ -381,6 +381,15 @@ def host_reasons(run: HostRun) -> list:
     return out
 
 
+def profile_reasons(report: Optional[Mapping], profile: Optional[str]) -> list:
+    """A node report of another profile than the run asked for (a stale install, a hand-run verify) is an error of
+    that host: its figures are not the ones the run compares."""
+    if report is None or not profile or report.get("profile") in (None, profile):
+        return []
+    return [reason("report", "error", f"the node's report is of profile {report.get('profile')!r}, the run asked "
+                                      f"for {profile!r}")]
+
+
 def reasons_of(entry: Mapping) -> list:
     """A summary host entry's reasons; for an entry written without them (an older gpufleet), what its
     ``failing_checks``, ``warning_checks`` and state say, so that readers need no second rule."""
@@ -427,7 +436,7 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
             "straggler_metrics": [],
             "regression": False,
             "regression_metrics": [],
-            "reasons": host_reasons(run),
+            "reasons": host_reasons(run) + profile_reasons(report, meta.get("profile")),
         }
         if run.state is HostState.OK and report is not None:
             for r in find_regressions(run.host, report.get("metrics") or {}, meta.get("baseline")):
@@ -506,6 +515,7 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
         "run_id": meta.get("run_id"),
         "started": meta.get("started"),
         "finished": meta.get("finished"),
+        "profile": meta.get("profile"),
         "interrupted": interrupted,
         "exit_code": int(ExitCode.INTERRUPTED if interrupted else recap.exit_code),
         "counts": count_doc,

@@ -261,3 +261,23 @@ def stopper(client: SlurmClient, book: JobBook, artifact: Artifact, s: VerifySet
             stop_remote(t, install_dir(t.host, artifact, s.wheelhouse), s.run_id)
 
     return stop
+
+
+def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
+    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`).  The nodes' state is read here, before
+    anything is written (Slurm unreachable: :class:`SlurmError`)."""
+    from fleet.fanout import run_fleet
+    from fleet.runs.node import Executor, host_runs
+
+    routes = route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), settings.wait)
+
+    def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+        book = JobBook(client)
+        result = run_fleet(hosts, slurm_task(artifact, s, settings, client, routes, book, progress.stage), options,
+                           desc="verify", progress=progress, stop=stopper(client, book, artifact, s, routes))
+        left = list(book.jobs.values())  # interrupted before their task could collect them
+        if left:
+            client.cancel(left)
+        return host_runs(result), result.interrupted
+
+    return Executor("slurm", run)

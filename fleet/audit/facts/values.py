@@ -1,4 +1,4 @@
-"""Value helpers the fact parsers share: N/A placeholders, leading integers, dotted versions."""
+"""Value helpers the fact parsers share: N/A placeholders, leading integers (versions: fleet.inventory.variables)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,3 @@ def leading_int(value: str | None) -> int | None:
         return None
     m = re.match(r"[+-]?\d+", value)
     return int(m.group()) if m else None
-
-
-def version_tuple(value: str) -> tuple[int, ...]:
-    """``"535.104.05"`` -> ``(535, 104, 5)``.  Raises ValueError if not dotted integers."""
-    value = str(value).strip()
-    if not re.fullmatch(r"\d+(\.\d+)*", value):
-        raise ValueError(f"not a dotted version number: {value!r}")
-    return tuple(int(p) for p in value.split("."))
