@@ -37,7 +37,7 @@ class Run:
 
 
 def run_verify(args, cwd: str, nproc: Optional[int] = None, fault: Optional[str] = None,
-               timeout: float = 180, out: Optional[str] = "report.json", env_extra=None) -> Run:
+               timeout: float = 900, out: Optional[str] = "report.json", env_extra=None) -> Run:
     """Run verify in ``cwd`` (under torchrun with ``nproc`` ranks if given) and load its report."""
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")

@@ -28,7 +28,8 @@ one; the all_reduce bandwidth is skipped).  Under torchrun each rank tests its
 own GPU (or, on a CPU machine, is one gloo rank); rank 0 gathers every rank's
 figures and writes the report ({SCHEMA}; see docs/verify-report.md).
 
-exit status: 0 pass or warn, 1 fail or error, 2 usage error.
+exit status: 0 once the report is written (its status is the verdict: pass, warn, fail or error), 1 no
+report (or a multi-rank run that aborted: its report says so), 2 usage error.
 
 {faults.ENV_VAR} (a comma-separated list) plants a fault for the test suite
 ONLY: {', '.join(sorted(faults.KNOWN))}.  Never set it on a node.
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dcgm-allow-skips", action="store_true",
                    help="a DCGM test DCGM skipped is not a failure (it is by default)")
     p.add_argument("--out", default="verify-report.json", metavar="PATH",
-                   help="report file, written by rank 0 atomically (default: %(default)s in the current directory)")
+                   help="report file, written by each node's local rank 0 atomically, of that node's ranks "
+                        "(default: %(default)s in the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when torch sees a GPU, else CPU (default: %(default)s)")
     p.add_argument("--force", action="store_true",

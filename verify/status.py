@@ -48,11 +48,6 @@ def overall(checks: Iterable[dict]) -> str:
     return worst(c["status"] for c in checks)
 
 
-def exit_code(status: str) -> int:
-    """Process exit code for a report status: 0 for pass/warn, 1 for fail/error."""
-    return 0 if _SEVERITY[status] <= _SEVERITY[WARN] else 1
-
-
 def make_check(name: str, status: str, message: str, **extra: Any) -> dict:
     """A check record; extra fields whose value is None are left out."""
     if status not in CHECK_STATUSES:

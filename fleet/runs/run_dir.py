@@ -27,7 +27,7 @@ directory is written once, by the run that made it, and never rewritten::
          "exit_code": 0,                      # torchrun's exit status, or null when it did not run
          "duration_s": 41.2,
          "push": {...},                       # where verify was installed and what the node's Python has
-         "member": {...}}                     # multi-node: a node that did not hold rank 0
+         "member": {...}}                     # multi-node: each node's place in the rendezvous
       ]
     }
 
