@@ -182,7 +182,7 @@ def ssh_options(config: Config, task: str, forks, timeout, connect_timeout, acce
 def verify_checks(text) -> tuple:
     """``--checks``: ``all`` (returns ``()``) or a comma-separated list of verify's stages, checked here,
     before any host is contacted."""
-    from verify.cli import STAGES  # torch-free: the stage names only
+    from verify.contract import STAGES  # torch-free: what the controller may know of verify
 
     names = [n.strip() for n in str(text).split(",") if n.strip()]
     if names == ["all"]:
@@ -324,11 +324,11 @@ def sustained_timeout(settings, explicit: bool) -> float:
     """verify's per-host timeout: as given; else, for nightly/acceptance or DCGM, room for the sustained stages
     (their duration, the short stages and DCGM's level's time limit).  A --duration longer
     than an explicit --timeout is a usage error."""
-    from verify.dcgm import SUGGESTED_TIMEOUT_S
-    from verify.profiles import DURATION
+    from verify.contract import DCGM_SUGGESTED_TIMEOUT_S, DURATION
 
     budget = settings.duration if settings.duration is not None else DURATION.get(settings.profile, 0.0)
-    dcgm = SUGGESTED_TIMEOUT_S.get(settings.dcgm_level, 0.0) if settings.dcgm_level else 0.0
+    level = settings.dcgm_level or (1 if "dcgm" in settings.checks else None)  # --checks dcgm runs level 1
+    dcgm = DCGM_SUGGESTED_TIMEOUT_S.get(level, 0.0) if level else 0.0
     need = budget + dcgm + (600.0 if budget or dcgm else 0.0)
     if settings.duration is not None and settings.profile not in DURATION:
         raise usage_error(f"--duration is for --profile nightly or acceptance, not {settings.profile}")

@@ -33,6 +33,9 @@ BASE_PROFILES = ("quick", "full")
 SUSTAINED = {"nightly": "quick", "acceptance": "full"}
 DURATION = {"nightly": 300.0, "acceptance": 1800.0}
 BURN_SHARE = 0.7
+# The burn's own warning rule (verify/burn.py judges with it; summary.html tints with it).
+BURN_SAG = 0.90  # last quarter's median / first quarter's median below this: throughput sagged
+BURN_SPREAD = 0.20  # (p95 - p5) / median above this: throughput varied
 PROFILES = BASE_PROFILES + tuple(SUSTAINED)
 
 # ``dcgmi diag -r N``: the levels, and wall-clock budgets that leave room over NVIDIA's figures (level 1

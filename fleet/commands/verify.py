@@ -139,7 +139,7 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
     from fleet import options as opt
     from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS
     from fleet.runs.launch import DEFAULT_RDZV_PORT, VerifySettings
-    from verify.profiles import PROFILES
+    from verify.contract import PROFILES
 
     settings = VerifySettings(
         profile=opt.choice("--profile", profile, PROFILES),

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from fleet.outputs.flags import number
 from fleet.runs.run_dir import report_path
+from verify.contract import BURN_SAG, BURN_SPREAD
 from verify.reference import grade
 from verify.status import severity
 from verify.telemetry import CLOCK_FLOOR, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_THERMAL
@@ -25,10 +26,8 @@ TELEMETRY = re.compile(r"telemetry:(.+)")
 TELEMETRY_SERIES = (("sm_mhz", "SM clock", "MHz", "Mean SM MHz", "mean_sm_mhz"),
                     ("temp_c", "temperature", "°C", "Max °C", "max_temp_c"),
                     ("power_w", "power", "W", "Mean W", "mean_power_w"))
-# verify.burn's SAG and SPREAD, the burn's own warning rule (verify/burn.py imports torch, which the controller
-# does without; tests/test_outputs_plots.py checks they agree where torch is installed).
-SAG = 0.90  # last quarter's median / first quarter's below this: the throughput sagged
-SPREAD = 0.20  # (p95 - p5) / median above this: the throughput varied
+# The burn's own warning rule, from verify's torch-free contract (the same numbers verify/burn.py judges with).
+SAG, SPREAD = BURN_SAG, BURN_SPREAD
 MIN_SAMPLES = 4  # samples the burn needs before it judges a sag or a spread
 
 

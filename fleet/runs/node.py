@@ -31,7 +31,7 @@ from fleet.runs.record import HostRun, Member
 from fleet.runs.run_dir import safe_name
 from fleet.shell import quote
 from fleet.transport import Transport
-from verify.profiles import SUSTAINED  # torch-free: the profile names only
+from verify.contract import SUSTAINED  # torch-free: what the controller may know of verify
 
 VERIFY_ENV_VAR = "gpufleet_verify_env"  # inventory: extra environment for verify (NCCL_*, OMP_NUM_THREADS...)
 RDZV_ADDR_VAR = "gpufleet_rdzv_addr"  # inventory: the node's address on the data network, when not the SSH one
