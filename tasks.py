@@ -185,14 +185,17 @@ def history_(c, hosts=None, inventory=None, history=None, metric=None, days=None
 
     Reads the database every audit, verify and provision run writes (it never creates one).
     """
-    from fleet.history import history_main
+    from fleet.history import UnknownMetric, history_main
 
     cfg = _config(c)
     db = opt.history_path(cfg, history)
     window = opt.positive_number("--days", days) if days is not None else None
     names = common.history_names(cfg, hosts, opt.inventory_flags(inventory))
     json_path = opt.output_path("--json", json)
-    text, _ = history_main(db, names, metric, window, json_path)
+    try:
+        text, _ = history_main(db, names, metric, window, json_path)
+    except UnknownMetric as e:
+        raise opt.usage_error(str(e)) from None
     common.echo(text)
 
 

@@ -272,6 +272,12 @@ def test_every_audit_is_recorded_and_history_shows_them(tmp_path):
     assert [run["kind"] for run in runs] == ["audit", "audit"] and len({run["run_id"] for run in runs}) == 2
     r = gpufleet(["history", "--history", str(tmp_path / "none.sqlite")], cwd=tmp_path)
     assert r.returncode == 0 and "no history yet" in r.stdout and not (tmp_path / "none.sqlite").exists()
+    # a pattern, resolved through the (default) inventory, as every other task takes it
+    r = gpufleet(["history", "--hosts", "gpu-nodes", "--history", str(db)], cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("localhost: 2 runs"), r.stdout + r.stderr
+    r = gpufleet(["history", "--metric", "nosuch/metric", "--history", str(db)], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr.startswith("gpufleet: --metric nosuch/metric: the history holds no such metric; known: ")
 
 
 # --------------------------------------------------------------------------- configuration errors at the edges

@@ -2,8 +2,8 @@
 
 Hosts selected and the history's lock taken (one provision at a time per history); the sudo password asked
 once where a host needs one; the plans applied (``--check``: only planned) by :mod:`provision.run`; the
-toolkit audited; the report (``gpufleet.provision/2``) written, --junit, and the run recorded.  A dry run is
-recorded as a dry run.
+toolkit audited; the report (``gpufleet.provision/2``) written, --junit, and the run recorded.  A dry run
+(``--check``) is not recorded: it changed nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def run(config: Config, s: ProvisionSettings) -> Outcome:
         audit = provision_run.audit_toolkit(result, options)
         report = provision_run.build_report(result, path, s.pattern, s.check, audit, options.sudo_password)
         common.outputs("provision", report, None, s.junit)
-        common.record_history(s.db, "provision", report)
+        if s.check:  # a dry run changed nothing: the history holds what the hosts are, not what was planned
+            common.note("dry run (--check): not recorded in the history")
+        else:
+            common.record_history(s.db, "provision", report)
     code = ExitCode.INTERRUPTED if result.interrupted else report["exit_code"]
     text = provision_run.render(report)
     return common.with_config_errors(Outcome(text, report, int(code), text.rstrip().splitlines()[-1]))

@@ -13,11 +13,12 @@ from pathlib import Path
 from fleet.history.db import (
     DEFAULT_PATH, SCHEMA_VERSION, connect, record_audit, record_provision, record_verify, schema_version,
 )
-from fleet.history.query import SCHEMA, document, gpu_identities, metric_series, runs_by_host
+from fleet.history.query import SCHEMA, document, gpu_identities, metric_bases, metric_series, runs_by_host
 from fleet.history.render import render, sparkline
 from fleet.jsonio import write_json_atomic
 
-__all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "connect", "document", "gpu_identities", "history_main",
+__all__ = ["DEFAULT_PATH", "SCHEMA", "SCHEMA_VERSION", "UnknownMetric", "connect", "document", "gpu_identities",
+           "history_main",
            "metric_series", "read_audit_past", "record", "record_audit", "record_provision", "record_run",
            "record_verify", "render", "runs_by_host",
            "schema_version", "sparkline"]
@@ -68,6 +69,14 @@ def read_audit_past(db_path, report: dict) -> tuple[tuple | None, str | None]:
         return None, f"history not read from {db_path}: {exc}"
 
 
+class UnknownMetric(ValueError):
+    """``history --metric KEY`` where the history holds no such metric: the message lists the known ones."""
+
+    def __init__(self, metric: str, known: list[str]):
+        shown = ", ".join(known[:40]) + (f" and {len(known) - 40} more" if len(known) > 40 else "")
+        super().__init__(f"--metric {metric}: the history holds no such metric; known: {shown or 'none yet'}")
+
+
 def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, days: float | None,
                  json_path=None) -> tuple[str, dict]:
     """(text, doc) for ``history``: ``pattern_hosts`` host names or shell globs (None: every host), ``metric``
@@ -79,6 +88,10 @@ def history_main(db_path, pattern_hosts: list[str] | None, metric: str | None, d
     else:
         db = connect(db_path)
         try:
+            if metric is not None:
+                known = metric_bases(db)
+                if metric.split(":", 1)[0] not in known:
+                    raise UnknownMetric(metric, known)
             doc = document(db, pattern_hosts, metric, days)
         finally:
             db.close()

@@ -75,6 +75,11 @@ def metric_series(db: sqlite3.Connection, host: str, key: str, days: float | Non
         (host, key, cutoff, cutoff))]
 
 
+def metric_bases(db: sqlite3.Connection) -> list[str]:
+    """Every metric key the history holds, without its ``:device`` suffix, sorted."""
+    return sorted({str(r[0]).split(":", 1)[0] for r in db.execute("SELECT DISTINCT key FROM metrics")})
+
+
 def gpu_identities(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list[dict]:
     """[{uuid, serial, first_seen, last_seen, hosts}] per GPU UUID, sorted by UUID; ``hosts`` every host it was
     seen on, sorted (one GPU on two hosts: moved, or two hosts reporting the same UUID).  With ``patterns``,
