@@ -13,7 +13,8 @@ from verify import SCHEMA, __version__
 from verify.status import CHECK_STATUSES, ERROR, FAIL, PASS, REPORT_STATUSES, SKIP, WARN, severity
 
 __all__ = ["SCHEMA", "VERSION", "STAGES", "SCOPES", "WORLD", "DEVICE", "RANK", "BASE_PROFILES", "SUSTAINED",
-           "DURATION", "BURN_SHARE", "PROFILES", "DCGM_LEVELS", "DCGM_SUGGESTED_TIMEOUT_S", "stage_check",
+           "DURATION", "BURN_SHARE", "PROFILES", "DCGM_LEVELS", "DCGM_SUGGESTED_TIMEOUT_S", "NOT_ASKED",
+           "stage_check",
            "PASS", "WARN", "FAIL", "SKIP", "ERROR", "CHECK_STATUSES", "REPORT_STATUSES", "severity"]
 
 VERSION = __version__
@@ -42,6 +43,10 @@ PROFILES = BASE_PROFILES + tuple(SUSTAINED)
 # seconds, 2 about 2 min, 3 about 15-30 min, 4 longer): the controller sizes a node's timeout with them.
 DCGM_LEVELS = (1, 2, 3, 4)
 DCGM_SUGGESTED_TIMEOUT_S = {1: 300.0, 2: 900.0, 3: 3600.0, 4: 10800.0}
+
+
+# What a stage/<name> skip check says of an opt-in stage nobody asked for (not news: the terminal leaves it out).
+NOT_ASKED = "not asked for"
 
 
 def stage_check(stage: str) -> str:

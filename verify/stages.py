@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from verify import burn, collectives, compute, dcgm, ddp, faults, inference, memory, memtest, pipeline
-from verify.contract import DEVICE, RANK, SCOPES, STAGES, SUSTAINED, WORLD
+from verify.contract import DEVICE, NOT_ASKED, RANK, SCOPES, STAGES, SUSTAINED, WORLD
 from verify.status import FAIL, SKIP
 
 EVERY, MAIN, NODE = "every", "main", "node"
@@ -178,7 +178,7 @@ def decide(stage: Stage, facts: Facts) -> Optional[tuple]:
     name and unable to run, ``fail``; left out, or unable to run where only the profile included it, ``skip``."""
     asked = stage.name in facts.asked
     if stage.opt_in and not asked:
-        return SKIP, f"{stage.name} not run: not asked for ({stage.ask})"
+        return SKIP, f"{stage.name} not run: {NOT_ASKED} ({stage.ask})"
     for need in stage.needs:
         why = need.unmet(facts)
         if why:

@@ -177,9 +177,14 @@ def render_table(summary: Mapping, max_width: int = 120, width: Optional[int] = 
         out.append(render(REGRESSION_HEADERS, [_regression_row(r) for r in regressions], max_width))
     out.append("\n" + counts_line(summary))
     text = "\n".join(_clip(line, max_width) for line in "\n".join(out).splitlines())
-    if problems:  # before the counts line, unclipped
+    skipped = render_findings({name: {"status": e.get("status"), "reasons": [
+        {"kind": "check", "status": "skipped", "name": c["name"], "message": c["message"]}
+        for c in e.get("skipped_stages") or []]} for name, e in hosts.items()}, width)
+    if problems or skipped:  # before the counts line, unclipped
         head, counts = text.rsplit("\n", 1)
-        text = "\n".join([head, "problems (worst host first):", *problems, "", counts])
+        text = "\n".join([head, *(["problems (worst host first):", *problems] if problems else []),
+                          *(["not run (stages the profile holds that could not run here; not asked for):", *skipped]
+                            if skipped else []), "", counts])
     return text
 
 

@@ -74,6 +74,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 from fleet.outcome import ExitCode, HostState, Recap
 from fleet.runs.record import HostRun
 from fleet.status import check_reasons, final_status, reason, state_reason
+from verify.contract import NOT_ASKED, stage_check
 from verify.status import FAIL, severity, worst
 
 SCHEMA = "gpufleet.summary/1"
@@ -431,6 +432,8 @@ def judge(runs: Iterable[HostRun], meta: Mapping[str, Any], reference: Reference
             "gpu_count": gpu_count(report) if report is not None else None,
             "failing_checks": _checks(run.checks, ("fail", "error")),
             "warning_checks": _checks(run.checks, ("warn",)),
+            "skipped_stages": _checks([c for c in run.checks if c["name"].startswith(stage_check(""))
+                                       and NOT_ASKED not in c["message"]], ("skip",)),
             "metrics": {},
             "straggler": False,
             "straggler_metrics": [],
