@@ -24,7 +24,8 @@ from fleet.runs.node import VerifySettings, host_runs, node_task, rdzv_addr, sto
 from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups, pair_up, verdict
 from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
-from fleet.runs.verdict import SCHEMA
+from fleet.runs.verdict import SCHEMA, culprit_reason
+from fleet.status import reason
 from fleet.transport import SshOptions
 
 MAX_RETEST_ROUNDS = 4
@@ -168,19 +169,19 @@ def judge_pairwise(meta: Mapping) -> dict:
         mine = [r for r in results if name in r.hosts]
         figures = [r.busbw_gbps for r in mine if r.status == "pass" and r.busbw_gbps is not None]
         if name in culprit_hosts:
-            status = "fail"
-            reason = "culprit: bad with every partner: " + "; ".join(
-                next(c["evidence"] for c in v.culprits if c.get("host") == name))
+            why = culprit_reason(next(c["evidence"] for c in v.culprits if c.get("host") == name))
         elif any(r.status == "pass" for r in mine):
-            status, reason = "pass", ""
+            why = None
         else:  # only bad pairs, and not enough good partners to tell: not settled
-            status = "error"
-            reason = ("not settled: " + "; ".join(f"{'+'.join(r.hosts)} {r.status}" for r in mine)) if mine \
-                else "never paired"
-        hosts[name] = {"status": status, "state": "ok" if mine else "error", "message": reason, "log": None,
+            why = (reason("check", "error", "not settled: " + "; ".join(f"{'+'.join(r.hosts)} {r.status}"
+                                                                       for r in mine), name="pairwise")
+                   if mine else reason("state", "error", "never paired", state="error"))
+        status = "pass" if why is None else why["status"]
+        reason_text = "" if why is None else why["message"]
+        hosts[name] = {"status": status, "state": "ok" if mine else "error", "message": reason_text, "log": None,
                        "gpu_model": None, "gpu_count": None,
-                       "failing_checks": [{"name": "pairwise", "status": "fail", "message": reason}]
-                       if status == "fail" else [], "warning_checks": [],
+                       "failing_checks": [{"name": "pairwise", "status": "fail", "message": reason_text}]
+                       if status == "fail" else [], "warning_checks": [], "reasons": [] if why is None else [why],
                        "metrics": {"allreduce/busbw_gbps": {"value": max(figures), "fleet_median": None,
                                                             "fleet_ratio": None, "reference": None,
                                                             "reference_ratio": None}} if figures else {},
