@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -356,3 +357,48 @@ def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
     assert run["interrupted"] is True
     assert {h["state"] for h in run["hosts"]} == {"interrupted"}
     slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
+
+
+# ------------------------------------------------------------------------- Slurm's errors, one line
+
+DATA = Path(__file__).parent / "data" / "slurm"
+
+
+@pytest.mark.parametrize("capture, cause", [
+    ("scontrol-show-node-unreachable.stderr", "Unable to contact slurm controller (connect failure)"),
+    ("sbatch-unreachable.stderr", "Batch job submission failed: Unable to contact slurm controller (connect failure)"),
+    ("scontrol-show-node-no-conf.stderr", "Unable to process configuration file (s_p_parse_file: cannot stat file "
+                                          "/tmp/sd-probe/none.conf: No such file or directory)"),
+    ("scontrol-show-node-configless.stderr", "Could not establish a configuration source (resolve_ctls_from_dns_srv: "
+                                             "res_nsearch error: Unknown host)"),
+])
+def test_the_cause_of_a_slurm_error_is_one_line(capture, cause):
+    from fleet.slurm.client import cause as cause_of
+
+    assert cause_of((DATA / capture).read_text()) == cause
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["scontrol", "-o", "show", "node", "gpu1,gpu2"], "scontrol show node"),
+    (["scontrol", "update", "NodeName=gpu1", "State=DRAIN", "Reason=gpufleet: x"], "scontrol update"),
+    (["sbatch", "--parsable", "--nodelist=gpu1", "--wrap=cd /x && y"], "sbatch"),
+    (["squeue", "--noheader", "--jobs=1,2"], "squeue"),
+])
+def test_a_failed_slurm_command_is_named_without_its_options(argv, name):
+    from fleet.slurm.client import command_name
+
+    assert command_name(argv) == name
+
+
+def test_an_unreachable_controller_is_one_line_naming_the_command_and_the_cause(slurm, tmp_path, monkeypatch):
+    """The real scontrol, with the test cluster's slurm.conf but a controller port nothing listens on."""
+    from fleet.slurm.client import SlurmClient, SlurmError
+    from tests.slurmcluster import free_ports
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=\d+$", f"SlurmctldPort={free_ports(1)[0]}", slurm.conf.read_text()))
+    assert conf.read_text() != slurm.conf.read_text()
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    with pytest.raises(SlurmError) as e:
+        SlurmClient().nodes(["gpu1"])
+    assert str(e.value) == "scontrol show node failed (exit 1): Unable to contact slurm controller (connect failure)"
