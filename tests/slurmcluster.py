@@ -248,6 +248,8 @@ class SlurmCluster:
         unknown = sorted(set(self.gpus) - {n.name for n in self.nodes})
         if unknown:
             raise ValueError(f"gpus: no node {unknown[0]!r} in this cluster")
+        for spec in self.gpus.values():
+            _gpu_spec(spec)  # N or TYPE:N, or ValueError
         self.munged: subprocess.Popen | None = None
         self.slurmctld: subprocess.Popen | None = None
         self.started = False
