@@ -232,7 +232,48 @@ def test_a_run_where_most_nodes_fail_drains_nothing(fleet, slurm, tmp_path):
                                                                              "gpu3": "idle"}
 
 
+def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
+    import signal
+    import subprocess
+
+    hanging = tmp_path / "hanging.yaml"
+    hanging.write_text(fleet["inv"].read_text().replace(
+        "gpufleet_slurm_node: gpu", "gpufleet_verify_env:\n            GPUFLEET_VERIFY_FAULT: rank-hang\n"
+                                    "          gpufleet_slurm_node: gpu"))
+    assert hanging.read_text().count("rank-hang") == 3
+    out = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]),
+         "--hosts", "gpu-nodes", "--inventory", str(hanging), "--out", str(out), "--no-history", "--nproc", "2",
+         "--checks", "collectives", "--timeout", "240"],
+        cwd=tmp_path, env=fleet["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    jobs: list = []
+    while time.monotonic() < deadline:
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+        if runs:
+            jobs = _jobs(slurm, f"gpufleet-verify-{runs[0].name}")
+            if len(jobs) == 3 and all(j["JobState"] == "RUNNING" for j in jobs):
+                break
+        time.sleep(0.5)
+    assert len(jobs) == 3 and all(j["JobState"] == "RUNNING" for j in jobs), jobs
+    time.sleep(3)  # the ranks are up and hanging in the collectives stage
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert time.monotonic() - sent < 20
+    assert {j["JobId"]: slurm.jobs(j["JobId"])[0]["JobState"] for j in jobs} == {j["JobId"]: "CANCELLED"
+                                                                                 for j in jobs}
+    run = json.loads((last_run(out) / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert {h["state"] for h in run["hosts"]} == {"interrupted"}
+    slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
+
+
 # ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
+# (last: its cluster's health checks run every 5 s on four nodes while it lives, a load the runs above need not carry)
 
 @pytest.fixture(scope="module")
 def health_cluster(tmp_path_factory):
@@ -317,46 +358,6 @@ def test_gpufleet_check_without_expectations_holds_a_node_to_the_gpus_slurm_sche
         time.sleep(1)
     assert (base / "check-gpu3.log").read_text().splitlines()[0].startswith("gpufleet-check: ok: ")
     assert {n: cluster.show_node(n)["State"] for n in ("gpu1", "gpu3")} == {"gpu1": "IDLE", "gpu3": "IDLE"}
-
-
-def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
-    import signal
-    import subprocess
-
-    hanging = tmp_path / "hanging.yaml"
-    hanging.write_text(fleet["inv"].read_text().replace(
-        "gpufleet_slurm_node: gpu", "gpufleet_verify_env:\n            GPUFLEET_VERIFY_FAULT: rank-hang\n"
-                                    "          gpufleet_slurm_node: gpu"))
-    assert hanging.read_text().count("rank-hang") == 3
-    out = tmp_path / "reports"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]),
-         "--hosts", "gpu-nodes", "--inventory", str(hanging), "--out", str(out), "--no-history", "--nproc", "2",
-         "--checks", "collectives", "--timeout", "240"],
-        cwd=tmp_path, env=fleet["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    jobs: list = []
-    while time.monotonic() < deadline:
-        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
-        if runs:
-            jobs = _jobs(slurm, f"gpufleet-verify-{runs[0].name}")
-            if len(jobs) == 3 and all(j["JobState"] == "RUNNING" for j in jobs):
-                break
-        time.sleep(0.5)
-    assert len(jobs) == 3 and all(j["JobState"] == "RUNNING" for j in jobs), jobs
-    time.sleep(3)  # the ranks are up and hanging in the collectives stage
-    proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stdout + stderr
-    assert time.monotonic() - sent < 20
-    assert {j["JobId"]: slurm.jobs(j["JobId"])[0]["JobState"] for j in jobs} == {j["JobId"]: "CANCELLED"
-                                                                                 for j in jobs}
-    run = json.loads((last_run(out) / "run.json").read_text())
-    assert run["interrupted"] is True
-    assert {h["state"] for h in run["hosts"]} == {"interrupted"}
-    slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
 
 
 # ------------------------------------------------------------------------- Slurm's errors, one line
