@@ -13,6 +13,12 @@ Expectations (``gpufleet_gpu_count``, ``gpufleet_gpu_model``, ``gpufleet_driver_
 (a YAML mapping of those variables) or from the inventory (``--inventory PATH``, this node's entry: ``--host``,
 else its short host name).
 
+Without a ``gpufleet_gpu_count`` from either, the GPUs the node should have are the ones Slurm schedules on it
+(``Gres=gpu:N`` or ``gpu:TYPE:N`` in ``scontrol show node``, for the node named as for ``--drain``): the check
+``gpu-count:slurm`` fails when fewer of them work (nvidia-smi reports fewer, or none) and says what the PCI bus
+and the driver see.  Slurm that cannot be asked (no ``scontrol``, no controller within :data:`SLURM_TIMEOUT_S`)
+skips that check with the reason.
+
 ``--drain``: on failure, drain this Slurm node (``--node``, else ``$SLURMD_NODENAME``, else the short host name)
 with the reason ``gpufleet: <first failing check> (gpufleet-check)``, unless it is already drained or down: a
 node someone else drained keeps their reason, one gpufleet drained keeps its own.  A healthy node is never
@@ -26,15 +32,18 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from fleet.audit import AUDIT_SCRIPT, analyse
 from fleet.audit.expectations import Expectations
+from fleet.status import Check, Status, worst
 
 BUDGET_S = 50.0  # Slurm kills a HealthCheckProgram after 60 s
 LINE_MAX = 400  # what one log line should hold
+SLURM_TIMEOUT_S = 5.0  # for asking Slurm how many GPUs the node has (taken from the budget)
 
 
 def _node_name(explicit: str | None) -> str:
@@ -73,6 +82,55 @@ def gather(timeout: float = BUDGET_S) -> str:
     except subprocess.TimeoutExpired as e:
         out = e.stdout or b""
         return out.decode("utf-8", "replace") if isinstance(out, bytes) else out
+
+
+def slurm_gres(node: str, timeout: float = SLURM_TIMEOUT_S) -> tuple[str | None, str]:
+    """``(Gres=, "")`` of ``node`` as Slurm has it, or ``(None, why not)``."""
+    from fleet.slurm.client import SlurmClient, SlurmError
+
+    try:
+        found = SlurmClient(timeout=timeout).nodes([node]).get(node)
+    except SlurmError as e:
+        return None, str(e)
+    if found is None:
+        return None, f"Slurm has no node {node!r} (give --node)"
+    return found.gres, ""
+
+
+def _count(value) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def slurm_count_check(facts: dict, node: str, gres: str | None, why_not: str = "") -> Check:
+    """The ``gpu-count:slurm`` check (pure): the GPUs Slurm schedules on ``node`` (its ``Gres=``; None when Slurm
+    could not say, ``why_not``) against those that work here (nvidia-smi reports them), with what the PCI bus
+    (lspci) and the driver (/proc/driver/nvidia/gpus) see.  ``facts``: the audit's (``HostFacts.to_dict()``)."""
+    from fleet.slurm.nodes import gres_gpus
+
+    name = "gpu-count:slurm"
+    if gres is None:
+        return Check(name, Status.SKIP, f"no GPU count from Slurm: {why_not}")
+    scheduled = gres_gpus(gres)
+    if not scheduled:
+        return Check(name, Status.SKIP, f"Slurm schedules no GPU on {node} (Gres={gres or '(null)'})")
+    working = facts.get("nvidia_smi_gpu_count")
+    driver = facts.get("driver_gpu_bus_ids")
+    seen = f"PCI bus {_count(facts.get('lspci_gpu_count'))}, driver {_count(None if driver is None else len(driver))}"
+    wanted = f"Slurm schedules {scheduled} GPU(s) on {node} (Gres={gres})"
+    if working is None:
+        said = ((facts.get("nvidia_smi_error") or {}).get("message") or "").strip()
+        said = said.splitlines()[0][:120] if said else "no report"
+        return Check(name, Status.FAIL, f"{wanted} but none works here: nvidia-smi: {said} ({seen})",
+                     observed=0, expected=scheduled)
+    if working < scheduled:
+        return Check(name, Status.FAIL, f"{wanted} but only {working} work here (nvidia-smi {working}, {seen})",
+                     observed=working, expected=scheduled)
+    if working > scheduled:
+        return Check(name, Status.WARN, f"{working} GPU(s) work here but Slurm schedules only {scheduled} on {node} "
+                                        f"(Gres={gres}): is slurm.conf or gres.conf out of date?",
+                     observed=working, expected=scheduled)
+    return Check(name, Status.PASS, f"{working} GPU(s) work here, as Slurm schedules on {node} (Gres={gres}; {seen})",
+                 observed=working, expected=scheduled)
 
 
 def verdict_line(audit: dict) -> tuple[str, bool]:
@@ -131,7 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"gpufleet-check: {e}", file=sys.stderr)
         return 2
-    audit = analyse(gather(args.timeout), expect).to_dict()
+    budget, ask_slurm = args.timeout, expect.gpu_count is None
+    if ask_slurm:  # nothing says how many GPUs this node should have: Slurm does
+        started = time.monotonic()
+        gres, why_not = slurm_gres(_node_name(args.node), min(SLURM_TIMEOUT_S, budget / 2))
+        budget -= time.monotonic() - started
+    audit = analyse(gather(max(1.0, budget)), expect).to_dict()
+    if ask_slurm:
+        check = slurm_count_check(audit["facts"], _node_name(args.node), gres, why_not)
+        audit["checks"].append(check.to_dict())
+        audit["status"] = worst([Status(audit["status"]), check.status]).value
     line, healthy = verdict_line(audit)
     if not healthy and args.drain:
         line += f" [{drain(_node_name(args.node), first_failure(audit))}]"

@@ -8,6 +8,11 @@ every site directory that Python sees, in its order (so the node's own torch is
 used, also when that Python is itself a venv or a conda env).  A second push of unchanged code
 finds the ``.installed`` marker and uploads nothing.
 
+``gpufleet_remote_dir`` may be relative to the login's home directory (the default, ``.cache/gpufleet``, is).
+The push's first round trip asks the node where that home is, and from then on every path is absolute
+(:func:`absolute_dir`): :attr:`PushResult.directory` is what SSH commands, Slurm job scripts (which start in the
+submit directory, not the home), stop lines and fetches use.
+
 The remote directory may be shared by many nodes (an NFS home on an HPC
 cluster), so an install is built in a private staging directory beside its
 target (same filesystem) and moved into place with one ``rename``: the target
@@ -24,6 +29,7 @@ import importlib.util
 import io
 import json
 import os
+import posixpath
 import sys
 import tempfile
 import zipfile
@@ -120,10 +126,39 @@ class Wheelhouse:
 # --------------------------------------------------------------------------- per host
 
 
+def configured_dir(value) -> str:
+    """A ``gpufleet_remote_dir`` value, normalised (pure): absolute, or relative to the login's home directory
+    (``~`` and ``~/`` say so too); no trailing slash; unset or empty: :data:`DEFAULT_REMOTE_DIR`.
+
+    ``~user/...`` names another user's home, which the controller cannot know: ValueError."""
+    d = str(value).strip() if value is not None else ""
+    if d == "~" or d.startswith("~/"):
+        d = d[1:].lstrip("/") or "."
+    elif d.startswith("~"):
+        raise ValueError(f"gpufleet_remote_dir {d!r}: only ~ (the login's own home) is understood, not ~user")
+    if not d:
+        return DEFAULT_REMOTE_DIR
+    d = posixpath.normpath(d)
+    return "/" + d.lstrip("/") if d.startswith("/") else d
+
+
+def absolute_dir(home: str, configured) -> str:
+    """The absolute remote directory (pure): ``configured`` (see :func:`configured_dir`) resolved against
+    ``home``, the login's home directory as the node reported it (an absolute path)."""
+    if not home.startswith("/"):
+        raise ValueError(f"the login's home directory {home!r} is not an absolute path")
+    d = configured_dir(configured)
+    if d.startswith("/"):
+        return d
+    base = posixpath.normpath(home)
+    base = "/" + base.lstrip("/")  # POSIX keeps a leading //
+    return base if d == "." else posixpath.join(base, d)
+
+
 def remote_dir(host: Host) -> str:
-    """``gpufleet_remote_dir`` (absolute, or relative to the login directory)."""
-    d = str(host.vars.get("gpufleet_remote_dir", DEFAULT_REMOTE_DIR)).rstrip("/") or DEFAULT_REMOTE_DIR
-    return d[2:] if d.startswith("~/") else d
+    """``gpufleet_remote_dir`` as configured (absolute, or relative to the login directory): see
+    :func:`configured_dir`; :func:`absolute_dir` resolves it once the node has told its home."""
+    return configured_dir(host.vars.get("gpufleet_remote_dir"))
 
 
 def node_python(host: Host) -> str:
@@ -136,10 +171,14 @@ def node_python(host: Host) -> str:
 LAYOUT = "2"  # how an install is built; a new layout is a new install directory
 
 
-def install_dir(host: Host, artifact: Artifact, wheelhouse: Wheelhouse | None = None) -> str:
+def install_dir(host: Host, artifact: Artifact, wheelhouse: Wheelhouse | None = None, home: str | None = None) -> str:
+    """Where ``artifact`` is installed on ``host``: absolute with ``home`` (the login's home directory, as
+    :class:`PushResult` carries it); without it, as configured (relative to the login's home unless
+    ``gpufleet_remote_dir`` is absolute: right over SSH and SFTP, which start there, wrong anywhere else)."""
     py = hashlib.sha256(f"{node_python(host)}\0{LAYOUT}".encode()).hexdigest()[:8]
     wh = f"-wh{wheelhouse.digest}" if wheelhouse else ""
-    return f"{remote_dir(host)}/verify-{artifact.digest}-{py}{wh}"
+    base = absolute_dir(home, remote_dir(host)) if home is not None else remote_dir(host)
+    return posixpath.join(base, f"verify-{artifact.digest}-{py}{wh}")
 
 
 _PROBE = r"""
@@ -201,7 +240,7 @@ print("@@gpufleet-probe " + json.dumps(out))
 
 
 def state_script(python: str, directory: str, deep: bool = False) -> str:
-    """One round trip: is this artifact installed, and what can the node's Python import?
+    """One round trip: the login's home directory, is this artifact installed, and what can the node's Python import?
 
     ``deep`` imports torch and torchvision for real and asks CUDA for its GPUs
     (seconds); otherwise they are found and versioned without importing, and
@@ -211,6 +250,8 @@ def state_script(python: str, directory: str, deep: bool = False) -> str:
     """
     parent = directory.rsplit("/", 1)[0] if "/" in directory else "."
     return (
+        # the directory a relative path starts from, over SSH and SFTP alike: the login's home (@@gpufleet-home)
+        "printf '@@gpufleet-home %s\\n' \"$(pwd)\"\n"
         f"d={quote(directory)}; py={quote(python)}\n"
         f"mkdir -p {quote(parent)} || exit 3\n"
         'installed=""\n'
@@ -332,11 +373,12 @@ def parse_pruned(stdout: str) -> list[str]:
 
 @dataclass
 class PushResult:
-    directory: str
-    python: str  # the interpreter verify runs with (the venv's)
+    directory: str  # the install directory, absolute (resolved against the login's home on the node)
+    python: str  # the interpreter verify runs with (the venv's), absolute
     uploaded: bool
     probe: dict = field(default_factory=dict)
     raced: bool = False  # another node installed the same build into the shared directory first
+    home: str = ""  # the login's home directory, as the node reported it
 
     @property
     def torch_ok(self) -> bool:
@@ -361,6 +403,17 @@ def parse_probe(stdout: str) -> tuple[bool, dict]:
         if line.startswith("@@gpufleet-probe "):
             return installed, json.loads(line.split(" ", 1)[1])
     raise TaskFailed(f"could not probe the node's Python: {stdout.strip()[-300:]}")
+
+
+def parse_home(stdout: str) -> str:
+    """The login's home directory the state script reported (``@@gpufleet-home``)."""
+    for line in stdout.splitlines():
+        if line.startswith("@@gpufleet-home "):
+            home = line.split(" ", 1)[1]
+            if home.startswith("/"):
+                return home
+            break
+    raise TaskFailed(f"the node did not say its home directory: {stdout.strip()[-300:]}")
 
 
 def parse_staging(stdout: str) -> str | None:
@@ -391,16 +444,23 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: boo
     Safe when many nodes install into one shared directory at once (see the module doc).
     """
     host = t.host
-    directory, base_py = install_dir(host, artifact, wheelhouse), node_python(host)
-    r = t.run(script(state_script(base_py, directory, deep)))
+    try:
+        configured, base_py = install_dir(host, artifact, wheelhouse), node_python(host)
+    except ValueError as e:
+        raise TaskFailed(str(e)) from None
+    r = t.run(script(state_script(base_py, configured, deep)))
     if not r.ok:
-        raise TaskFailed(f"cannot prepare {directory} on the node: {r.tail(5)}")
+        raise TaskFailed(f"cannot prepare {configured} on the node: {r.tail(5)}")
+    # from here on every path is absolute: a Slurm job, or any command not started in the home, finds them too
+    home = parse_home(r.stdout)
+    directory = install_dir(host, artifact, wheelhouse, home)
     installed, probe = parse_probe(r.stdout)
     uploaded = raced = False
     if not installed:
         staging = parse_staging(r.stdout)
         if not staging:
             raise TaskFailed(f"no staging directory beside {directory} on the node: {r.tail(5)}")
+        staging = absolute_dir(home, staging)
         try:
             _upload(t, staging, artifact, wheelhouse)
         except (TaskFailed, OSError):  # the node is still there: leave nothing behind
@@ -411,7 +471,7 @@ def push(t: Transport, artifact: Artifact, require_torch: bool = True, deep: boo
             raise TaskFailed(f"installing verify into {directory}/venv failed: {r.tail(8)}")
         uploaded, raced = True, "@@gpufleet-lost-race" in r.stdout
         installed, probe = parse_probe(r.stdout)
-    result = PushResult(directory, f"{directory}/venv/bin/python", uploaded, probe, raced)
+    result = PushResult(directory, f"{directory}/venv/bin/python", uploaded, probe, raced, home)
     if require_torch and not result.torch_ok:
         missing = [m for m in ("torch", "torchvision") if not probe.get(m)]
         why = "; ".join(str(probe.get(f"{m}_error")) for m in missing)

@@ -39,7 +39,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tests.sshd import descendants
 
@@ -215,12 +215,14 @@ class SlurmCluster:
     ``with SlurmCluster(path) as c:`` starts and stops it; or :meth:`start` / :meth:`stop`.
     ``cpus``: the CPUs each node declares (``SlurmdParameters=config_overrides``: a node is believed,
     whatever this machine has).  ``extra_conf``: more ``slurm.conf`` lines, written before the node and
-    partition lines (``HealthCheckProgram=...``); a later line overrides an earlier one.
+    partition lines (``HealthCheckProgram=...``); a later line overrides an earlier one.  ``gpus``: node name ->
+    the GPUs Slurm schedules there, ``N`` (``Gres=gpu:N``) or ``"TYPE:N"`` (``Gres=gpu:TYPE:N``), declared in
+    ``gres.conf`` with stand-in device files: Slurm's view of the node, whatever this machine has.
     """
 
     def __init__(self, base_dir: Path, nodes: int = 3, cpus: int = 2, memory_mb: int = 1000,
                  prefix: str = "gpu", partition: str = "gpu", cluster_name: str = "gpufleet",
-                 extra_conf: Sequence[str] = ()):
+                 extra_conf: Sequence[str] = (), gpus: Mapping[str, int | str] | None = None):
         if nodes < 1 or nodes > 250:
             raise ValueError("nodes: 1 to 250")
         self.base_dir = Path(base_dir).resolve()
@@ -229,6 +231,7 @@ class SlurmCluster:
         self.partition = partition
         self.cluster_name = cluster_name
         self.extra_conf = list(extra_conf)
+        self.gpus = dict(gpus or {})
         self.conf = self.base_dir / "slurm.conf"
         self.shared = self.base_dir / "shared"
         self.munge_dir = self.base_dir / "munge"
@@ -242,6 +245,11 @@ class SlurmCluster:
         self.ctld_port = ports[0]
         self.nodes = [SlurmNode(f"{prefix}{i}", i, f"127.0.1.{i}", ports[i], self.base_dir / "nodes" / f"{prefix}{i}")
                       for i in range(1, nodes + 1)]
+        unknown = sorted(set(self.gpus) - {n.name for n in self.nodes})
+        if unknown:
+            raise ValueError(f"gpus: no node {unknown[0]!r} in this cluster")
+        for spec in self.gpus.values():
+            _gpu_spec(spec)  # N or TYPE:N, or ValueError
         self.munged: subprocess.Popen | None = None
         self.slurmctld: subprocess.Popen | None = None
         self.started = False
@@ -482,13 +490,34 @@ class SlurmCluster:
             "MinJobAge=3600",  # finished jobs stay visible to scontrol for an hour
             "KillWait=5",
             "InactiveLimit=0",
+            *(["GresTypes=gpu"] if self.gpus else []),
             *self.extra_conf,
             *(f"NodeName={n.name} NodeHostname={n.name} NodeAddr={n.address} Port={n.port} "
               f"CPUs={self.cpus} Boards=1 SocketsPerBoard=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 "
-              f"RealMemory={self.memory_mb} State=UNKNOWN" for n in self.nodes),
+              f"RealMemory={self.memory_mb}" + (f" Gres=gpu:{self.gpus[n.name]}" if n.name in self.gpus else "")
+              + " State=UNKNOWN" for n in self.nodes),
             f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
         ]
         self.conf.write_text("\n".join(lines) + "\n")
+        gres = self.base_dir / "gres.conf"  # beside slurm.conf, where slurmd reads it
+        if self.gpus:
+            # slurmd drops a GPU without a device file: each node's GPUs get empty files of their own, named as
+            # the driver's are (nvidia0...); slurmd logs "not a valid character or block device" and keeps them,
+            # and with TaskPlugin=task/none nothing opens them
+            dev = self.base_dir / "dev"
+            lines = []
+            for name, spec in self.gpus.items():
+                kind, count = _gpu_spec(spec)
+                (dev / name).mkdir(parents=True, exist_ok=True)
+                for i in range(count):
+                    (dev / name / f"nvidia{i}").touch()
+                files = f"{dev / name}/nvidia[0-{count - 1}]" if count > 1 else f"{dev / name}/nvidia0"
+                if count:
+                    lines.append(f"NodeName={name} Name=gpu" + (f" Type={kind}" if kind else "")
+                                 + f" Count={count} File={files}\n")
+            gres.write_text("".join(lines))
+        elif gres.exists():
+            gres.unlink()
 
     def _popen(self, argv: list[str], output: Path) -> subprocess.Popen:
         with open(output, "a") as out:
@@ -566,6 +595,14 @@ class SlurmCluster:
                 raise self._failed(f"slurmd {node.name} wrote no pid file ({pid_file}) after 10s", node.log,
                                    node.output)
             time.sleep(0.05)
+
+
+def _gpu_spec(spec: int | str) -> tuple[str | None, int]:
+    """``2`` -> (None, 2); ``"a100:2"`` -> ("a100", 2)."""
+    kind, _, count = str(spec).rpartition(":")
+    if not count.isdigit():
+        raise ValueError(f"gpus: {spec!r} is not N or TYPE:N")
+    return kind or None, int(count)
 
 
 def _die_with_parent() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from fleet.fanout import HostState, run_fleet
 from fleet.inventory import parse_inventory
-from fleet.push import build_wheel, install_dir, push, verify_source
+from fleet.push import absolute_dir, build_wheel, configured_dir, install_dir, push, verify_source
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +267,90 @@ def test_prune_runs_keeps_the_newest(farm, tmp_path):
     for bad in (-1, 2.5, True, "5"):
         with pytest.raises(ValueError, match="keep must be"):
             prune_runs_command(str(d), keep=bad)
+
+
+# --------------------------------------------------------------------------- absolute remote directories
+
+
+@pytest.mark.parametrize("home, configured, expected", [
+    ("/home/ops", None, "/home/ops/.cache/gpufleet"),  # unset: the default, under the home
+    ("/home/ops", "", "/home/ops/.cache/gpufleet"),
+    ("/home/ops", ".cache/gpufleet", "/home/ops/.cache/gpufleet"),
+    ("/home/ops/", "gpufleet/", "/home/ops/gpufleet"),  # trailing slashes, either side
+    ("/home/ops", "~", "/home/ops"),
+    ("/home/ops", "~/", "/home/ops"),
+    ("/home/ops", "~/.cache/gf//x/", "/home/ops/.cache/gf/x"),
+    ("/home/ops", "/shared/gpufleet/", "/shared/gpufleet"),  # absolute given: the home does not matter
+    ("/home/ops", "//shared//gpufleet", "/shared/gpufleet"),
+    ("/home/ops", "./work/./gf", "/home/ops/work/gf"),
+    ("/", ".cache/gpufleet", "/.cache/gpufleet"),  # a login without a home starts in /
+    ("/nfs/home/ops", "/", "/"),
+])
+def test_absolute_dir(home, configured, expected):
+    assert absolute_dir(home, configured) == expected
+
+
+@pytest.mark.parametrize("home, configured, why", [
+    ("/home/ops", "~bob/gpufleet", "gpufleet_remote_dir '~bob/gpufleet': only ~ (the login's own home) is "
+                                   "understood, not ~user"),
+    ("home/ops", "x", "the login's home directory 'home/ops' is not an absolute path"),
+    ("", "x", "the login's home directory '' is not an absolute path"),
+])
+def test_absolute_dir_refuses(home, configured, why):
+    with pytest.raises(ValueError) as e:
+        absolute_dir(home, configured)
+    assert str(e.value) == why
+
+
+def test_configured_dir_stays_relative_to_the_home():
+    assert [configured_dir(v) for v in (None, "~/a/", "a/b/", "/x/")] == [".cache/gpufleet", "a", "a/b", "/x"]
+
+
+def test_install_dir_absolute_only_with_the_home():
+    host = parse_inventory("all:\n  hosts:\n    n1:\n      ansible_python_interpreter: /usr/bin/python3\n",
+                           "i.yaml").hosts["n1"]
+    art = build_wheel()
+    rel = install_dir(host, art)
+    assert rel.startswith(f".cache/gpufleet/verify-{art.digest}-")
+    assert install_dir(host, art, home="/home/ops") == "/home/ops/" + rel
+
+
+def test_a_relative_remote_dir_is_pushed_and_reported_absolute(farm):
+    """``~/...`` (relative to the login's home, as the default is): the push resolves it on the node, once, and
+    reports the absolute install directory, which works from any working directory (a Slurm job's)."""
+    import pwd
+    import shutil
+    import subprocess
+    import uuid
+
+    home = pwd.getpwuid(os.getuid()).pw_dir  # the test host's login: this machine's user
+    rel = f".cache/gpufleet-test-{uuid.uuid4().hex[:8]}"
+    farm.add_host("push-rel", extra_vars={"ansible_python_interpreter": sys.executable,
+                                           "gpufleet_remote_dir": f"~/{rel}/"})
+    inv = parse_inventory(farm.inventory(["push-rel"]), "rel.yaml")
+    art = build_wheel()
+    try:
+        r = run_fleet(inv.select("push-rel"), lambda t: push(t, art), farm.options(command_timeout=120))["push-rel"]
+        assert r.state is HostState.OK, r.message
+        expected = install_dir(inv.hosts["push-rel"], art, home=home)
+        assert (r.value.home, r.value.directory) == (home, expected)
+        assert expected.startswith(f"{home}/{rel}/verify-{art.digest}-")
+        assert r.value.python == f"{expected}/venv/bin/python"
+        assert (Path(expected) / ".installed").is_file()
+        assert sorted(p.name for p in Path(home, rel).iterdir()) == [expected.rsplit("/", 1)[1]]  # no staging left
+        out = subprocess.run([r.value.python, "-c", "import verify, sys; print(sys.prefix)"], cwd="/",
+                             capture_output=True, text=True)
+        assert out.stdout.strip() == f"{expected}/venv", out.stderr
+        again = run_fleet(inv.select("push-rel"), lambda t: push(t, art), farm.options())["push-rel"]
+        assert (again.value.uploaded, again.value.directory) == (False, expected)
+    finally:
+        shutil.rmtree(Path(home, rel), ignore_errors=True)
+
+
+def test_a_remote_dir_of_another_users_home_is_one_clear_error(farm):
+    farm.add_host("push-tilde", extra_vars={"ansible_python_interpreter": sys.executable,
+                                             "gpufleet_remote_dir": "~bob/gf"})
+    inv = parse_inventory(farm.inventory(["push-tilde"]), "tilde.yaml")
+    r = run_fleet(inv.select("push-tilde"), lambda t: push(t, build_wheel()), farm.options())["push-tilde"]
+    assert (r.state, r.message) == (HostState.FAILED, "gpufleet_remote_dir '~bob/gf': only ~ (the login's own "
+                                                      "home) is understood, not ~user")

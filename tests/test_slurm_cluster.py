@@ -239,3 +239,27 @@ def test_two_clusters_side_by_side(slurm, tmp_path):
         assert (r.returncode, r.stdout) == (0, "other1\n"), r.stderr
         assert slurm.node_states() == {"gpu1": "idle", "gpu2": "idle", "gpu3": "idle"}
         assert other.munge_key.read_bytes() != slurm.munge_key.read_bytes()
+
+
+def test_gpus_are_declared_only_for_nodes_of_the_cluster(tmp_path):
+    with pytest.raises(ValueError) as e:
+        SlurmCluster(tmp_path / "c", gpus={"gpu7": 1})
+    assert str(e.value) == "gpus: no node 'gpu7' in this cluster"
+    with pytest.raises(ValueError) as e:
+        SlurmCluster(tmp_path / "d", gpus={"gpu1": "a100"})
+    assert str(e.value) == "gpus: 'a100' is not N or TYPE:N"
+
+
+def test_gpus_become_gres_lines(tmp_path):
+    c = SlurmCluster(tmp_path / "c", nodes=3, gpus={"gpu2": 2, "gpu3": "a100:1"})
+    c._write_files()
+    lines = c.conf.read_text().splitlines()
+    assert "GresTypes=gpu" in lines
+    assert [next(w for w in ln.split() if w.startswith("Gres=")) if "Gres=" in ln else None
+            for ln in lines if ln.startswith("NodeName=")] == [None, "Gres=gpu:2", "Gres=gpu:a100:1"]
+    dev = c.base_dir / "dev"
+    assert (c.base_dir / "gres.conf").read_text().splitlines() == [
+        f"NodeName=gpu2 Name=gpu Count=2 File={dev}/gpu2/nvidia[0-1]",
+        f"NodeName=gpu3 Name=gpu Type=a100 Count=1 File={dev}/gpu3/nvidia0"]
+    assert sorted(p.relative_to(dev).as_posix() for p in dev.rglob("nvidia*")) == ["gpu2/nvidia0", "gpu2/nvidia1",
+                                                                                  "gpu3/nvidia0"]

@@ -1,18 +1,28 @@
 """gpufleet against a real Slurm (tests/slurmcluster.py: Debian's slurm-wlm and munge, one slurmctld and three
 slurmd): verify as jobs, busy nodes skipped, slurm-sync's drains and resumes, and gpufleet-check as the
 cluster's HealthCheckProgram.  Each inventory host is a real sshd test host (where verify is pushed) mapped to a
-Slurm node with gpufleet_slurm_node; the jobs run the pushed verify for real (on the CPU, gloo)."""
+Slurm node with gpufleet_slurm_node; the jobs run the pushed verify for real (on the CPU, gloo).
+
+The hosts set no ``gpufleet_remote_dir``: verify goes where the product puts it by default, ``.cache/gpufleet``
+under the SSH login's home (the test hosts' login is this machine's user, so its real home, shared by the three
+hosts as an NFS home would be), while the jobs start in the submit directory (the repository).  What the module
+installs there is removed after it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.sshd import REPO, fake_nvidia_smi, invoke_env, run_invoke
+from fleet.push import DEFAULT_REMOTE_DIR
+from tests.sshd import REPO, fake_lspci, fake_nvidia_smi, fixture_slots, invoke_env, run_invoke
 
 pytestmark = pytest.mark.slow
 
@@ -20,26 +30,53 @@ HOSTS = {"sl-1": "gpu1", "sl-2": "gpu2", "sl-3": "gpu3"}
 
 
 def _vars(farm, name, **extra):
-    return {"ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(farm.root / name / "cache"),
-            "gpufleet_slurm_node": HOSTS[name], **extra}
+    return {"ansible_python_interpreter": sys.executable, "gpufleet_slurm_node": HOSTS[name], **extra}
+
+
+def login_home() -> Path:
+    """The test hosts' login's home directory (sshd's, from the password database)."""
+    import pwd
+
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+@contextlib.contextmanager
+def removing_what_appears(directory: Path):
+    """Remove, afterwards, what appeared in ``directory`` (and the directories up to it that did not exist)."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    before = set(directory.iterdir()) if directory.exists() else set()
+    try:
+        yield
+    finally:
+        for entry in (set(directory.iterdir()) if directory.exists() else set()) - before:
+            shutil.rmtree(entry, ignore_errors=True)
+        for d in missing:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:  # something else appeared there meanwhile: left as it is
+                break
 
 
 @pytest.fixture(scope="module")
 def fleet(farm, slurm, tmp_path_factory):
-    """The three hosts, their inventory, and an environment where Slurm's clients reach the test cluster."""
+    """The three hosts (without gpufleet_remote_dir: the default), their inventory, and an environment where
+    Slurm's clients reach the test cluster."""
     for name in HOSTS:
         farm.add_host(name, fixture=None, gpus=0, extra_vars=_vars(farm, name))
     base = tmp_path_factory.mktemp("slurm-fleet")
     inv = base / "hosts.yaml"
     inv.write_text(farm.inventory(list(HOSTS)))
+    assert "gpufleet_remote_dir" not in inv.read_text()
     env = invoke_env(farm, base / "home")
     env.update(slurm.env)
-    return {"inv": inv, "env": env, "base": base, "db": base / "history.sqlite",
-            "shared": slurm.shared / "gpufleet"}
+    remote = login_home() / DEFAULT_REMOTE_DIR
+    with removing_what_appears(remote):
+        yield {"inv": inv, "env": env, "base": base, "db": base / "history.sqlite",
+               "shared": slurm.shared / "gpufleet", "remote": remote}
 
 
-def verify(fleet, out: Path, *extra: str, inventory: Path | None = None):
-    return run_invoke(["verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]), "--hosts", "gpu-nodes",
+def verify(fleet, out: Path, *extra: str, inventory: Path | None = None, hosts: str = "gpu-nodes"):
+    return run_invoke(["verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]), "--hosts", hosts,
                        "--inventory", str(inventory or fleet["inv"]), "--out", str(out), "--history",
                        str(fleet["db"]), "--nproc", "1", "--checks", "collectives", "--timeout", "240", *extra],
                       fleet["env"], timeout=600)
@@ -67,11 +104,33 @@ def test_verify_via_slurm_passes_with_reports_through_the_shared_directory(fleet
     assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "pass"}
     run = json.loads((run_dir / "run.json").read_text())
     assert run["via"] == "slurm"
+    installed = {h["push"]["directory"] for h in run["hosts"]}
+    assert len(installed) == 1  # one install in the shared home, absolute: the jobs start in the repository
+    [directory] = installed
+    assert directory.startswith(f"{fleet['remote']}/verify-{run['artifact']['sha256_16']}-"), directory
+    assert Path(directory, ".installed").is_file()
     for h in run["hosts"]:
         assert h["message"].startswith("Slurm job ") and h["message"].endswith(f" on {HOSTS[h['host']]}")
         shared = fleet["shared"] / run["run_id"] / h["host"] / "report.json"
         assert (run_dir / h["report"]).read_bytes() == shared.read_bytes()  # collected from the shared directory
+        # the job ran the pushed verify, from its absolute path, in its own run folder there
+        assert Path(directory, "runs", run["run_id"], h["host"], "pid").is_file()
     assert {j["JobState"] for j in _jobs(slurm, f"gpufleet-verify-{run['run_id']}")} == {"COMPLETED"}
+    assert {j["WorkDir"] for j in _jobs(slurm, f"gpufleet-verify-{run['run_id']}")} == {str(REPO)}
+
+
+def test_verify_via_slurm_on_one_node_by_name(fleet, slurm, tmp_path):
+    r = verify(fleet, tmp_path / "reports", hosts="sl-2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-2": "pass"}
+    run = json.loads((run_dir / "run.json").read_text())
+    [host] = run["hosts"]
+    assert host["message"].startswith("Slurm job ") and host["message"].endswith(" on gpu2")
+    assert host["push"]["directory"].startswith(f"{fleet['remote']}/verify-")
+    [job] = _jobs(slurm, f"gpufleet-verify-{run['run_id']}")
+    assert (job["JobState"], job["NodeList"], job["WorkDir"]) == ("COMPLETED", "gpu2", str(REPO))
 
 
 def _jobs(slurm, name: str) -> list[dict]:
@@ -173,67 +232,6 @@ def test_a_run_where_most_nodes_fail_drains_nothing(fleet, slurm, tmp_path):
                                                                              "gpu3": "idle"}
 
 
-# ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
-
-@pytest.fixture(scope="module")
-def health_cluster(tmp_path_factory):
-    """A cluster of its own whose HealthCheckProgram is gpufleet-check --drain; gpu2's nvidia-smi reports a lost
-    GPU, the others a healthy RTX 3090."""
-    from tests.slurmcluster import SlurmCluster, missing_tools
-
-    if missing_tools():
-        pytest.skip(f"Slurm/munge not installed (no {', '.join(missing_tools())}): see .ci/run")
-    base = tmp_path_factory.mktemp("hc")
-    wrapper = base / "health-check"
-    cluster = SlurmCluster(base / "c", extra_conf=[f"HealthCheckProgram={wrapper}", "HealthCheckInterval=5",
-                                                   "HealthCheckNodeState=ANY"])
-    bins = {}
-    for node in cluster.nodes:
-        b = base / "bin" / node.name
-        b.mkdir(parents=True)
-        (b / "nvidia-smi").write_text(fake_nvidia_smi("rtx-3090-v12.xml", "lost" if node.name == "gpu2" else "ok"))
-        (b / "nvidia-smi").chmod(0o755)
-        bins[node.name] = b
-    expect = base / "expect.yaml"
-    expect.write_text("gpufleet_gpu_count: 1\n")
-    # Each slurmd sees its own run directory at the path slurm.conf names: the wrapper learns its node there.
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'node=$(cat "{cluster.node_mount}/run/gpufleet-node" 2>/dev/null) || exit 0\n'
-        f'PATH="{base}/bin/$node:/usr/bin:/bin"; export PATH\n'
-        f'PYTHONPATH="{REPO}"; export PYTHONPATH\n'
-        f'SLURM_CONF="{cluster.conf}"; export SLURM_CONF\n'
-        f'exec {sys.executable} -m fleet.nodecheck --expect "{expect}" --drain --node "$node" '
-        f'>> "{base}/check-$node.log" 2>&1\n')
-    wrapper.chmod(0o755)
-    for node in cluster.nodes:
-        node.run_dir.mkdir(parents=True, exist_ok=True)
-        (node.run_dir / "gpufleet-node").write_text(node.name + "\n")
-    cluster.start()
-    try:
-        yield cluster, base
-    finally:
-        cluster.stop()
-
-
-def test_gpufleet_check_as_health_check_program_drains_the_faulty_node(health_cluster):
-    cluster, base = health_cluster
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if cluster.show_node("gpu2").get("State") == "IDLE+DRAIN":
-            break
-        time.sleep(1)
-    f = cluster.show_node("gpu2")
-    assert f["State"] == "IDLE+DRAIN", (base / "check-gpu2.log").read_text() if (base / "check-gpu2.log").exists() \
-        else f
-    assert f["Reason"].startswith("gpufleet: nvidia-smi (gpufleet-check) [")
-    log = (base / "check-gpu2.log").read_text()
-    assert "gpufleet-check: FAIL: nvidia-smi:" in log and "drained gpu2" in log
-    healthy = (base / "check-gpu1.log").read_text()
-    assert "gpufleet-check: ok:" in healthy
-    assert {n: cluster.show_node(n)["State"] for n in ("gpu1", "gpu3")} == {"gpu1": "IDLE", "gpu3": "IDLE"}
-
-
 def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
     import signal
     import subprocess
@@ -270,3 +268,136 @@ def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
     assert run["interrupted"] is True
     assert {h["state"] for h in run["hosts"]} == {"interrupted"}
     slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
+
+
+# ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
+# (last: its cluster's health checks run every 5 s on four nodes while it lives, a load the runs above need not carry)
+
+@pytest.fixture(scope="module")
+def health_cluster(tmp_path_factory):
+    """A cluster of its own whose HealthCheckProgram is gpufleet-check --drain.  gpu1 and gpu2 are checked against
+    an expectation file (one GPU): gpu1's nvidia-smi reports a healthy RTX 3090, gpu2's a lost GPU.  gpu3 and gpu4
+    have no expectation file: Slurm schedules one GPU on gpu3 (Gres=gpu:1), which shows a healthy RTX 3090, and
+    two on gpu4 (Gres=gpu:2), which shows only one."""
+    from tests.slurmcluster import SlurmCluster, missing_tools
+
+    if missing_tools():
+        pytest.skip(f"Slurm/munge not installed (no {', '.join(missing_tools())}): see .ci/run")
+    base = tmp_path_factory.mktemp("hc")
+    wrapper = base / "health-check"
+    cluster = SlurmCluster(base / "c", nodes=4, gpus={"gpu3": 1, "gpu4": 2},
+                           extra_conf=[f"HealthCheckProgram={wrapper}", "HealthCheckInterval=5",
+                                       "HealthCheckNodeState=ANY"])
+    expect = base / "expect.yaml"
+    expect.write_text("gpufleet_gpu_count: 1\n")
+    for node in cluster.nodes:
+        b = base / "bin" / node.name
+        b.mkdir(parents=True)
+        (b / "nvidia-smi").write_text(fake_nvidia_smi("rtx-3090-v12.xml", "lost" if node.name == "gpu2" else "ok"))
+        (b / "lspci").write_text(fake_lspci(1, slots=fixture_slots("rtx-3090-v12.xml")))
+        for tool in b.iterdir():
+            tool.chmod(0o755)
+        (base / f"args-{node.name}").write_text(f'--expect "{expect}"' if node.name in ("gpu1", "gpu2") else "")
+    # Each slurmd sees its own run directory at the path slurm.conf names: the wrapper learns its node there.
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'node=$(cat "{cluster.node_mount}/run/gpufleet-node" 2>/dev/null) || exit 0\n'
+        f'PATH="{base}/bin/$node:/usr/bin:/bin"; export PATH\n'
+        f'PYTHONPATH="{REPO}"; export PYTHONPATH\n'
+        f'SLURM_CONF="{cluster.conf}"; export SLURM_CONF\n'
+        f'eval "set -- $(cat "{base}/args-$node")"\n'
+        f'exec {sys.executable} -m fleet.nodecheck "$@" --drain --node "$node" '
+        f'>> "{base}/check-$node.log" 2>&1\n')
+    wrapper.chmod(0o755)
+    for node in cluster.nodes:
+        node.run_dir.mkdir(parents=True, exist_ok=True)
+        (node.run_dir / "gpufleet-node").write_text(node.name + "\n")
+    cluster.start()
+    try:
+        yield cluster, base
+    finally:
+        cluster.stop()
+
+
+def _drained(cluster, base, node: str) -> dict:
+    """The node's fields once the health check drained it (within a generous ceiling)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if cluster.show_node(node).get("State") == "IDLE+DRAIN":
+            break
+        time.sleep(1)
+    f = cluster.show_node(node)
+    log = base / f"check-{node}.log"
+    assert f["State"] == "IDLE+DRAIN", log.read_text() if log.exists() else f
+    return f
+
+
+def test_gpufleet_check_as_health_check_program_drains_the_faulty_node(health_cluster):
+    cluster, base = health_cluster
+    f = _drained(cluster, base, "gpu2")
+    assert f["Reason"].startswith("gpufleet: nvidia-smi (gpufleet-check) [")
+    log = (base / "check-gpu2.log").read_text()
+    assert "gpufleet-check: FAIL: nvidia-smi:" in log and "drained gpu2" in log
+    healthy = (base / "check-gpu1.log").read_text()
+    assert "gpufleet-check: ok:" in healthy
+
+
+def test_gpufleet_check_without_expectations_holds_a_node_to_the_gpus_slurm_schedules(health_cluster):
+    cluster, base = health_cluster
+    f = _drained(cluster, base, "gpu4")
+    assert f["Gres"] == "gpu:2"
+    assert f["Reason"].startswith("gpufleet: gpu-count:slurm (gpufleet-check) [")
+    # (a check run while slurmd was still registering says "not drained again: gpu4 is already unknown")
+    assert ("gpufleet-check: FAIL: gpu-count:slurm: Slurm schedules 2 GPU(s) on gpu4 (Gres=gpu:2) but only 1 work here "
+            "(nvidia-smi 1, PCI bus 1, driver unknown) [drained gpu4: gpufleet: gpu-count:slurm (gpufleet-check)]"
+            in (base / "check-gpu4.log").read_text().splitlines())
+    deadline = time.monotonic() + 90  # gpu3 has what Slurm schedules: checked, and left in service
+    while time.monotonic() < deadline and not (base / "check-gpu3.log").exists():
+        time.sleep(1)
+    assert (base / "check-gpu3.log").read_text().splitlines()[0].startswith("gpufleet-check: ok: ")
+    assert {n: cluster.show_node(n)["State"] for n in ("gpu1", "gpu3")} == {"gpu1": "IDLE", "gpu3": "IDLE"}
+
+
+# ------------------------------------------------------------------------- Slurm's errors, one line
+
+DATA = Path(__file__).parent / "data" / "slurm"
+
+
+@pytest.mark.parametrize("capture, cause", [
+    ("scontrol-show-node-unreachable.stderr", "Unable to contact slurm controller (connect failure)"),
+    ("sbatch-unreachable.stderr", "Batch job submission failed: Unable to contact slurm controller (connect failure)"),
+    ("scontrol-show-node-no-conf.stderr", "Unable to process configuration file (s_p_parse_file: cannot stat file "
+                                          "/tmp/sd-probe/none.conf: No such file or directory)"),
+    ("scontrol-show-node-configless.stderr", "Could not establish a configuration source (resolve_ctls_from_dns_srv: "
+                                             "res_nsearch error: Unknown host)"),
+])
+def test_the_cause_of_a_slurm_error_is_one_line(capture, cause):
+    from fleet.slurm.client import cause as cause_of
+
+    assert cause_of((DATA / capture).read_text()) == cause
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["scontrol", "-o", "show", "node", "gpu1,gpu2"], "scontrol show node"),
+    (["scontrol", "update", "NodeName=gpu1", "State=DRAIN", "Reason=gpufleet: x"], "scontrol update"),
+    (["sbatch", "--parsable", "--nodelist=gpu1", "--wrap=cd /x && y"], "sbatch"),
+    (["squeue", "--noheader", "--jobs=1,2"], "squeue"),
+])
+def test_a_failed_slurm_command_is_named_without_its_options(argv, name):
+    from fleet.slurm.client import command_name
+
+    assert command_name(argv) == name
+
+
+def test_an_unreachable_controller_is_one_line_naming_the_command_and_the_cause(slurm, tmp_path, monkeypatch):
+    """The real scontrol, with the test cluster's slurm.conf but a controller port nothing listens on."""
+    from fleet.slurm.client import SlurmClient, SlurmError
+    from tests.slurmcluster import free_ports
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=\d+$", f"SlurmctldPort={free_ports(1)[0]}", slurm.conf.read_text()))
+    assert conf.read_text() != slurm.conf.read_text()
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    with pytest.raises(SlurmError) as e:
+        SlurmClient().nodes(["gpu1"])
+    assert str(e.value) == "scontrol show node failed (exit 1): Unable to contact slurm controller (connect failure)"

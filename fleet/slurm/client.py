@@ -1,11 +1,13 @@
 """The Slurm commands gpufleet runs: here (a login node), or over SSH on ``--slurm-host``.
 
 Every command is an argv list; over SSH each word is quoted (an inventory value never reaches a shell
-unquoted).  A command that fails raises :class:`SlurmError` with its output.
+unquoted).  A command that fails raises :class:`SlurmError`, one line naming the command and the cause
+(:func:`cause`: the first meaningful line of its error output), which a command can print as it is and exit 2.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -18,7 +20,41 @@ COMMAND_TIMEOUT_S = 60.0
 
 
 class SlurmError(RuntimeError):
-    """A Slurm command failed (or could not run)."""
+    """A Slurm command failed (or could not run); its message is one line naming the command and the cause."""
+
+
+_PREFIX = re.compile(r"^(?:[\w.-]+: )?(?:error|fatal): |^slurm_\w+ error: ")
+_RETRYING = re.compile(r",? retrying in \d+ ?sec.*$")
+
+
+def cause(text: str) -> str:
+    """The cause in a Slurm client's error output, on one line (pure).
+
+    Its first line, without the program's ``scontrol: error:`` prefix (or ``slurm_load_node error:``); when a
+    later line is ``fatal:``, that one, with the first in brackets: ``Could not establish a configuration source
+    (resolve_ctls_from_dns_srv: res_nsearch error: Unknown host)``.  At most 300 characters."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "no output"
+    first = _RETRYING.sub("", _PREFIX.sub("", lines[0]))
+    fatal = next((ln for ln in lines[1:] if re.match(r"^(?:[\w.-]+: )?fatal: ", ln)), None)
+    out = f"{_PREFIX.sub('', fatal)} ({first})" if fatal else first
+    return out if len(out) <= 300 else out[:299] + "…"
+
+
+def command_name(argv: list[str]) -> str:
+    """What a failed command is called in its error: ``scontrol show node``, ``scontrol update``, ``sbatch``
+    (its options and values left out)."""
+    if not argv:
+        return "?"
+    words = [w for w in argv[1:] if not w.startswith("-") and "=" not in w]
+    return " ".join([argv[0], *words[:2]]) if argv[0] == "scontrol" else argv[0]
+
+
+def failed(argv: list[str], r: "Result") -> SlurmError:
+    """The one-line error for a command that exited ``r.rc``: the command and the cause, from its stderr (else its
+    stdout)."""
+    return SlurmError(f"{command_name(argv)} failed (exit {r.rc}): {cause(r.stderr if r.stderr.strip() else r.stdout)}")
 
 
 @dataclass
@@ -34,7 +70,7 @@ def local_runner(argv: list[str], timeout: float) -> Result:
     except FileNotFoundError:
         raise SlurmError(f"{argv[0]}: not found here (run on a login node, or give --slurm-host)") from None
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"{' '.join(argv[:3])}: no answer within {timeout:g} s") from None
+        raise SlurmError(f"{command_name(argv)}: no answer within {timeout:g} s") from None
     return Result(r.returncode, r.stdout, r.stderr)
 
 
@@ -69,8 +105,7 @@ class SlurmClient:
     def run(self, *argv: str, ok: Iterable[int] = (0,)) -> Result:
         r = self.runner(list(argv), self.timeout)
         if r.rc not in tuple(ok):
-            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
-            raise SlurmError(f"{' '.join(argv[:3])} exited {r.rc}: {tail[0][:300]}")
+            raise failed(list(argv), r)
         return r
 
     def nodes(self, names: Iterable[str] | None = None) -> dict[str, SlurmNode]:
@@ -78,9 +113,10 @@ class SlurmClient:
         names = list(names) if names is not None else None
         if names is not None and not names:
             return {}
-        r = self.run("scontrol", "-o", "show", "node", *([",".join(names)] if names else []), ok=(0, 1))
+        argv = ["scontrol", "-o", "show", "node", *([",".join(names)] if names else [])]
+        r = self.run(*argv, ok=(0, 1))
         if r.rc != 0 and "not found" not in (r.stderr + r.stdout).lower():
-            raise SlurmError(f"scontrol show node exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+            raise failed(argv, r)
         found = parse_show_node(r.stdout)
         if r.rc != 0 and names:  # one unknown name fails the whole query: ask one by one
             found = {}
@@ -108,21 +144,22 @@ class SlurmClient:
         ids = [str(j) for j in job_ids if j]
         if not ids:
             return {}
-        r = self.runner(["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}", "--format=%i|%T|%r"],
-                        self.timeout)
+        argv = ["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}", "--format=%i|%T|%r"]
+        r = self.runner(argv, self.timeout)
         if r.rc != 0:
             if "invalid job id" in (r.stderr + r.stdout).lower():  # every one of them forgotten
                 return {}
-            raise SlurmError(f"squeue exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+            raise failed(argv, r)
         return parse_squeue(r.stdout)
 
     def job(self, job_id: str) -> dict[str, str] | None:
         """``scontrol show job -o``'s fields (JobState, ExitCode, Reason, NodeList...), None when Slurm forgot it."""
-        r = self.runner(["scontrol", "-o", "show", "job", str(job_id)], self.timeout)
+        argv = ["scontrol", "-o", "show", "job", str(job_id)]
+        r = self.runner(argv, self.timeout)
         if r.rc != 0:
             if "invalid job id" in (r.stderr + r.stdout).lower():
                 return None
-            raise SlurmError(f"scontrol show job {job_id} exited {r.rc}: {(r.stderr or r.stdout).strip()[:300]}")
+            raise failed(argv, r)
         line = next((ln for ln in r.stdout.splitlines() if ln.strip()), "")
         return fields(line) if line else None
 

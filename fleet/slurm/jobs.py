@@ -10,8 +10,11 @@ read once before anything is submitted (:func:`route`):
   way back (``slurm-sync`` resumes it after enough passing runs);
 - otherwise: verify is pushed over SSH as usual, then submitted as a job pinned to the node
   (``--nodelist``, ``--exclusive``, the partition/QoS/account given, a time limit from ``--timeout``) running
-  the pushed verify under torchrun with the host's ``gpufleet_verify_env``.  The report is written to
-  ``<shared dir>/<run id>/<host>/report.json`` on the cluster's shared filesystem and read back from there.
+  the pushed verify under torchrun with the host's ``gpufleet_verify_env``.  The job starts in the submit
+  directory, so its script names the install directory and its Python by the absolute paths the push resolved
+  on the node (``gpufleet_remote_dir`` may be relative to the login's home, as the default is).  The report is
+  written to ``<shared dir>/<run id>/<host>/report.json`` on the cluster's shared filesystem and read back from
+  there.
 
 The run's jobs are polled together (:class:`JobBook`: one ``squeue`` every :data:`POLL_S` for all of them, an
 ended job's record read once).  A job still pending at its deadline is cancelled and the host is
@@ -176,10 +179,13 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
         run = HostRun(host.name)
         try:
             pushed = push_for(t, run, artifact, s, stage)
+            if not posixpath.isabs(pushed.directory):  # the job starts in the submit directory, not the home
+                raise HostError(f"verify's install directory {pushed.directory!r} is not absolute: a Slurm job "
+                                "would not find it")
             shared = posixpath.join(slurm.shared_dir, s.run_id, safe_name(host.name))
             report = f"{shared}/report.json"
             here = node_run_dir(s.run_id, host.name)
-            argv = torchrun_argv("venv/bin/python", nproc_for(s.nproc, pushed.probe), report, s)
+            argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), report, s)
             line = run_command_line(argv, verify_env(host), pushed.directory, here, s.timeout)
             t.run(f"mkdir -p {quote(shared)}", timeout=30)  # the shared directory, as the job will see it
             stage(host.name, "queued")

@@ -39,6 +39,12 @@ class SlurmNode:
     reason: str = ""  # without its [user@time]
     reason_by: str | None = None
     reason_time: str | None = None
+    gres: str = ""  # Gres= as Slurm prints it (gpu:2, gpu:a100:4(S:0-1), ...); "" for none
+
+    @property
+    def gpus(self) -> int:
+        """The GPUs Slurm schedules on the node (:func:`gres_gpus` of its ``Gres=``)."""
+        return gres_gpus(self.gres)
 
     @property
     def base(self) -> str:
@@ -88,8 +94,26 @@ def parse_show_node(text: str) -> dict[str, SlurmNode]:
         m = _REASON_BY.search(reason)
         if m:
             by, when, reason = m.group("user"), m.group("time"), reason[:m.start()].strip()
-        nodes[name] = SlurmNode(name, f.get("State", "UNKNOWN"), reason, by, when)
+        gres = f.get("Gres", "")
+        nodes[name] = SlurmNode(name, f.get("State", "UNKNOWN"), reason, by, when,
+                                "" if gres in ("(null)", "N/A") else gres)
     return nodes
+
+
+_GRES_ITEM = re.compile(r"([^,(]+)(\([^)]*\))?")
+
+
+def gres_gpus(gres: str) -> int:
+    """How many GPUs a ``Gres=`` value holds (pure): ``gpu:2`` 2, ``gpu:a100:4(S:0-1)`` 4,
+    ``gpu:a100:2,gpu:v100:1,mps:200`` 3; no ``gpu`` item (``(null)``, ``mps:100``): 0.  A ``gpu`` item without a
+    count (``gpu``, ``gpu:a100``) is one GPU, as in slurm.conf."""
+    total = 0
+    for m in _GRES_ITEM.finditer(gres or ""):
+        parts = m.group(1).strip().split(":")
+        if parts[0] != "gpu":
+            continue
+        total += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+    return total
 
 
 def node_of(host_name: str, host_vars: Mapping) -> str:
