@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fleet.inventory import parse_inventory  # noqa: E402
-from fleet.runs.launch import VerifySettings, verify_fleet  # noqa: E402
+from fleet.runs.launch import verify_fleet  # noqa: E402
+from fleet.runs.node import VerifySettings  # noqa: E402
 from tests.sshd import SshdFarm  # noqa: E402
 
 

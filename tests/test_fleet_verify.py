@@ -17,7 +17,8 @@ import pytest
 
 from fleet.inventory import parse_inventory
 from fleet.outcome import HostState
-from fleet.runs.launch import VerifySettings, verify_fleet
+from fleet.runs.launch import verify_fleet
+from fleet.runs.node import VerifySettings
 from fleet.runs.run_dir import load_run
 from tests.sshd import crash, invoke_env, run_invoke
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.outcome import HostState
-from fleet.runs.launch import (
+from fleet.runs.node import (
     VerifySettings,
     classify,
     last_error_line,

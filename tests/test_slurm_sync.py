@@ -147,7 +147,7 @@ class ScriptedSlurm:
 
 
 def _wait_with(runner, wait=False, timeout=100.0):
-    from fleet.runs.launch import VerifySettings
+    from fleet.runs.node import VerifySettings
     from fleet.slurm.client import SlurmClient
     from fleet.slurm.jobs import JobBook, SlurmSettings, _wait
 

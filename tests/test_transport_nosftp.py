@@ -96,7 +96,8 @@ def test_push_and_verify_work_without_sftp(farm, hosts, tmp_path):
     r = run_fleet(hosts.select("nosftp"), lambda t: push(t, art), farm.options(command_timeout=120))["nosftp"]
     assert r.state is HostState.OK, r.message
     assert r.value.uploaded is True and r.value.torch_ok
-    from fleet.runs.launch import VerifySettings, verify_fleet
+    from fleet.runs.launch import verify_fleet
+    from fleet.runs.node import VerifySettings
 
     settings = VerifySettings(profile="quick", nproc="1", timeout=240, checks=("compute",))
     done = verify_fleet(hosts.select("nosftp"), settings, farm.options(command_timeout=240),

@@ -29,7 +29,7 @@ from fleet.transport import SshOptions
 class VerifyJob:
     """What one ``verify`` invocation asks for, flags already checked."""
 
-    settings: object  # a fleet.runs.launch.VerifySettings
+    settings: object  # a fleet.runs.node.VerifySettings
     options: SshOptions
     base: Path  # the reports directory the run directory goes under
     pattern: str = "all"  # the --hosts pattern, kept in run.json
@@ -138,7 +138,7 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
     """The verify task's flags (by name) as a :class:`VerifyJob`: every flag checked, nothing contacted."""
     from fleet import options as opt
     from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS
-    from fleet.runs.launch import DEFAULT_RDZV_PORT, VerifySettings
+    from fleet.runs.node import DEFAULT_RDZV_PORT, VerifySettings
     from verify.contract import PROFILES
 
     settings = VerifySettings(

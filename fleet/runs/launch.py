@@ -28,23 +28,14 @@ from typing import Callable, Iterable
 from fleet.fanout import run_fleet
 from fleet.inventory import Host
 from fleet.progress import Progress
-from fleet.push import Artifact, build_wheel, install_dir
-from fleet.runs.node import (  # the names the executors share, re-exported for their old callers (__all__)
-    DEFAULT_RDZV_PORT, KEEP_NODE_RUNS, STOP_TIMEOUT_S, VERIFY_ENV_VAR, Executor, VerifySettings, classify,
-    fetch_file, host_runs, last_error_line, node_run_dir, node_task, nproc_for, push_for, rdzv_addr,
-    run_command_line, stop_command, stop_remote, stopped_members, torchrun_argv, verify_env,
-)
+from fleet.push import Artifact, build_wheel
+from fleet.runs.node import Executor, VerifySettings, host_runs, node_task, rdzv_addr, stop_installed, stopped_members
 from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import judge
-from fleet.transport import SshOptions, Transport
+from fleet.transport import SshOptions
 
-__all__ = [  # this module's own, and what it re-exports from fleet.runs.node
-    "OVER_SSH", "run_verify", "host_runs", "verify_fleet", "DEFAULT_RDZV_PORT", "KEEP_NODE_RUNS", "STOP_TIMEOUT_S",
-    "VERIFY_ENV_VAR", "VerifySettings", "classify", "fetch_file", "last_error_line", "node_run_dir", "node_task",
-    "nproc_for", "push_for", "rdzv_addr", "run_command_line", "stop_command", "stop_remote", "stopped_members",
-    "torchrun_argv", "verify_env",
-]
+__all__ = ["OVER_SSH", "run_verify", "verify_fleet"]
 
 
 def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, options: SshOptions,
@@ -63,11 +54,9 @@ def run_verify(hosts: Iterable[Host], artifact: Artifact, s: VerifySettings, opt
 
         options = dataclasses.replace(options, forks=max(options.forks, len(hosts)))  # all nodes at once
 
-    def stop(t: Transport) -> None:
-        stop_remote(t, install_dir(t.host, artifact, s.wheelhouse), s.run_id)
-
-    result = run_fleet(hosts, node_task(artifact, s, progress.stage, rendezvous_for), options, desc="verify",
-                       progress=progress, stop=stop)
+    installed: dict = {}  # host -> its absolute install directory, as its push found it
+    result = run_fleet(hosts, node_task(artifact, s, progress.stage, rendezvous_for, installed), options,
+                       desc="verify", progress=progress, stop=stop_installed(installed, s.run_id))
     runs = host_runs(result)
     if s.multinode:
         stopped_members(runs)

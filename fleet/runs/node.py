@@ -261,8 +261,22 @@ def push_for(t: Transport, run: HostRun, artifact: Artifact, s: VerifySettings, 
     return pushed
 
 
-def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_for=None):
+def stop_installed(installed: dict, run_id: str):
+    """Ctrl-C or a timeout: stop the run on a host at the absolute directory its push found (``installed``: host
+    -> that directory, filled by :func:`node_task`); a host not pushed yet has nothing running."""
+
+    def stop(t: Transport) -> None:
+        directory = installed.get(t.host.name)
+        if directory:
+            stop_remote(t, directory, run_id)
+
+    return stop
+
+
+def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_for=None,
+              installed: Optional[dict] = None):
     """The per-host work: push, run, fetch.  Returns the host's HostRun; a host error carries it as ``partial``.
+    ``installed``: filled with each host's absolute install directory as its push finds it (for the stop).
 
     ``rendezvous_for(host)``: a multi-node run's ``{nnodes, node_rank, endpoint, local_addr}`` for the host; the
     node is then probed first (:func:`preflight_command`): its interface towards the rendezvous goes into
@@ -273,6 +287,8 @@ def node_task(artifact: Artifact, s: VerifySettings, stage: Stage, rendezvous_fo
         run = HostRun(host.name)
         try:
             pushed = push_for(t, run, artifact, s, stage)
+            if installed is not None:
+                installed[host.name] = pushed.directory
             rdzv = rendezvous_for(host) if rendezvous_for else None
             env = verify_env(host)
             if rdzv:

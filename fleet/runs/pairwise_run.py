@@ -19,8 +19,8 @@ from fleet.fanout import run_fleet
 from fleet.inventory import Host
 from fleet.outcome import ExitCode, HostState, Recap
 from fleet.progress import Progress
-from fleet.push import Artifact, build_wheel, install_dir
-from fleet.runs.node import VerifySettings, host_runs, node_task, rdzv_addr, stop_remote, stopped_members
+from fleet.push import Artifact, build_wheel
+from fleet.runs.node import VerifySettings, host_runs, node_task, rdzv_addr, stop_installed, stopped_members
 from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups, pair_up, verdict
 from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
@@ -87,11 +87,9 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
     members = [hosts[h] for g in groups for h in g]
     opts = dataclasses.replace(options, forks=max(options.forks, len(members)))
 
-    def stop(t) -> None:
-        stop_remote(t, install_dir(t.host, artifact, s.wheelhouse), rs.run_id)
-
-    result = run_fleet(members, node_task(artifact, rs, progress.stage, rendezvous_for), opts, desc="pairwise",
-                       progress=progress, stop=stop)
+    installed: dict = {}  # host -> its absolute install directory, as its push found it
+    result = run_fleet(members, node_task(artifact, rs, progress.stage, rendezvous_for, installed), opts,
+                       desc="pairwise", progress=progress, stop=stop_installed(installed, rs.run_id))
     runs = {r.host: r for r in host_runs(result)}
     out = []
     for i, g in enumerate(groups):

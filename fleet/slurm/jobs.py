@@ -35,8 +35,8 @@ from fleet.inventory import Host
 from fleet.outcome import HostError, HostState, TimedOut
 from fleet.push import Artifact
 from fleet.runs.node import (
-    VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, push_for, run_command_line, stop_remote,
-    torchrun_argv, verify_env,
+    VerifySettings, fetch_file, classify, node_run_dir, node_task, nproc_for, push_for, run_command_line,
+    stop_installed, torchrun_argv, verify_env,
 )
 from fleet.runs.record import HostRun
 from fleet.runs.run_dir import safe_name
@@ -161,9 +161,11 @@ FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
 
 def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, client: SlurmClient,
                routes: Mapping[str, Route], book: JobBook, stage: Callable[[str, str], None],
-               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-    """The per-host work under Slurm (see the module)."""
-    direct = node_task(artifact, s, stage)
+               installed: dict | None = None, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep):
+    """The per-host work under Slurm (see the module); ``installed``: filled with the absolute install directory of
+    each host run over SSH (for the stop)."""
+    direct = node_task(artifact, s, stage, installed=installed)
 
     def task(t) -> HostRun:
         host = t.host
@@ -252,9 +254,9 @@ def _wait(book: JobBook, job: str, host: str, s: VerifySettings, slurm: SlurmSet
         sleep(POLL_S)
 
 
-def stopper(client: SlurmClient, book: JobBook, artifact: Artifact, s: VerifySettings, routes: Mapping[str, Route]):
-    """Ctrl-C: cancel the host's job (or stop its SSH-run verify)."""
-    from fleet.push import install_dir
+def stopper(client: SlurmClient, book: JobBook, s: VerifySettings, routes: Mapping[str, Route], installed: dict):
+    """Ctrl-C: cancel the host's job (or stop its SSH-run verify at its absolute install directory)."""
+    ssh_stop = stop_installed(installed, s.run_id)
 
     def stop(t) -> None:
         job = book.pop(t.host.name)
@@ -264,7 +266,7 @@ def stopper(client: SlurmClient, book: JobBook, artifact: Artifact, s: VerifySet
             except SlurmError:
                 pass
         elif routes.get(t.host.name) and routes[t.host.name].how == "ssh":
-            stop_remote(t, install_dir(t.host, artifact, s.wheelhouse), s.run_id)
+            ssh_stop(t)
 
     return stop
 
@@ -279,8 +281,9 @@ def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
         book = JobBook(client)
-        result = run_fleet(hosts, slurm_task(artifact, s, settings, client, routes, book, progress.stage), options,
-                           desc="verify", progress=progress, stop=stopper(client, book, artifact, s, routes))
+        installed: dict = {}  # hosts routed over SSH: their absolute install directories
+        result = run_fleet(hosts, slurm_task(artifact, s, settings, client, routes, book, progress.stage, installed),
+                           options, desc="verify", progress=progress, stop=stopper(client, book, s, routes, installed))
         left = list(book.jobs.values())  # interrupted before their task could collect them
         if left:
             client.cancel(left)
