@@ -317,3 +317,25 @@ def test_an_inventory_turning_host_key_checking_off_audits_with_one_warning(farm
     assert len(warnings) == 1 and "StrictHostKeyChecking" in warnings[0], r.stderr
     report = json.loads((tmp_path / "a.json").read_text())
     assert {h: e["state"] for h, e in report["hosts"].items()} == {"lax-a": "ok", "lax-b": "ok"}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/scontrol").exists(), reason="Slurm's client tools (slurm-wlm) not installed")
+def test_slurm_sync_without_a_reachable_controller_is_one_line_exit_2(tmp_path):
+    """A slurm.conf naming a controller nobody runs (port 1 on this machine): scontrol fails, gpufleet says so in
+    one line and exits 2, as verify --via slurm does (cron must not read "a node failed")."""
+    from fleet.outcome import HostState
+    from fleet.runs.record import HostRun
+    from fleet.runs.run_dir import write_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run(run_dir, [HostRun("gpu1", HostState.UNREACHABLE, message="refused")],
+              {"run_id": "r1", "started": "2026-12-07T00:00:00+00:00", "finished": "2026-12-07T00:01:00+00:00",
+               "interrupted": False, "pattern": "all", "profile": "quick"})
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=1\n"
+                    "MessageTimeout=2\nNodeName=gpu1 CPUs=1 State=UNKNOWN\nPartitionName=p Nodes=gpu1\n")
+    r = gpufleet(["slurm-sync", str(run_dir)], env={**os.environ, "SLURM_CONF": str(conf)}, cwd=tmp_path,
+                 timeout=300)
+    assert (r.returncode, r.stdout) == (2, ""), r.stdout + r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("gpufleet: slurm-sync: scontrol"), r.stderr
