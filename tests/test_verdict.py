@@ -9,14 +9,12 @@ import pytest
 
 from fleet.runs.record import HostRun
 from fleet.runs.render import render_markdown, render_table
+from fleet.runs.metrics import higher_is_better, key_figures, split_key
 from fleet.runs.verdict import (
     gpu_model,
-    higher_is_better,
     host_figures,
     is_slow,
     judge,
-    key_figures,
-    split_key,
 )
 from tests.report_builder import arrived, node_report
 

@@ -25,7 +25,7 @@ def is_judged(key: str) -> bool:
     """Whether a metric key (with or without ``:device``) is one the baseline judges: the fleet table's key
     figures (``matmul/<dtype>/tflops``, device copy, host-to-device copy, all_reduce bus bandwidth, DDP
     images/s)."""
-    from fleet.runs.verdict import key_figures, split_key
+    from fleet.runs.metrics import key_figures, split_key
 
     return bool(key_figures([split_key(key)[0]]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 from fleet import table
-from fleet.runs.verdict import higher_is_better, key_figures
+from fleet.runs.metrics import higher_is_better, key_figures
 
 BARS = "▁▂▃▄▅▆▇█"
 COUNTER_PREFIXES = ("ecc/", "retired_pages/", "remapped_rows/", "pcie/", "throttle_us/", "ib/")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-from fleet.runs.verdict import split_key
+from fleet.runs.metrics import split_key
 
 
 def number(value: Any) -> Optional[float]:

@@ -20,7 +20,7 @@ from fleet.outputs.palette import (DEVICE_COLOURS, DTYPE_STYLES, EXCLUDED_COLOUR
 from fleet.outputs.series import TELEMETRY_SERIES, has_points, panels, points, seconds_per_point, split
 from fleet.outputs.trends import panel_order, x_axis, y_range
 from fleet.runs.render import short_name
-from fleet.runs.verdict import higher_is_better
+from fleet.runs.metrics import higher_is_better
 from verify.status import severity
 
 INSTALL_NOTE = ("Plots need matplotlib: from the gpufleet checkout, pip install -e '.[report]' (an installed "
