@@ -1,15 +1,17 @@
 """Benchmark: a fleet of N hosts from one controller, against ``xargs -P FORKS ssh HOST sh -s`` (issue 24).
 
-    python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--sshds 16] [--pure-nodes 5000] [--skip-pure]
+    python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--sshds 16] [--skip-audit]
+                                [--pure-nodes 5000] [--history-runs 365] [--skip-pure]
 
 1. The audit over N inventory hosts, aliases dealt over ``--sshds`` real sshd test hosts (tests/sshd.py), and,
    alongside in the same run, ``xargs -P FORKS ssh HOST sh -s < gpufleet's own gather script``: the same remote
    work, so the ratio is the controller's.  gpufleet runs in a child process of its own, so its CPU time
    (all threads) and peak RSS are the audit's alone.  Per size: wall of both, the ratio, controller CPU per
    host, peak RSS, the load average before.
-2. The pure parts at ``--pure-nodes`` nodes: the terminal summary's lines, the slurm-sync plan, the
-   ``summary.html`` render and the history baseline read after 365 simulated nightly runs (when those
-   modules offer what this script calls; what failed is printed, not hidden).
+2. The pure parts at ``--pure-nodes`` nodes (8 GPUs each): the audit's and a verify run's terminal summary
+   (lines), the slurm-sync plan (``fleet.slurm.sync.plan``), ``summary.html`` (``render_html``: seconds, size)
+   and the history baseline read (``read_baselines``) after ``--history-runs`` simulated nightly runs (database
+   size).  What could not be measured is printed, not hidden.
 
 Prints figures; asserts nothing.  The test hosts share this machine's cores with the controller and with
 whatever else runs: compare the ratio, not the seconds.
@@ -187,46 +189,103 @@ def synthetic_report(nodes: int) -> dict:
     return build_report(FleetResult(results), "bench.yaml", "all")
 
 
-def bench_pure(nodes: int) -> None:
+def verify_summary(nodes: int) -> tuple[dict, list]:
+    """A verify run's summary over ``nodes`` hosts (8 H100s each, the tests' report builder, judged as a run is)."""
+    from fleet.runs.verdict import judge
+    from tests.report_builder import arrived, node_report
+
+    gpus = ["NVIDIA H100 80GB HBM3"] * 8
+    runs = []
+    for i in range(nodes):
+        host = f"gpu{i + 1:05d}"
+        m = {f"matmul/bf16/tflops:gpu{g}": 700.0 - (i % 7) for g in range(8)}
+        m.update({f"memory/d2d/gbps:gpu{g}": 2000.0 for g in range(8)})
+        m["allreduce/busbw_gbps"] = 400.0
+        runs.append(arrived(node_report(host, gpus, m), host))
+    meta = {"run_id": "20260101T000000Z", "started": "2026-01-01T00:00:00+00:00",
+            "finished": "2026-01-01T00:05:00+00:00", "interrupted": False}
+    return judge(runs, meta, reference={}), runs
+
+
+def bench_pure(nodes: int, history_runs: int) -> None:
     from fleet.audit.run import render_table
 
-    report, secs = _timed("report", lambda: synthetic_report(nodes))
-    if report is None:
+    report, secs = _timed("audit report", lambda: synthetic_report(nodes))
+    if report is not None:
+        text, secs = _timed("audit terminal summary", lambda: render_table(report))
+        if text is not None:
+            print(f"{nodes} nodes: audit terminal summary {len(text.splitlines())} lines, {secs:.2f} s  "
+                  f"(load {loadavg()})", flush=True)
+    got, secs = _timed("verify summary", lambda: verify_summary(nodes))
+    if got is None:
         return
-    text, secs = _timed("terminal summary", lambda: render_table(report))
+    summary, runs = got
+    print(f"{nodes} nodes: verify summary judged in {secs:.2f} s", flush=True)
+    _bench_verify_table(summary, nodes)
+    _bench_slurm_plan(summary, nodes)
+    _bench_html(summary, nodes)
+    _bench_baseline(summary, runs, nodes, history_runs)
+
+
+def _bench_verify_table(summary: dict, nodes: int) -> None:
+    from fleet.runs.render import render_table
+
+    text, secs = _timed("verify terminal summary", lambda: render_table(summary))
     if text is not None:
-        print(f"{nodes} nodes: terminal summary {len(text.splitlines())} lines, {secs:.2f} s")
-    _bench_slurm_plan(report, nodes)
-    _bench_html(report, nodes)
-    _bench_baseline(nodes)
+        print(f"{nodes} nodes: verify terminal summary {len(text.splitlines())} lines, {secs:.2f} s", flush=True)
 
 
-def _bench_slurm_plan(report: dict, nodes: int) -> None:
-    import inspect
+def _bench_slurm_plan(summary: dict, nodes: int) -> None:
+    from fleet.slurm.nodes import SlurmNode
+    from fleet.slurm.sync import plan
 
-    from fleet.slurm import sync
+    hosts = list(summary["hosts"])
+    slurm = {h: SlurmNode(h, "IDLE") for h in hosts}
+    got, secs = _timed("slurm-sync plan", lambda: plan(summary, {h: h for h in hosts}, slurm, {}))
+    if got is not None:
+        print(f"{nodes} nodes: slurm-sync plan {len(got.actions)} actions, {secs:.2f} s  (load {loadavg()})",
+              flush=True)
 
-    plan = getattr(sync, "plan", None)
-    if plan is None:
-        print("slurm-sync plan: fleet.slurm.sync.plan not found")
-        return
-    print(f"slurm-sync plan signature: plan{inspect.signature(plan)} (not called: see docs/performance.md)")
 
+def _bench_html(summary: dict, nodes: int) -> None:
+    from fleet.outputs.html import render_html
 
-def _bench_html(report: dict, nodes: int) -> None:
-    from fleet.outputs import html
-
-    render = getattr(html, "render_audit", None) or getattr(html, "render", None)
-    if render is None:
-        print(f"summary.html: no render function in fleet.outputs.html ({[n for n in dir(html) if 'render' in n]})")
-        return
-    page, secs = _timed("summary.html", lambda: render(report))
+    page, secs = _timed("summary.html", lambda: render_html(summary))
     if page is not None:
-        print(f"{nodes} nodes: summary.html {len(page.encode()) / 1e6:.2f} MB, {secs:.2f} s")
+        print(f"{nodes} nodes: summary.html {len(page.encode()) / 1e6:.2f} MB, {secs:.2f} s  (load {loadavg()})",
+              flush=True)
 
 
-def _bench_baseline(nodes: int) -> None:
-    print("history baseline read: see docs/performance.md")
+def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int) -> None:
+    """``history_runs`` nightly runs of ``summary`` recorded (fleet.history.db.record_verify), then the next
+    run's baselines read (fleet.history.baseline.read_baselines): the database's size and the read's seconds."""
+    import datetime as dt
+
+    from fleet.history.baseline import read_baselines
+    from fleet.history.db import connect, record_verify
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "history.db"
+        db = connect(path)
+        t0 = time.perf_counter()
+        try:
+            day0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+            for d in range(history_runs):
+                when = day0 + dt.timedelta(days=d)
+                meta = {"run_id": when.strftime("%Y%m%dT%H%M%SZ"), "started": when.isoformat(),
+                        "finished": (when + dt.timedelta(minutes=5)).isoformat(), "interrupted": False,
+                        "profile": "quick"}
+                record_verify(db, {**summary, "run_id": meta["run_id"]}, meta, runs)
+        finally:
+            db.close()
+        wrote = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
+        got, secs = _timed("baseline read", lambda: read_baselines(path, list(summary["hosts"]), "quick"))
+        if got is not None:
+            doc, _, why = got
+            print(f"{nodes} nodes, {history_runs} nightly runs: history {size:.0f} MB (written in {wrote:.0f} s); "
+                  f"baseline read {secs:.2f} s, {len(doc['hosts']) if doc else 0} hosts with a baseline"
+                  f"{'; ' + why if why else ''}  (load {loadavg()})", flush=True)
 
 
 def main() -> int:
@@ -237,6 +296,7 @@ def main() -> int:
     ap.add_argument("--forks", default="32,64", help="forks per size (the last one repeats)")
     ap.add_argument("--sshds", type=int, default=16, help="real sshd test hosts the aliases are dealt over")
     ap.add_argument("--pure-nodes", type=int, default=5000)
+    ap.add_argument("--history-runs", type=int, default=365, help="nightly runs in the simulated history")
     ap.add_argument("--skip-audit", action="store_true")
     ap.add_argument("--skip-pure", action="store_true")
     args = ap.parse_args()
@@ -247,7 +307,7 @@ def main() -> int:
     if not args.skip_audit:
         bench_audit(sizes, forks, args.sshds)
     if not args.skip_pure:
-        bench_pure(args.pure_nodes)
+        bench_pure(args.pure_nodes, args.history_runs)
     return 0
 
 
