@@ -71,6 +71,31 @@ def child_audit(inventory: Path, options: Path) -> int:
     return 0
 
 
+def child_files(inventory: Path, options: Path, local: Path, remote: Path, fetched: Path) -> int:
+    """Every host: upload ``local`` to ``remote/<host>``, then fetch it back to ``fetched/<host>``; as child_audit."""
+    from fleet.fanout import run_fleet
+    from fleet.inventory import parse_inventory
+    from fleet.transport import SshOptions
+
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    inv = parse_inventory(inventory.read_text(), str(inventory))
+    opts = SshOptions(**json.loads(options.read_text()))
+
+    def task(t) -> None:
+        t.put(local, str(remote / t.host.name))
+        t.get(str(remote / t.host.name), fetched / t.host.name)
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    result = run_fleet(inv.select("all"), task, opts, progress=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    states: dict[str, int] = {}
+    for r in result:
+        states[r.state.value] = states.get(r.state.value, 0) + 1
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "states": states, "messages": sorted({r.message for r in result if not r.ok})[:3]}))
+    return 0
+
+
 # --------------------------------------------------------------------------- parent
 
 
@@ -110,6 +135,58 @@ def gpufleet(farm: SshdFarm, names: list[str], forks: int, work: Path) -> dict:
     if p.returncode != 0:
         raise RuntimeError(f"the audit child failed: {p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def bench_files(hosts_n: int, forks: int, sshds: int, size_kb: int) -> None:
+    """Push + fetch: a ``size_kb`` file up to every host and back, gpufleet (SFTP) against ``xargs -P`` scp."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        farm = SshdFarm(work / "farm")
+        try:
+            hosts = [farm.add_host(f"sshd{i:02d}") for i in range(sshds)]
+            names = farm.add_aliases(hosts, hosts_n)
+            local = work / "payload.bin"
+            local.write_bytes(os.urandom(size_kb * 1024))
+            for d in ("remote-g", "fetched-g", "remote-x", "fetched-x"):
+                (work / d).mkdir()
+            inv = work / "inv.yaml"
+            inv.write_text(farm.inventory(names=names))
+            opts = work / "options.json"
+            opts.write_text(json.dumps({"forks": forks, "connect_timeout": 30, "command_timeout": 300,
+                                        "known_hosts": str(farm.known_hosts),
+                                        "system_known_hosts": str(work / "no-system-known-hosts"),
+                                        "ssh_config": str(farm.ssh_config)}))
+            load = loadavg()
+            p = subprocess.run([sys.executable, __file__, "--child-files", str(inv), str(opts), str(local),
+                                str(work / "remote-g"), str(work / "fetched-g")], capture_output=True, text=True,
+                               check=False)
+            if p.returncode != 0:
+                raise RuntimeError(f"the files child failed: {p.stderr[-2000:]}")
+            g = json.loads(p.stdout.strip().splitlines()[-1])
+            lines = []
+            for n in names:
+                v = farm.vars_of(n)
+                lines.append(f"{n} {v['ansible_host']} {v['ansible_port']} {v['ansible_user']}")
+            scp = (f"scp -q -F {shlex.quote(str(farm.ssh_config))} -i {shlex.quote(str(farm.client_key))} "
+                   f"-o UserKnownHostsFile={shlex.quote(str(farm.known_hosts))} -o BatchMode=yes")
+            rx, fx = shlex.quote(str(work / "remote-x")), shlex.quote(str(work / "fetched-x"))
+            one = (f'{scp} -P "$2" {shlex.quote(str(local))} "$3@$1:{rx}/$0" && '
+                   f'{scp} -P "$2" "$3@$1:{rx}/$0" {fx}/"$0"')
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(["xargs", "-P", str(forks), "-n", "4", "sh", "-c", one], input="\n".join(lines) + "\n",
+                           text=True, check=False)
+            xw = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            xcpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            got_g = sum(1 for n in names if (work / "fetched-g" / n).exists())
+            got_x = sum(1 for n in names if (work / "fetched-x" / n).exists())
+        finally:
+            farm.stop()
+    print(f"push+fetch {hosts_n} hosts forks {forks} ({size_kb} KB each way): gpufleet {g['wall']:.1f} s  "
+          f"xargs+scp {xw:.1f} s  ratio {g['wall'] / xw:.2f}  controller CPU {g['cpu'] / hosts_n * 1000:.0f} ms/host "
+          f"(scp clients {xcpu / hosts_n * 1000:.0f} ms/host)  peak RSS {g['rss_kb'] / 1024:.0f} MB  "
+          f"fetched {got_g}/{got_x} of {hosts_n}  states {g['states']}  load before {load}", flush=True)
 
 
 def bench_audit(sizes: list[int], forks: list[int], sshds: int) -> list[dict]:
@@ -291,6 +368,8 @@ def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int) ->
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--child-audit":
         return child_audit(Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--child-files":
+        return child_files(*(Path(a) for a in sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="128,512", help="host counts, comma-separated (e.g. 128,512,1024)")
     ap.add_argument("--forks", default="32,64", help="forks per size (the last one repeats)")
@@ -298,6 +377,8 @@ def main() -> int:
     ap.add_argument("--pure-nodes", type=int, default=5000)
     ap.add_argument("--history-runs", type=int, default=365, help="nightly runs in the simulated history")
     ap.add_argument("--skip-audit", action="store_true")
+    ap.add_argument("--files-hosts", type=int, default=0, help="push+fetch over this many hosts (0: skip)")
+    ap.add_argument("--files-kb", type=int, default=256, help="push+fetch: the file's size")
     ap.add_argument("--skip-pure", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -306,6 +387,8 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores; load average at start {loadavg()}", flush=True)
     if not args.skip_audit:
         bench_audit(sizes, forks, args.sshds)
+    if args.files_hosts:
+        bench_files(args.files_hosts, forks[-1], args.sshds, args.files_kb)
     if not args.skip_pure:
         bench_pure(args.pure_nodes, args.history_runs)
     return 0
