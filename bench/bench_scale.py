@@ -253,8 +253,10 @@ def synthetic_report(nodes: int) -> dict:
             fixtures = sorted(p.name for p in NVSMI.glob("*.xml"))[:4]
             for i, fx in enumerate(fixtures):
                 farm.add_host(f"f{i}", fixture=fx)
-            outs = [r.value.stdout for r in run_command([Host(n, farm.vars_of(n)) for n in farm.hosts],
-                                                          shell.script(AUDIT_SCRIPT), farm.options(), progress=False)]
+            opts = farm.options(connect_timeout=30, command_timeout=120)
+            result = run_command([Host(n, farm.vars_of(n)) for n in farm.hosts], shell.script(AUDIT_SCRIPT), opts,
+                                 progress=False)
+            outs = [r.value.stdout for r in result]
         finally:
             farm.stop()
     values = [analyse(o, Expectations()).to_dict() for o in outs]
