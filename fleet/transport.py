@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import select
 import shlex
 import shutil
 import signal
@@ -29,7 +31,7 @@ from fabric import Config, Connection
 
 from fleet import sshargs
 from fleet.inventory import Host
-from fleet.inventory.connection import connect_problem, host_key_warning, preflight, ssh_target
+from fleet.inventory.connection import connect_problem, host_key_warning, jump_handshakes, preflight, ssh_target
 from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
 from fleet.shell import become as become_command, quote
 
@@ -39,6 +41,67 @@ __all__ = ["CommandResult", "LocalTransport", "SshOptions", "SshTransport", "Tra
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 EOF_GRACE_S = 2.0  # after a command's exit status, how long its output's EOF may take
+RETRY_FIRST_S = 0.1  # a connection dropped before authentication: the first wait before trying again...
+RETRY_MOST_S = 2.0  # ...doubling up to this, each jittered by +-50%, all within the connect timeout
+
+
+def retry_delay(attempt: int, rng: random.Random) -> float:
+    """The wait before try ``attempt + 2`` of a connection a busy sshd dropped: exponential, jittered so that
+    the hosts a daemon dropped together do not come back together."""
+    return min(RETRY_MOST_S, RETRY_FIRST_S * 2 ** attempt) * rng.uniform(0.5, 1.5)
+
+
+class JumpPool:
+    """What the hosts of one run share on the way to their jump hosts (one per :class:`SshOptions`):
+
+    * one connection per jump chain, opened once and used by every host behind it (each host gets a
+      ``direct-tcpip`` channel through it), closed when the last host using it closes;
+    * per jump host, a bound on the handshakes run with it at once (``gpufleet_jump_handshakes``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chains: dict[tuple, _Chain] = {}
+        self._gates: dict[str, threading.Semaphore] = {}
+
+    def gate(self, jump: str, limit: int) -> threading.Semaphore:
+        """The handshake bound for jump host ``jump`` (the first limit asked for it holds)."""
+        with self._lock:
+            gate = self._gates.get(jump)
+            if gate is None:
+                gate = self._gates[jump] = threading.Semaphore(limit)
+            return gate
+
+    def acquire(self, key: tuple, build) -> "_Chain":
+        """The chain for ``key`` (``build()`` makes its hop connections the first time), one more user."""
+        with self._lock:
+            chain = self._chains.get(key)
+            if chain is None:
+                chain = self._chains[key] = _Chain(build())
+            chain.users += 1
+            return chain
+
+    def release(self, key: tuple, chain: "_Chain") -> None:
+        """One user fewer; the last one closes the chain's connections."""
+        with self._lock:
+            chain.users -= 1
+            if chain.users > 0:
+                return
+            if self._chains.get(key) is chain:
+                del self._chains[key]
+        for hop in reversed(chain.hops):
+            hop.close()
+
+
+class _Chain:
+    """The hop connections to one jump chain, shared; ``lock`` serialises opening them, ``failure`` is why the
+    last try failed (the hosts waiting behind it get it at once instead of each trying again)."""
+
+    def __init__(self, hops: list) -> None:
+        self.hops = hops
+        self.lock = threading.Lock()
+        self.users = 0
+        self.failure: "HostError | None" = None
 
 
 @dataclass
@@ -54,6 +117,8 @@ class SshOptions:
     ssh_config: str | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config, as Fabric does
     sudo_password: str | None = field(default=None, repr=False)  # never logged, never reported
     known_hosts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    jumps: JumpPool = field(default_factory=JumpPool, repr=False, compare=False)  # shared by the run's hosts
+    host_keys: KnownHosts = field(default_factory=lambda: KnownHosts(), repr=False, compare=False)  # read once
 
 
 @dataclass
@@ -110,12 +175,85 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         self.lock = lock
 
     def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
         line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with self.lock:
+        with self.lock:  # the keys are shared by the run's connections (KnownHosts)
+            client.get_host_keys().add(hostname, key.get_name(), key)
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(line)
+
+
+class IndexedHostKeys(paramiko.HostKeys):
+    """paramiko's :class:`~paramiko.HostKeys`, indexed by host name: loading a known_hosts of N lines and each
+    lookup stay near-linear and constant (paramiko's own check every line against all before it, O(N^2): 27 s
+    for 5,000 lines on the 2-core bench machine).  Same answers: exact names through the index, hashed
+    (``|1|``) entries tried in file order, as paramiko does."""
+
+    def __init__(self, filename: str | None = None):
+        self._by_name: dict[str, list[tuple[int, paramiko.hostkeys.HostKeyEntry]]] = {}
+        self._hashed: list[tuple[int, paramiko.hostkeys.HostKeyEntry]] = []
+        super().__init__(filename)
+
+    def _index(self, entry) -> None:
+        n = len(self._entries)
+        self._entries.append(entry)
+        for h in entry.hostnames:
+            if h.startswith("|1|"):
+                self._hashed.append((n, entry))
+            else:
+                self._by_name.setdefault(h, []).append((n, entry))
+
+    def _candidates(self, hostname: str) -> list:
+        found = self._by_name.get(hostname, [])
+        hashed = [(n, e) for n, e in self._hashed if self._hostname_matches(hostname, e)]
+        return [e for _, e in sorted(found + hashed, key=lambda x: x[0])] if hashed else [e for _, e in found]
+
+    def load(self, filename) -> None:
+        with open(filename) as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line[0] == "#":
+                    continue
+                try:
+                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+                except paramiko.SSHException:
+                    continue
+                if entry is None:
+                    continue
+                entry.hostnames = [h for h in entry.hostnames if not self.check(h, entry.key)]
+                if entry.hostnames:
+                    self._index(entry)
+
+    def add(self, hostname, keytype, key) -> None:
+        for e in self._by_name.get(hostname, []):
+            if e[1].key.get_name() == keytype:
+                e[1].key = key
+                return
+        self._index(paramiko.hostkeys.HostKeyEntry([hostname], key))
+
+    def lookup(self, hostname):
+        sub = paramiko.HostKeys()  # paramiko's own lookup, over this host's entries only
+        sub._entries = self._candidates(hostname)
+        return sub.lookup(hostname)
+
+
+class KnownHosts:
+    """The known_hosts files of one run, each read once and shared by every host's connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple, IndexedHostKeys] = {}
+
+    def get(self, paths: tuple[str, ...]) -> IndexedHostKeys:
+        """The keys of ``paths`` (those that exist), merged in order."""
+        with self._lock:
+            keys = self._loaded.get(paths)
+            if keys is None:
+                keys = self._loaded[paths] = IndexedHostKeys()
+                for path in paths:
+                    if os.path.exists(path):
+                        keys.load(path)
+            return keys
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
@@ -143,7 +281,7 @@ def _with_become(command: str, stdin: str | None, sudo: bool, password: str | No
 
 
 def _exec_bytes(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float,
-                chunk: int = 65536) -> tuple[int | None, bytes, bytes]:
+                chunk: int = 1 << 20) -> tuple[int | None, bytes, bytes]:
     """Run one command on an open SSH transport, stdin and output as bytes, exactly as sent and received.
 
     Returns ``(exit status, stdout, stderr)``; exit status ``None`` when ``timeout``
@@ -166,36 +304,35 @@ def _exec_bytes(transport: paramiko.Transport, command: str, stdin: bytes | None
             chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException):
             pass
-        chan.settimeout(0.2)
+        # Wait in select() on the channel's event pipe (readable when output, EOF or the close arrives), not
+        # in timed polls: hundreds of waiting hosts then cost no wake-ups, and no GIL, until there is work.
+        chan.fileno()
         out, err = bytearray(), bytearray()
         exited_at = None
         while True:
-            progressed = False
-            while chan.recv_ready():
+            if chan.recv_ready():
                 out += chan.recv(chunk)
-                progressed = True
-            while chan.recv_stderr_ready():
+                continue
+            if chan.recv_stderr_ready():
                 err += chan.recv_stderr(chunk)
-                progressed = True
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                continue
+            if chan.eof_received or chan.closed:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                return None, bytes(out), bytes(err)
+            wait = min(1.0, deadline - now)
+            if chan.exit_status_ready():
                 # sshd may send the exit status before the last of the output: wait for its EOF,
                 # briefly (a background child holding stdout open never sends one)
-                exited_at = exited_at or time.monotonic()
-                if chan.eof_received or time.monotonic() - exited_at > EOF_GRACE_S:
+                exited_at = exited_at or now
+                if now - exited_at > EOF_GRACE_S:
                     break
-            if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
-            if time.monotonic() > deadline:
+                wait = min(wait, EOF_GRACE_S - (now - exited_at) + 0.01)
+            select.select([chan], [], [], max(0.0, wait))
+        if not chan.exit_status_ready() and not chan.closed:  # output ended; the command may still run
+            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 return None, bytes(out), bytes(err)
-            if not progressed:
-                try:
-                    data = chan.recv(chunk)  # waits up to the channel timeout
-                    if data:
-                        out += data
-                    else:
-                        time.sleep(0.01)  # stdout closed; the exit status is on its way
-                except socket.timeout:
-                    pass
         code = chan.recv_exit_status() if chan.exit_status_ready() else -1
         if not transport.is_active() and code == -1:
             raise EOFError("connection closed")
@@ -227,6 +364,29 @@ def piped_get_command(remote: str) -> str:
 
 
 # --------------------------------------------------------------------------- SSH
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport, tuned for a controller holding hundreds of connections at once:
+
+    * its thread wakes once a second, not ten times, to check it should still run (paramiko's
+      ``_active_check_timeout``): 64 idle connections no longer cost 640 wake-ups, each taking the GIL
+      from the threads doing work;
+    * AES-GCM first among the ciphers (the rest still offered, in paramiko's order): its tag is checked
+      in C, where paramiko checks a CTR cipher's MAC byte by byte in Python.
+    """
+
+    _active_check_timeout = 1.0
+    _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                          *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c))
+
+
+class _Dropped(Unreachable):
+    """The server dropped the connection before authentication (reset, closed, no banner): worth another try."""
+
+
+def t_authenticated(transport: paramiko.Transport | None) -> bool:
+    return bool(transport is not None and transport.is_authenticated())
 
 
 class _ProxyCommand(paramiko.ProxyCommand):
@@ -277,13 +437,15 @@ class SshTransport:
             connect_kwargs["compress"] = True
         if target.password:
             connect_kwargs["password"] = target.password
-        # jump hosts: jumps[0] is reached directly (or as its own ssh config says), each next one through it
-        self.hops: list[Connection] = []
-        for jump in self.args.jumps:
-            hop = Connection(jump.host, user=jump.user, port=jump.port, config=cfg,
-                             connect_kwargs=self._timeouts(), gateway=self.hops[-1] if self.hops else None)
-            self._setup_client(hop.client)
-            self.hops.append(hop)
+        self._rng = random.Random()  # the jitter of this host's connection retries
+        self._handshakes = jump_handshakes(host.vars) or 1
+        # jump hosts: jumps[0] is reached directly (or as its own ssh config says), each next one through it;
+        # the connections to them are shared by every host of the run behind the same chain (JumpPool)
+        self._chain_key: tuple = (tuple(str(j) for j in self.args.jumps), tuple(self.known_hosts),
+                                  options.ssh_config, self.connect_timeout, options.accept_new_host_keys)
+        self._chain: _Chain | None = options.jumps.acquire(self._chain_key, self._build_hops) if self.args.jumps \
+            else None
+        self.hops: list[Connection] = self._chain.hops if self._chain else []
         if self.hops:
             gateway = self.hops[-1]
         elif self.args.proxy_command or self.args.no_proxy:
@@ -295,19 +457,24 @@ class SshTransport:
         self._setup_client(self.conn.client)
         self._proxy: _ProxyCommand | None = None
 
+    def _build_hops(self) -> list[Connection]:
+        hops: list[Connection] = []
+        for jump in self.args.jumps:
+            hop = Connection(jump.host, user=jump.user, port=jump.port, config=self._cfg,
+                             connect_kwargs=self._timeouts(), gateway=hops[-1] if hops else None)
+            self._setup_client(hop.client)
+            hops.append(hop)
+        return hops
+
     def _timeouts(self) -> dict:
         ct = self.connect_timeout
-        return {"banner_timeout": ct, "auth_timeout": ct, "channel_timeout": ct}
+        return {"banner_timeout": ct, "auth_timeout": ct, "channel_timeout": ct, "transport_factory": _Transport}
 
     def _setup_client(self, client: paramiko.SSHClient) -> None:
         """Host keys: the system's and the user's known_hosts; unknown keys refused (or recorded, when asked)."""
-        system = os.path.expanduser(self.options.system_known_hosts)
-        if os.path.exists(system):
-            client.load_system_host_keys(system)
-        for path in self.known_hosts:
-            user = os.path.expanduser(path)
-            if os.path.exists(user):
-                client.load_host_keys(user)
+        # read once per run and shared (paramiko has no setter for them): the system's, then the user's files
+        client._system_host_keys = self.options.host_keys.get((os.path.expanduser(self.options.system_known_hosts),))
+        client._host_keys = self.options.host_keys.get(tuple(os.path.expanduser(p) for p in self.known_hosts))
         if self.options.accept_new_host_keys:
             client.set_missing_host_key_policy(
                 _TrustOnFirstUse(os.path.expanduser(self.known_hosts[0]), self.options.known_hosts_lock))
@@ -332,21 +499,66 @@ class SshTransport:
         if self.conn.is_connected:
             return
         try:
-            for i, hop in enumerate(self.hops):
-                self._open_one(hop, f"jump host {self._conn_label(hop)}: " if i == 0 else
-                               f"jump host {self._conn_label(hop)} (via {self._conn_label(self.hops[i - 1])}): ")
-            if self.args.proxy_command:
-                self._proxy = self._start_proxy()
-                self.conn.connect_kwargs["sock"] = self._proxy
-            self._open_one(self.conn, "")
+            if self._chain is not None:
+                self._open_chain(self._chain)
+            if self.args.proxy_command:  # the ProxyCommand's own connection (a bastion's sshd) is bounded too
+                with self.options.jumps.gate(f"ProxyCommand {self.args.proxy_command}", self._handshakes):
+                    self._retrying(self.conn, self._open_proxied)
+            else:
+                self._retrying(self.conn, lambda: self._open_one(self.conn, ""))
         except HostError as e:
             self.close()
             raise type(e)(self._scrub(str(e)), e.partial) from None
-        finally:
-            self.conn.connect_kwargs.pop("sock", None)
         if self.args.server_alive_interval:
             for c in (*self.hops, self.conn):
                 c.transport.set_keepalive(self.args.server_alive_interval)
+
+    def _open_chain(self, chain: _Chain) -> None:
+        """Open the shared connections to the jump hosts, once for all the hosts behind them: at most
+        ``gpufleet_jump_handshakes`` handshakes with a jump host at once.  A failure is every waiting host's."""
+        with chain.lock:
+            if chain.failure is not None:
+                raise type(chain.failure)(str(chain.failure))
+            try:
+                for i, hop in enumerate(chain.hops):
+                    if hop.is_connected:
+                        continue
+                    via = (f"jump host {self._conn_label(hop)}: " if i == 0 else
+                           f"jump host {self._conn_label(hop)} (via {self._conn_label(chain.hops[i - 1])}): ")
+                    with self.options.jumps.gate(self._conn_label(hop), self._handshakes):
+                        self._retrying(hop, lambda h=hop, v=via: self._open_one(h, v))
+            except HostError as e:
+                chain.failure = e
+                raise
+
+    def _open_proxied(self) -> None:
+        self._proxy = self._start_proxy()
+        self.conn.connect_kwargs["sock"] = self._proxy
+        try:
+            self._open_one(self.conn, "")
+        except _Dropped:
+            self._close_proxy()
+            raise
+        finally:
+            self.conn.connect_kwargs.pop("sock", None)
+
+    def _retrying(self, conn: Connection, attempt) -> None:
+        """``attempt()``, tried again after a jittered, growing wait (:func:`retry_delay`) while the server drops
+        the connection before authentication (a busy sshd past its ``MaxStartups``), within the connect timeout.
+        Authentication and host key failures are never tried again."""
+        start, tries = time.monotonic(), 0
+        while True:
+            try:
+                attempt()
+                return
+            except _Dropped as e:
+                tries += 1
+                delay = retry_delay(tries - 1, self._rng)
+                if time.monotonic() - start + delay >= self.connect_timeout:
+                    raise Unreachable(str(e) + (f" ({tries} tries in {self.connect_timeout:g}s)" if tries > 1
+                                                else "")) from None
+                conn.client.close()
+                time.sleep(delay)
 
     def _start_proxy(self) -> _ProxyCommand:
         """The ProxyCommand, tokens expanded, run as OpenSSH runs it: ``exec`` by /bin/sh."""
@@ -429,12 +641,17 @@ class SshTransport:
                 msg = f"{via}no SSH handshake from {label} within {ct:g}s (port open, sshd not answering)"
             else:
                 msg = f"{via}SSH handshake with {label} failed: {msg}"
-            raise Unreachable(msg) from None
+            dropped = ("banner" in str(e).lower() or isinstance(inner, (EOFError, ConnectionError))) and \
+                not t_authenticated(t)
+            raise (_Dropped if dropped else Unreachable)(msg) from None
+        except ConnectionError as e:  # reset or aborted by the server: sshd dropped it (a refusal is not retried)
+            kind = Unreachable if isinstance(e, ConnectionRefusedError) else _Dropped
+            raise kind(f"{via}cannot connect to {label}: {e.strerror or e}") from None
         except (socket.gaierror, OSError) as e:
             raise Unreachable(f"{via}cannot connect to {label}: {e.strerror or e}") from None
         except EOFError:
             said = self._proxy_said() if proxied else ""
-            raise Unreachable(f"{via}{label} closed the connection during the handshake{said}") from None
+            raise _Dropped(f"{via}{label} closed the connection during the handshake{said}") from None
 
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None,
             sudo: bool = False) -> CommandResult:
@@ -515,8 +732,12 @@ class SshTransport:
 
     def close(self) -> None:
         self.conn.close()
-        for hop in reversed(self.hops):
-            hop.close()
+        self._close_proxy()
+        chain, self._chain = self._chain, None
+        if chain is not None:
+            self.options.jumps.release(self._chain_key, chain)
+
+    def _close_proxy(self) -> None:
         proxy, self._proxy = self._proxy, None
         if proxy is not None:
             try:

@@ -410,6 +410,7 @@ class SshdFarm:
         self.ssh_config = root / "ssh_config"
         self.ssh_config.write_text("")
         self.hosts: dict[str, TestHost] = {}
+        self.aliases: dict[str, TestHost] = {}  # inventory names standing for a host of ``hosts`` (see add_aliases)
         self._hangs: list[_Hang] = []
         self._next_octet = 2
 
@@ -436,6 +437,7 @@ class SshdFarm:
         nvlink: dict[str, Path] | None = None,
         netns: NetNs | None = None,
         port: int = 22,
+        max_startups: str = "100",
     ) -> TestHost:
         """A test host.
 
@@ -451,7 +453,8 @@ class SshdFarm:
         ``netns``: a namespace on a bridge network (``BridgeNetwork.add_namespace``, tests/netfarm.py): the
         host's sshd runs in it, listening on the namespace's own address at ``port`` (22 by default; the
         namespace has a port space of its own), reached from here over the bridge.  ``port`` is used only
-        with ``netns``.
+        with ``netns``.  ``max_startups``: sshd's ``MaxStartups`` (``"10:30:100"`` is OpenSSH's stock setting:
+        beyond 10 unauthenticated connections, new ones are dropped at random).
         """
         network = network or (behind.network if behind is not None else None)
         if netns is not None and network is not None:
@@ -502,7 +505,7 @@ class SshdFarm:
             + (f"Subsystem sftp {SFTP_SERVER}\n" if sftp else "")
             + f"ForceCommand {session}\n"
             f"SetEnv PATH={SYSTEM_PATH} GPUFLEET_TEST_HOST={name}\n"  # for the login shell's rc files
-            "LogLevel ERROR\nMaxStartups 100\n"
+            f"LogLevel ERROR\nMaxStartups {max_startups}\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)
         log = open(hroot / "sshd.log", "w")
@@ -555,6 +558,20 @@ class SshdFarm:
         wait_listening(host.address, host.port)
         return host
 
+    def add_aliases(self, hosts: list[TestHost], count: int, prefix: str = "node") -> list[str]:
+        """``count`` inventory names (``node0001``...), dealt round-robin over ``hosts``: each alias is the same
+        sshd under a name of its own, so a fleet of thousands is a few sshds."""
+        names = []
+        for i in range(count):
+            name = f"{prefix}{i + 1:04d}"
+            self.aliases[name] = hosts[i % len(hosts)]
+            names.append(name)
+        return names
+
+    def vars_of(self, name: str) -> dict:
+        """The inventory variables of a host or an alias."""
+        return dict((self.hosts.get(name) or self.aliases[name]).vars)
+
     def add_down_host(self, name: str) -> TestHost:
         address = self._address()
         host = TestHost(name, address, free_port(address), self.root / name)
@@ -573,7 +590,7 @@ class SshdFarm:
     def inventory(self, names: list[str] | None = None, group: str = "gpu-nodes",
                   group_vars: dict | None = None) -> str:
         names = list(self.hosts) if names is None else names
-        doc = {"all": {"children": {group: {"hosts": {n: dict(self.hosts[n].vars) for n in names}}}}}
+        doc = {"all": {"children": {group: {"hosts": {n: self.vars_of(n) for n in names}}}}}
         if group_vars:
             doc["all"]["children"][group]["vars"] = group_vars
         return yaml.safe_dump(doc, sort_keys=False)

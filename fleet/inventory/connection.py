@@ -35,6 +35,10 @@ HOST_KEY_CHECKING_VARS = ("ansible_host_key_checking", "ansible_ssh_host_key_che
 CONNECTION_VARS = (*ADDRESS_VARS, *PORT_VARS, *USER_VARS, *KEY_FILE_VARS, *PASSWORD_VARS, *BECOME_PASSWORD_VARS,
                    *SSH_ARGS_VARS, "ansible_connection", "ansible_become", "ansible_python_interpreter")
 SECRET_VARS = frozenset((*PASSWORD_VARS, *BECOME_PASSWORD_VARS))
+# How many SSH handshakes gpufleet runs at once with one jump host (bastion): below OpenSSH's stock
+# ``MaxStartups 10:30:100``, past whose first number sshd drops new unauthenticated connections at random.
+JUMP_HANDSHAKES_VAR = "gpufleet_jump_handshakes"
+JUMP_HANDSHAKES_DEFAULT = 8
 
 # Connection plugins that mean "SSH to the host" (gpufleet speaks SSH itself) or "this machine".
 SSH_CONNECTIONS = frozenset({"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh",
@@ -97,7 +101,18 @@ def host_problem(variables: dict) -> str | None:
     port = setting(variables, PORT_VARS)
     if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
         return f"port must be a number between 1 and 65535, got {port!r}"
+    limit = variables.get(JUMP_HANDSHAKES_VAR)
+    if limit is not None and jump_handshakes(variables) is None:
+        return f"{JUMP_HANDSHAKES_VAR} must be a whole number of at least 1, got {limit!r}"
     return None
+
+
+def jump_handshakes(variables: dict) -> int | None:
+    """How many handshakes at once with this host's jump host (:data:`JUMP_HANDSHAKES_VAR`); None: not a count."""
+    value = variables.get(JUMP_HANDSHAKES_VAR, JUMP_HANDSHAKES_DEFAULT)
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value).strip()) < 1:
+        return None
+    return int(str(value).strip())
 
 
 def check_connection_value(key: str, value: Any) -> str | None:
