@@ -7,6 +7,12 @@ the fan-out records (unreachable, auth failed, host key rejected, timed out).
 Files travel over SFTP; a server without the ``sftp`` subsystem (hardened
 configurations) gets them streamed over an exec channel instead (``cat``, as
 Ansible's piped transfer does), remembered per connection.
+
+Host keys are :mod:`fleet.host_keys`; the connections shared on the way to jump
+hosts, :mod:`fleet.jump_pool`.  The module stays over 500 lines for one reason:
+:class:`SshTransport` is one connection's whole life (connect with retries through
+its jump chain, run with become, put and get with the no-SFTP fallback, stop,
+close), and its parts share the connection's state.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import paramiko
 from fabric import Config, Connection
 
 from fleet import sshargs
+from fleet.host_keys import KnownHosts, RejectUnknown, TrustOnFirstUse, UnknownKey, fingerprint, known_hosts_name
 from fleet.inventory import Host
+from fleet.jump_pool import Chain, JumpPool
 from fleet.inventory.connection import connect_problem, host_key_warning, jump_handshakes, preflight, ssh_target
 from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
 from fleet.shell import become as become_command, quote
@@ -49,59 +57,6 @@ def retry_delay(attempt: int, rng: random.Random) -> float:
     """The wait before try ``attempt + 2`` of a connection a busy sshd dropped: exponential, jittered so that
     the hosts a daemon dropped together do not come back together."""
     return min(RETRY_MOST_S, RETRY_FIRST_S * 2 ** attempt) * rng.uniform(0.5, 1.5)
-
-
-class JumpPool:
-    """What the hosts of one run share on the way to their jump hosts (one per :class:`SshOptions`):
-
-    * one connection per jump chain, opened once and used by every host behind it (each host gets a
-      ``direct-tcpip`` channel through it), closed when the last host using it closes;
-    * per jump host, a bound on the handshakes run with it at once (``gpufleet_jump_handshakes``).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._chains: dict[tuple, _Chain] = {}
-        self._gates: dict[str, threading.Semaphore] = {}
-
-    def gate(self, jump: str, limit: int) -> threading.Semaphore:
-        """The handshake bound for jump host ``jump`` (the first limit asked for it holds)."""
-        with self._lock:
-            gate = self._gates.get(jump)
-            if gate is None:
-                gate = self._gates[jump] = threading.Semaphore(limit)
-            return gate
-
-    def acquire(self, key: tuple, build) -> "_Chain":
-        """The chain for ``key`` (``build()`` makes its hop connections the first time), one more user."""
-        with self._lock:
-            chain = self._chains.get(key)
-            if chain is None:
-                chain = self._chains[key] = _Chain(build())
-            chain.users += 1
-            return chain
-
-    def release(self, key: tuple, chain: "_Chain") -> None:
-        """One user fewer; the last one closes the chain's connections."""
-        with self._lock:
-            chain.users -= 1
-            if chain.users > 0:
-                return
-            if self._chains.get(key) is chain:
-                del self._chains[key]
-        for hop in reversed(chain.hops):
-            hop.close()
-
-
-class _Chain:
-    """The hop connections to one jump chain, shared; ``lock`` serialises opening them, ``failure`` is why the
-    last try failed (the hosts waiting behind it get it at once instead of each trying again)."""
-
-    def __init__(self, hops: list) -> None:
-        self.hops = hops
-        self.lock = threading.Lock()
-        self.users = 0
-        self.failure: "HostError | None" = None
 
 
 @dataclass
@@ -152,116 +107,6 @@ class Transport(Protocol):
 
 # --------------------------------------------------------------------------- the host's connection variables
 # --------------------------------------------------------------------------- host keys
-
-
-def known_hosts_name(address: str, port: int | None) -> str:
-    return address if not port or port == 22 else f"[{address}]:{port}"
-
-
-class _UnknownKey(paramiko.SSHException):
-    pass
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client, hostname, key):
-        raise _UnknownKey(f"{key.get_name()} {key.get_fingerprint().hex()}")
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record an unknown key in the user's known_hosts (a *changed* key never reaches here)."""
-
-    def __init__(self, path: str, lock: threading.Lock):
-        self.path = os.path.expanduser(path)
-        self.lock = lock
-
-    def missing_host_key(self, client, hostname, key):
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with self.lock:  # the keys are shared by the run's connections (KnownHosts)
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(line)
-
-
-class IndexedHostKeys(paramiko.HostKeys):
-    """paramiko's :class:`~paramiko.HostKeys`, indexed by host name: loading a known_hosts of N lines and each
-    lookup stay near-linear and constant (paramiko's own check every line against all before it, O(N^2): 27 s
-    for 5,000 lines on the 2-core bench machine).  Same answers: exact names through the index, hashed
-    (``|1|``) entries tried in file order, as paramiko does."""
-
-    def __init__(self, filename: str | None = None):
-        self._by_name: dict[str, list[tuple[int, paramiko.hostkeys.HostKeyEntry]]] = {}
-        self._hashed: list[tuple[int, paramiko.hostkeys.HostKeyEntry]] = []
-        super().__init__(filename)
-
-    def _index(self, entry) -> None:
-        n = len(self._entries)
-        self._entries.append(entry)
-        for h in entry.hostnames:
-            if h.startswith("|1|"):
-                self._hashed.append((n, entry))
-            else:
-                self._by_name.setdefault(h, []).append((n, entry))
-
-    def _candidates(self, hostname: str) -> list:
-        found = self._by_name.get(hostname, [])
-        hashed = [(n, e) for n, e in self._hashed if self._hostname_matches(hostname, e)]
-        return [e for _, e in sorted(found + hashed, key=lambda x: x[0])] if hashed else [e for _, e in found]
-
-    def load(self, filename) -> None:
-        with open(filename) as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line[0] == "#":
-                    continue
-                try:
-                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
-                except paramiko.SSHException:
-                    continue
-                if entry is None:
-                    continue
-                entry.hostnames = [h for h in entry.hostnames if not self.check(h, entry.key)]
-                if entry.hostnames:
-                    self._index(entry)
-
-    def add(self, hostname, keytype, key) -> None:
-        for e in self._by_name.get(hostname, []):
-            if e[1].key.get_name() == keytype:
-                e[1].key = key
-                return
-        self._index(paramiko.hostkeys.HostKeyEntry([hostname], key))
-
-    def lookup(self, hostname):
-        sub = paramiko.HostKeys()  # paramiko's own lookup, over this host's entries only
-        sub._entries = self._candidates(hostname)
-        return sub.lookup(hostname)
-
-
-class KnownHosts:
-    """The known_hosts files of one run, each read once and shared by every host's connection."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loaded: dict[tuple, IndexedHostKeys] = {}
-
-    def get(self, paths: tuple[str, ...]) -> IndexedHostKeys:
-        """The keys of ``paths`` (those that exist), merged in order."""
-        with self._lock:
-            keys = self._loaded.get(paths)
-            if keys is None:
-                keys = self._loaded[paths] = IndexedHostKeys()
-                for path in paths:
-                    if os.path.exists(path):
-                        keys.load(path)
-            return keys
-
-
-def _fingerprint(key: paramiko.PKey) -> str:
-    import base64
-    import hashlib
-
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 # --------------------------------------------------------------------------- commands
@@ -443,7 +288,7 @@ class SshTransport:
         # the connections to them are shared by every host of the run behind the same chain (JumpPool)
         self._chain_key: tuple = (tuple(str(j) for j in self.args.jumps), tuple(self.known_hosts),
                                   options.ssh_config, self.connect_timeout, options.accept_new_host_keys)
-        self._chain: _Chain | None = options.jumps.acquire(self._chain_key, self._build_hops) if self.args.jumps \
+        self._chain: Chain | None = options.jumps.acquire(self._chain_key, self._build_hops) if self.args.jumps \
             else None
         self.hops: list[Connection] = self._chain.hops if self._chain else []
         if self.hops:
@@ -477,9 +322,9 @@ class SshTransport:
         client._host_keys = self.options.host_keys.get(tuple(os.path.expanduser(p) for p in self.known_hosts))
         if self.options.accept_new_host_keys:
             client.set_missing_host_key_policy(
-                _TrustOnFirstUse(os.path.expanduser(self.known_hosts[0]), self.options.known_hosts_lock))
+                TrustOnFirstUse(os.path.expanduser(self.known_hosts[0]), self.options.known_hosts_lock))
         else:
-            client.set_missing_host_key_policy(_RejectUnknown())
+            client.set_missing_host_key_policy(RejectUnknown())
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -513,7 +358,7 @@ class SshTransport:
             for c in (*self.hops, self.conn):
                 c.transport.set_keepalive(self.args.server_alive_interval)
 
-    def _open_chain(self, chain: _Chain) -> None:
+    def _open_chain(self, chain: Chain) -> None:
         """Open the shared connections to the jump hosts, once for all the hosts behind them: at most
         ``gpufleet_jump_handshakes`` handshakes with a jump host at once.  A failure is every waiting host's."""
         with chain.lock:
@@ -609,7 +454,7 @@ class SshTransport:
         proxied = conn is self.conn and self._proxy is not None
         try:
             conn.open()
-        except _UnknownKey:
+        except UnknownKey:
             raise HostKeyRejected(
                 f"{via}unknown host key for {name}: verify its fingerprint, then add it with "
                 f"`ssh-keyscan -p {conn.port} {quote(conn.host)} >> ~/.ssh/known_hosts` "
@@ -617,8 +462,8 @@ class SshTransport:
             ) from None
         except paramiko.BadHostKeyException as e:
             raise HostKeyRejected(
-                f"{via}HOST KEY CHANGED for {name}: got {_fingerprint(e.key)}, known_hosts has "
-                f"{_fingerprint(e.expected_key)}. This may be an attack or a reinstalled host; "
+                f"{via}HOST KEY CHANGED for {name}: got {fingerprint(e.key)}, known_hosts has "
+                f"{fingerprint(e.expected_key)}. This may be an attack or a reinstalled host; "
                 f"if expected, remove the old key with `ssh-keygen -R {quote(name)}`"
             ) from None
         except paramiko.AuthenticationException as e:

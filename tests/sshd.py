@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from fleet.transport import SshOptions, known_hosts_name
+from fleet.host_keys import known_hosts_name
+from fleet.transport import SshOptions
 
 if TYPE_CHECKING:
     from tests.netfarm import NetNs

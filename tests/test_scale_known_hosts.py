@@ -1,10 +1,10 @@
-"""The run's shared, indexed known_hosts (fleet.transport.IndexedHostKeys) answers exactly as paramiko's own."""
+"""The run's shared, indexed known_hosts (fleet.host_keys.IndexedHostKeys) answers exactly as paramiko's own."""
 
 from __future__ import annotations
 
 import paramiko
 
-from fleet.transport import IndexedHostKeys, KnownHosts
+from fleet.host_keys import IndexedHostKeys, KnownHosts
 
 
 def _keys(n: int) -> list[paramiko.PKey]:

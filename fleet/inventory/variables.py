@@ -47,6 +47,9 @@ VARIABLES = {
     "gpufleet_verify_env": ("environment variables for verify on the node (a mapping)", "verify: fleet/runs/node.py"),
     "gpufleet_rdzv_addr": ("the address other nodes reach this one on for --multinode (default: the address "
                            "gpufleet connects to)", "verify --multinode/--pairwise: fleet/runs/node.py"),
+    "gpufleet_jump_handshakes": ("handshakes with this host's jump host at once (a whole number >= 1, default 8: "
+                                 "below sshd's stock MaxStartups 10:30:100)", "every command that connects: "
+                                 "fleet/inventory/connection.py"),
     "gpufleet_rack": ("the host's rack, for --pairwise --topology rack/cross", "verify --pairwise: "
                       "fleet/runs/pairwise_run.py"),
     "gpufleet_slurm_node": ("the host's Slurm node name (default: its inventory name)", "verify --via slurm, "
