@@ -180,7 +180,7 @@ def test_a_host_cut_off_at_its_timeout_has_nothing_left_running(farm, hanging_ho
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["hang-a"]["state"] == "timed_out" and summary["hosts"]["hang-a"]["status"] == "error"
-    deadline = time.monotonic() + 20  # the node-side guard's KILL comes 15 s after its TERM at the latest
+    deadline = time.monotonic() + 180  # a ceiling: the node-side guard's KILL comes 15 s after its TERM
     while time.monotonic() < deadline and _processes_under(farm.root / "hang-a" / "cache"):
         time.sleep(0.5)
     assert _processes_under(farm.root / "hang-a" / "cache") == []
