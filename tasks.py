@@ -67,7 +67,10 @@ def audit(c, hosts="all", inventory=None, user=None, json=None, forks=None, time
     With the history (the default), each host is also compared with its past
     audits: Xids new or known since its last boot, error and throttle counters
     that rose (check `counters`, warns), GPUs that moved or came back from a
-    failure (check `gpu-identity`, warns).
+    failure (check `gpu-identity`, warns).  Below the table: every failing and
+    warning check of every host with its reason, worst host first, findings
+    many hosts share folded into one line.  Exit 0 all passed, 1 a host
+    failed or was not reached, 2 a usage or configuration error, 130 Ctrl-C.
     """
     from fleet.commands import audit as command
 

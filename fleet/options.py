@@ -18,6 +18,7 @@ from fleet.config import Config
 from fleet.jsonio import unwritable
 from fleet.outcome import ExitCode
 from fleet.transport import SshOptions
+from verify.contract import STAGES  # torch-free: what the controller may know of verify
 
 HELP_COMMON = {
     "hosts": "Ansible host pattern: group or host names, globs, ~regex, group[0:2], comma-separated, '!name' "
@@ -88,8 +89,8 @@ HELP_VERIFY = {
     "force": "benchmark GPUs even when other compute processes are using them",
     "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes",
     "rdzv_port": "rendezvous port on the first host for --multinode (default 29400)",
-    "checks": "comma-separated verify stages (collectives, ddp, compute, memory, inference, pipeline) or all; "
-              "checked before any host is contacted",
+    "checks": f"comma-separated verify stages ({', '.join(STAGES)}) or all; checked before any host is contacted; "
+              "a stage named here must run: one that cannot fails the node (asked for means required)",
     "wheelhouse": HELP_WHEELHOUSE,
     **HELP_CRON,
     **HELP_OUTPUTS,
@@ -182,8 +183,6 @@ def ssh_options(config: Config, task: str, forks, timeout, connect_timeout, acce
 def verify_checks(text) -> tuple:
     """``--checks``: ``all`` (returns ``()``) or a comma-separated list of verify's stages, checked here,
     before any host is contacted."""
-    from verify.contract import STAGES  # torch-free: what the controller may know of verify
-
     names = [n.strip() for n in str(text).split(",") if n.strip()]
     if names == ["all"]:
         return ()
