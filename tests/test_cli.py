@@ -66,11 +66,15 @@ def test_help_and_list_work_from_anywhere(tmp_path):
 @pytest.mark.slow
 def test_the_documented_command_passes_on_the_default_inventory_from_another_directory(tmp_path):
     out = tmp_path / "reports"
-    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out),
+    history = str(tmp_path / "history.sqlite")
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out), "--history", history,
                   "--prom", str(tmp_path / "gpufleet.prom"), "--junit", str(tmp_path / "junit.xml")], cwd=tmp_path,
                  umask=0o022)
     assert r.returncode == 0, r.stdout + r.stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    # one host, one run: no distribution of one point and no trend of one point; the page says so
+    first_page = (run_dir / "summary.html").read_text()
+    assert 'src="data:image/png;base64,' not in first_page and "fewer than 3 hosts" in first_page
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hosts"]["localhost"]["status"] == "pass" and summary["exit_code"] == 0
     # the files an ops group reads follow the umask (022: readable by all), the page holds its plots
@@ -79,7 +83,13 @@ def test_the_documented_command_passes_on_the_default_inventory_from_another_dir
     for f in (run_dir / "summary.json", run_dir / "summary.html", run_dir / "run.json",
               run_dir / "hosts" / "localhost.json", tmp_path / "gpufleet.prom", tmp_path / "junit.xml"):
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
-    assert 'src="data:image/png;base64,' in (run_dir / "summary.html").read_text()
+    # the same command the next night: the host's trend from its two runs is drawn
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--checks", "compute", "--out", str(out), "--history", history],
+                 cwd=tmp_path, umask=0o022)
+    assert r.returncode == 0, r.stdout + r.stderr
+    second = max(p for p in out.iterdir() if p.is_dir())
+    page = (second / "summary.html").read_text()
+    assert 'alt="trends of localhost"' in page and 'src="data:image/png;base64,' in page
     # the outputs operators watch: node_exporter's textfile, CI's JUnit
     from prometheus_client.parser import text_string_to_metric_families
     import xml.etree.ElementTree as ET
