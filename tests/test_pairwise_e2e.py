@@ -1,7 +1,11 @@
 """`gpufleet verify --multinode --pairwise` with real network faults: four sshd test hosts, each in its own network
 namespace on a bridge (tests/netfarm.py), running the real verify's two-node all_reduce (gloo, on the CPU).
 One host's link rate-limited with tc tbf is named the culprit; one host whose collective traffic nftables drops
-(its SSH port left open) is named, and the run ends within its pair timeouts; a healthy fleet has no culprit."""
+(its SSH port left open) is named, and the run ends within its pair timeouts; a healthy fleet has no culprit.
+
+On the defaults a real fleet has: the command users type (``gpufleet``), no remote directory, no
+GLOO_SOCKET_IFNAME in the inventory, and one host name shared by every namespace that /etc/hosts maps to
+127.0.1.1 (a cloned Debian image): gpufleet must find each node's address and interface itself."""
 
 from __future__ import annotations
 
@@ -11,22 +15,26 @@ import time
 
 import pytest
 
-from tests.sshd import invoke_env, run_invoke
+from tests.netfarm import which
+from tests.sshd import invoke_env
+from tests.test_cli import gpufleet
 
 pytestmark = pytest.mark.slow
 
 NAMES = ["pw-a", "pw-b", "pw-c", "pw-d"]
+SHARED = "gpunode"  # every node's host name, resolving to loopback
 PAIR_TIMEOUT = 150  # the product's hang rule; a loaded 2-core machine took 60 s to start a healthy pair
 
 
 @pytest.fixture(scope="module")
 def net(farm, bridge, tmp_path_factory):
     spaces = {}
+    bridge.alias(SHARED, "127.0.1.1")
+    ip_tool = {"ip": f'#!/bin/sh\nexec {which("ip")} "$@"\n'}  # the nodes' `ip` (test hosts get stubs only)
     for name in NAMES:
-        spaces[name] = bridge.add_namespace(name)
-        farm.add_host(name, fixture=None, gpus=0, netns=spaces[name], extra_vars={
-            "ansible_python_interpreter": sys.executable, "gpufleet_remote_dir": str(farm.root / name / "cache"),
-            "gpufleet_verify_env": {"GLOO_SOCKET_IFNAME": "eth0"}})
+        spaces[name] = bridge.add_namespace(name, hostname=SHARED)
+        farm.add_host(name, fixture=None, gpus=0, netns=spaces[name], stubs=ip_tool, extra_vars={
+            "ansible_python_interpreter": sys.executable, "gpufleet_verify_env": {"OMP_NUM_THREADS": "1"}})
     base = tmp_path_factory.mktemp("pairwise")
     inv = base / "hosts.yaml"
     inv.write_text(farm.inventory(NAMES))
@@ -43,9 +51,9 @@ def healthy_links(net):
 
 def pairwise(net, out, *extra):
     started = time.monotonic()
-    r = run_invoke(["verify", "--hosts", "gpu-nodes", "--inventory", str(net["inv"]), "--out", str(out),
-                    "--multinode", "--pairwise", "--nproc", "1", "--pair-timeout", str(PAIR_TIMEOUT), "--no-history",
-                    *extra], net["env"], timeout=1200)
+    r = gpufleet(["verify", "--hosts", "gpu-nodes", "--inventory", str(net["inv"]), "--out", str(out),
+                  "--multinode", "--pairwise", "--nproc", "1", "--pair-timeout", str(PAIR_TIMEOUT), "--no-history",
+                  *extra], env=net["env"], timeout=1200)
     elapsed = time.monotonic() - started
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return r, json.loads((run_dir / "summary.json").read_text()), elapsed, run_dir
@@ -64,7 +72,7 @@ def test_a_rate_limited_host_is_the_culprit(net, tmp_path):
     assert "culprits: host pw-c" in r.stdout
     assert '<ul id="culprits"><li><b>host pw-c</b>' in (run_dir / "summary.html").read_text()
     # `gpufleet report` judges the run again from run.json: the same verdict
-    again = run_invoke(["report", str(run_dir)], net["env"])
+    again = gpufleet(["report", str(run_dir)], env=net["env"])
     assert again.returncode == 1 and "culprits: host pw-c" in again.stdout
 
 
