@@ -283,6 +283,18 @@ def _hosts_phrase(names: list[str], limit: int = 5) -> str:
     return f"host{'s' if len(names) != 1 else ''} {shown}{more}"
 
 
+def _targets(hosts: Iterable, cache: ParseCache):
+    """``(host, its SshTarget)`` for each host gpufleet reaches over SSH; a host whose entry cannot be honoured
+    is left to its own problem (it is reported per host)."""
+    for h in hosts:
+        if is_local(h.vars):
+            continue
+        try:
+            yield h, ssh_target(h.name, h.vars, cache)
+        except ConnectionProblem:
+            continue
+
+
 def preflight(hosts: Iterable, cache: ParseCache | None = None) -> list[str]:
     """Configuration errors found before any host is contacted: one line per missing or unreadable key file,
     naming the file, the variable and the hosts that name it.  ``hosts``: objects with ``name`` and ``vars``
@@ -291,13 +303,7 @@ def preflight(hosts: Iterable, cache: ParseCache | None = None) -> list[str]:
     found: dict[str, dict[str, None]] = {}  # line -> the hosts naming it, in order
     cache = {} if cache is None else cache
     checked: dict[KeyFile, str | None] = {}  # each key file looked at once
-    for h in hosts:
-        if is_local(h.vars):
-            continue
-        try:
-            target = ssh_target(h.name, h.vars, cache)
-        except ConnectionProblem:
-            continue
+    for h, target in _targets(hosts, cache):
         for key in target.key_files:
             if key not in checked:
                 checked[key] = key_file_problem(key)
@@ -313,13 +319,7 @@ def host_key_warning(hosts: Iterable, cache: ParseCache | None = None) -> str | 
     what asked it, for how many hosts in which groups, and that gpufleet verifies host keys regardless."""
     by_option: dict[str, list] = {}
     cache = {} if cache is None else cache
-    for h in hosts:
-        if is_local(h.vars):
-            continue
-        try:
-            target = ssh_target(h.name, h.vars, cache)
-        except ConnectionProblem:
-            continue
+    for h, target in _targets(hosts, cache):
         for option in target.host_key_overrides:
             by_option.setdefault(option, []).append(h)
     if not by_option:

@@ -16,7 +16,7 @@ from statistics import median
 from typing import Mapping, Optional
 
 from fleet.outcome import STATUSES
-from fleet.outputs.flags import number
+from fleet.runs.metrics import number
 
 MIN_HOSTS = 3  # hosts of one model, not failed, for a distribution
 EXCLUDED_STATUSES = ("fail", "error")  # a failed or errored run's figure is no measure of the fleet

@@ -3,18 +3,9 @@ and the small readings of numbers and model names the page and its plots share."
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional
 
 from fleet.runs.metrics import split_key
-
-
-def number(value: Any) -> Optional[float]:
-    """A finite float of an int or float (not a bool); None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def model_label(model: Optional[str]) -> str:

@@ -36,7 +36,8 @@ from typing import Mapping, Optional, Sequence
 from fleet.jsonio import write_text_atomic
 from fleet.outcome import plural
 from fleet.outputs import distribution, plots, trends as trend_data
-from fleet.outputs.flags import flags, is_regressed, model_label, number, regression_labels, regressions
+from fleet.outputs.flags import flags, is_regressed, model_label, regression_labels, regressions
+from fleet.runs.metrics import number
 from fleet.outputs.palette import (EXCLUDED_COLOUR, HOST_COLOUR, REGRESSION_COLOUR, STATUS_COLOURS,
                                    STRAGGLER_COLOUR)
 from fleet.outputs.markup import esc, plot, table

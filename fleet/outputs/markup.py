@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable, Sequence
 
-from fleet.outputs.flags import number
+from fleet.runs.metrics import number
 from fleet.outputs.palette import STATUS_COLOURS
 
 

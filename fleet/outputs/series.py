@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from fleet.outputs.flags import number
+from fleet.runs.metrics import number
 from fleet.runs.run_dir import report_path
 from verify.contract import BURN_SAG, BURN_SPREAD
 from verify.reference import grade

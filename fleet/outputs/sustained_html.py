@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Sequence
 
 from fleet.outcome import plural
 from fleet.outputs import plots
-from fleet.outputs.flags import number
+from fleet.runs.metrics import number
 from fleet.outputs.markup import esc, fmt_figure, plot, status_class, table, tint
 from fleet.outputs.series import (BURN, SAG, SPREAD, TELEMETRY_SERIES, burn_marks, panels, sag_ratio, series_kind,
                                   split, sustained_hosts, telemetry_marks, usable, worst)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Mapping, Optional
 
-from fleet.outputs.flags import number, regressions
+from fleet.outputs.flags import regressions
+from fleet.runs.metrics import number
 
 MIN_POINTS = 2
 X_MARGIN = 0.06  # of the span, either side of the first and the last run

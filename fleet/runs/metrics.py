@@ -3,8 +3,9 @@ way is better, and the table's key figures.  Pure; read by the verdict, the hist
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Iterable
+from typing import Any, Iterable, Optional
 
 # The table's key figures, in column order; matmul dtypes come first (see key_figures()).
 KEY_FIGURES = ("memory/d2d/gbps", "memory/h2d/gbps", "allreduce/busbw_gbps", "ddp/resnet50/images_per_s")
@@ -62,3 +63,11 @@ def key_figures(metric_keys: Iterable[str]) -> list:
                     key=lambda k: (MATMUL_DTYPES.index(k.split("/")[1]) if k.split("/")[1] in MATMUL_DTYPES
                                    else len(MATMUL_DTYPES), k))
     return matmul + [k for k in KEY_FIGURES if k in present]
+
+
+def number(value: Any) -> Optional[float]:
+    """A finite float of an int or float (not a bool); None for anything else (a figure from a report)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

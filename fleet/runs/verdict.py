@@ -66,12 +66,11 @@ its report below ``threshold`` (0.9) of the median of its last passing runs (at 
 from __future__ import annotations
 
 import importlib
-import math
 from statistics import median
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from fleet.outcome import ExitCode, HostState, Recap
-from fleet.runs.metrics import device_kind, higher_is_better, key_figures, split_key
+from fleet.runs.metrics import device_kind, higher_is_better, key_figures, number, split_key
 from fleet.runs.record import HostRun
 from fleet.status import check_reasons, final_status, reason, state_reason
 from verify.contract import NOT_ASKED, stage_check
@@ -83,13 +82,6 @@ Z_THRESHOLD = 3.5
 FLOOR = 0.9
 MIN_VALUES = 3
 Z_FACTOR = 0.6745
-
-def _number(v: Any) -> Optional[float]:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
 
 # --------------------------------------------------------------------------- report fields
 
@@ -103,7 +95,7 @@ def gpu_model(report: Optional[Mapping]) -> str:
 
 
 def gpu_count(report: Optional[Mapping]) -> int:
-    n = _number(((report or {}).get("env") or {}).get("gpu_count"))
+    n = number(((report or {}).get("env") or {}).get("gpu_count"))
     return int(n) if n is not None else 0
 
 
@@ -122,7 +114,7 @@ def host_figures(report: Optional[Mapping]) -> tuple:
     plain: dict = {}
     devices: dict = {}
     for key, raw in (metrics.items() if isinstance(metrics, Mapping) else ()):
-        value = _number(raw)
+        value = number(raw)
         if value is None or not isinstance(key, str):
             continue
         base, dev = split_key(key)
@@ -221,13 +213,13 @@ def reference_figures(ref: Optional[Mapping]) -> dict:
 
     def put(key, fig):
         if isinstance(fig, Mapping):
-            ach = _number(fig.get("achievable"))
+            ach = number(fig.get("achievable"))
             if ach is None:
-                ach = _number(fig.get("peak"))
+                ach = number(fig.get("peak"))
             if ach is not None and ach > 0:
-                out[key] = {"achievable": ach, "peak": _number(fig.get("peak"))}
+                out[key] = {"achievable": ach, "peak": number(fig.get("peak"))}
         else:
-            n = _number(fig)
+            n = number(fig)
             if n is not None and n > 0:
                 out[key] = {"achievable": n, "peak": None}
 
@@ -276,8 +268,8 @@ def find_regressions(host: str, metrics: Mapping[str, Any], baseline: Optional[M
     threshold = float(baseline.get("threshold") or FLOOR)
     out = []
     for key, raw in sorted(metrics.items()):
-        value, base = _number(raw), figures.get(key)
-        if value is None or not isinstance(base, Mapping) or not _number(base.get("value")):
+        value, base = number(raw), figures.get(key)
+        if value is None or not isinstance(base, Mapping) or not number(base.get("value")):
             continue
         ref = float(base["value"])
         if ref <= 0:
