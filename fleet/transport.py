@@ -28,6 +28,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,7 +36,7 @@ from typing import Protocol
 import paramiko
 from fabric import Config, Connection
 
-from fleet import sshargs
+from fleet import channel_guard, sshargs
 from fleet.host_keys import KnownHosts, RejectUnknown, TrustOnFirstUse, UnknownKey, fingerprint, known_hosts_name
 from fleet.inventory import Host
 from fleet.jump_pool import Chain, JumpPool
@@ -218,12 +219,39 @@ class _Transport(paramiko.Transport):
       ``_active_check_timeout``): 64 idle connections no longer cost 640 wake-ups, each taking the GIL
       from the threads doing work;
     * AES-GCM first among the ciphers (the rest still offered, in paramiko's order): its tag is checked
-      in C, where paramiko checks a CTR cipher's MAC byte by byte in Python.
+      in C, where paramiko checks a CTR cipher's MAC byte by byte in Python;
+    * nothing is sent on a channel after its close (:mod:`fleet.channel_guard`): OpenSSH would drop the whole
+      connection, and with it every host sharing it through a jump host.
     """
 
     _active_check_timeout = 1.0
     _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
                           *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._closes_sent: weakref.WeakSet = weakref.WeakSet()  # the channels whose close went out
+
+    def _send_message(self, data) -> None:
+        # every channel message passes here in order (under clear_to_send_lock for the user's and the channels'
+        # threads), so the check and the send are one step as seen from a close
+        buf = data.packet.getbuffer()
+        try:
+            kind, rid = channel_guard.recipient(buf)
+        finally:
+            buf.release()
+        if rid is not None:
+            live = [c for c in self._channels.values() if c.active and c.remote_chanid == rid]
+            if kind == channel_guard.CLOSE:
+                self._closes_sent.update(live)
+            elif channel_guard.stale(kind, rid, [(c.remote_chanid, c in self._closes_sent) for c in live]):
+                return
+        super()._send_message(data)
+
+
+# paramiko's words for bytes that are no SSH packet: a stream cut or garbled during the handshake (seen through a
+# jump host under load), worth another try like a dropped connection, never a server's answer
+BROKEN_STREAM = frozenset({"Invalid packet blocking", "Mismatched MAC"})
 
 
 class _Dropped(Unreachable):
@@ -486,8 +514,8 @@ class SshTransport:
                 msg = f"{via}no SSH handshake from {label} within {ct:g}s (port open, sshd not answering)"
             else:
                 msg = f"{via}SSH handshake with {label} failed: {msg}"
-            dropped = ("banner" in str(e).lower() or isinstance(inner, (EOFError, ConnectionError))) and \
-                not t_authenticated(t)
+            dropped = ("banner" in str(e).lower() or str(e) in BROKEN_STREAM
+                       or isinstance(inner, (EOFError, ConnectionError))) and not t_authenticated(t)
             raise (_Dropped if dropped else Unreachable)(msg) from None
         except ConnectionError as e:  # reset or aborted by the server: sshd dropped it (a refusal is not retried)
             kind = Unreachable if isinstance(e, ConnectionRefusedError) else _Dropped

@@ -601,7 +601,9 @@ class SshdFarm:
         return path
 
     def options(self, **kw) -> SshOptions:
-        base = dict(connect_timeout=3, command_timeout=20, known_hosts=str(self.known_hosts),
+        # generous defaults: the suite runs on two busy cores, where a handshake can take seconds; a test about
+        # timeouts sets its own
+        base = dict(connect_timeout=10, command_timeout=60, known_hosts=str(self.known_hosts),
                     system_known_hosts=str(self.root / "no-system-known-hosts"), ssh_config=str(self.ssh_config))
         base.update(kw)
         return SshOptions(**base)
