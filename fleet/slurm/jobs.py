@@ -221,10 +221,11 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             except SlurmError as exc:
                 raise HostError(f"sbatch failed: {exc}") from None
             book.add(host.name, job)
-            run.message = f"Slurm job {job} on {r.node}" + (f" (re-check in reservation {reservation.NAME})"
-                                                            if r.how == "recheck" else "")
+            run.message = f"Slurm job {job} on {r.node}"
             info = _wait(book, job, host.name, s, slurm, stage, clock, sleep)
             book.pop(host.name)
+            if info.get("Reservation") not in (None, "", "(null)"):  # as Slurm's record says (a re-check's)
+                run.message += f" in reservation {info['Reservation']}"
             run.exit_code = _exit_status(info)
             state = info.get("JobState", "")
             run.output = (fetch_file(t, f"{shared}/slurm-{job}.out") or b"").decode("utf-8", "replace")
