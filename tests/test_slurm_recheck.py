@@ -383,3 +383,45 @@ def test_an_earlier_run_s_reservation_is_reused_and_what_it_left_in_service_drai
     assert set(_run_jobs(slurm, run_dir.name)) == {"gpu2"}
     assert _reservation(slurm) == ""
 
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_recheck_cancels_its_job_drains_the_node_again_and_deletes_the_reservation(
+        fleet, slurm, tmp_path, restored):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slurm.run("scontrol", "update", "nodename=gpu2", "state=drain", f"reason={OURS}", check=True)
+    hanging = tmp_path / "hanging.yaml"
+    hanging.write_text(fleet["inv"].read_text().replace(
+        "gpufleet_slurm_node: gpu2", "gpufleet_slurm_node: gpu2\n          gpufleet_verify_env:\n"
+                                     "            GPUFLEET_VERIFY_FAULT: rank-hang"))
+    assert hanging.read_text().count("rank-hang") == 1
+    out = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]),
+         "--hosts", "sl-2", "--inventory", str(hanging), "--out", str(out), "--no-history", "--nproc", "2",
+         "--checks", "collectives", "--timeout", "240"],
+        cwd=tmp_path, env=fleet["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 180  # a ceiling for the push and the job's start, not a measure
+    jobs: dict = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+        jobs = _run_jobs(slurm, runs[0].name) if runs else {}
+        if jobs.get("gpu2", {}).get("JobState") == "RUNNING":
+            break
+        time.sleep(0.5)
+    assert jobs.get("gpu2", {}).get("JobState") == "RUNNING", (jobs, proc.poll())
+    assert jobs["gpu2"]["Reservation"] == "gpufleet-recheck"  # while the reservation lives, its record says so
+    running = reason(slurm, "gpu2")[0].split("+")
+    assert running[0] == "ALLOCATED" and "DRAIN" not in running, running  # resumed, for its job only
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)  # a ceiling: the delete waits for the cancelled job to end
+    assert proc.returncode == 130, stdout + stderr
+    assert slurm.jobs(jobs["gpu2"]["JobId"])[0]["JobState"] == "CANCELLED"
+    state, why = reason(slurm, "gpu2")
+    assert "DRAIN" in state.split("+") and why.split(" [")[0] == OURS  # out of service again, with its reason
+    assert _reservation(slurm) == "", stderr
