@@ -425,3 +425,36 @@ def test_ctrl_c_during_a_recheck_cancels_its_job_drains_the_node_again_and_delet
     state, why = reason(slurm, "gpu2")
     assert "DRAIN" in state.split("+") and why.split(" [")[0] == OURS  # out of service again, with its reason
     assert _reservation(slurm) == "", stderr
+
+
+
+class Answers:
+    """A runner giving these results in turn (the last one repeated); records every command."""
+
+    def __init__(self, *results: Result):
+        self.results, self.calls = list(results), []
+
+    def __call__(self, argv, timeout):
+        self.calls.append(argv)
+        return self.results.pop(0) if len(self.results) > 1 else self.results[0]
+
+
+def test_the_delete_waits_for_the_reservation_s_jobs_to_end_then_says_it_could_not():
+    """scontrol's answers as the suite's Slurm 22.05.8 gives them (on stderr, exit 1)."""
+    from fleet.slurm.jobs import _delete
+
+    in_use = Result(1, "", "delete_reservation ReservationName=gpufleet-recheck: Requested reservation is in use\n")
+    gone = Result(1, "", "delete_reservation ReservationName=gpufleet-recheck: Requested reservation is invalid\n")
+    assert [SlurmClient(Answers(r)).delete_reservation("gpufleet-recheck") for r in (in_use, gone, Result(0, "", ""))
+            ] == ["in use", "gone", "deleted"]
+    delete = ["scontrol", "delete", "ReservationName=gpufleet-recheck"]
+    for runner in (Answers(in_use, in_use, Result(0, "", "")), Answers(gone)):
+        notes: list = []
+        _delete(SlurmClient(runner), notes.append, clock=lambda: 0.0, sleep=lambda _: None)
+        assert notes == [] and runner.calls == [delete] * (3 if len(runner.calls) > 1 else 1)
+    ticks = iter(range(0, 1000, 50))  # each try, 50 seconds pass
+    runner, notes = Answers(in_use), []
+    _delete(SlurmClient(runner), notes.append, clock=lambda: float(next(ticks)), sleep=lambda _: None)
+    assert notes == ["gpufleet: reservation gpufleet-recheck still has jobs after 120 s: not deleted (scontrol "
+                     "delete ReservationName=gpufleet-recheck once they end)"]
+    assert len(runner.calls) == 3  # the deadline set at 0 s; tries seen at 50, 100 and 150 s, past the 120 s
