@@ -106,6 +106,9 @@ HELP_VERIFY = {
     "account": "with --via slurm: the jobs' account",
     "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
     "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
+    "recheck_via": "with --via slurm: how a node gpufleet drained is re-checked: slurm (default: a job inside the "
+                   "maintenance reservation gpufleet-recheck that gpufleet creates for the run, the node drained "
+                   "again after it) or ssh (directly over SSH, beside whatever Slurm runs)",
     "pairwise": "with --multinode: find the bad host or link by pairing hosts (two-node all_reduce sweeps at "
                 "once, suspects re-paired with good hosts) instead of one ring over every host",
     "rounds": "with --pairwise: rounds of fresh random pairings before re-pairing suspects (default 1)",
@@ -295,6 +298,16 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
     except ValueError as e:
         raise usage_error(f"--slurm-args: {e}") from None
     return SlurmSettings(str(shared_dir), partition or None, qos or None, account or None, extra_args, bool(wait))
+
+
+def recheck_via(value, via_slurm: bool) -> str:
+    """``--recheck-via``: how ``--via slurm`` checks a node gpufleet drained (slurm, the default, or ssh); a usage
+    error without ``--via slurm`` or for another choice."""
+    if value is None:
+        return "slurm"
+    if not via_slurm:
+        raise usage_error("--recheck-via needs --via slurm")
+    return choice("--recheck-via", value, ("slurm", "ssh"))
 
 
 def pairwise_settings(pairwise: bool, multinode: bool, via_slurm: bool, rounds, pair_timeout, pair_floor,

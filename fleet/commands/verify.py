@@ -134,7 +134,8 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
                    rdzv_port, checks, wheelhouse, forks, connect_timeout, accept_new_host_keys, wait_lock, keep_runs,
                    keep_days, prom, junit, history, no_history, duration, dcgm_level, dcgm_allow_skips, regression,
                    baseline_runs, notify, remind_days, via, slurm_host, shared_dir, partition, qos, account,
-                   slurm_args, wait, pairwise, rounds, pair_timeout, pair_floor, topology) -> VerifyJob:
+                   slurm_args, wait, pairwise, rounds, pair_timeout, pair_floor, topology,
+                   recheck_via=None) -> VerifyJob:
     """The verify task's flags (by name) as a :class:`VerifyJob`: every flag checked, nothing contacted."""
     from fleet import options as opt
     from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS
@@ -164,6 +165,9 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
                                slurm_args, wait, settings.multinode)
     if slurm_host and slurm is None:
         raise usage_error("--slurm-host needs --via slurm")
+    recheck = opt.recheck_via(recheck_via, slurm is not None)  # --recheck-via
+    if slurm is not None:
+        slurm.recheck_via = recheck
     keep_runs, keep_days = opt.retention(keep_runs, keep_days)
     return VerifyJob(settings, opt.ssh_options(config, "verify", forks, timeout, connect_timeout,
                                                accept_new_host_keys),

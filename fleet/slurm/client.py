@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from fleet.shell import quote
+from fleet.slurm import reservation
 from fleet.slurm.nodes import SlurmNode, fields, parse_show_node
 
 COMMAND_TIMEOUT_S = 60.0
@@ -130,6 +131,38 @@ class SlurmClient:
 
     def resume(self, node: str) -> None:
         self.run("scontrol", "update", f"NodeName={node}", "State=RESUME")
+
+    def user(self) -> str:
+        """The user the commands run as (here, or the login on ``--slurm-host``): whom a reservation admits."""
+        r = self.run("id", "-un")
+        name = r.stdout.strip()
+        if not name:
+            raise SlurmError("id -un printed no user name")
+        return name
+
+    def reservation(self, name: str) -> dict[str, str] | None:
+        """``scontrol -o show reservation NAME``'s fields; None when there is none of that name."""
+        argv = reservation.show_argv(name)
+        r = self.runner(argv, self.timeout)
+        if r.rc != 0:
+            if "not found" in (r.stderr + r.stdout).lower():
+                return None
+            raise failed(argv, r)
+        return reservation.parse_show(r.stdout)
+
+    def delete_reservation(self, name: str) -> str:
+        """Delete reservation ``name``: ``deleted``, ``gone`` (there was none), or ``in use`` (jobs still in it;
+        Slurm refuses until they end)."""
+        argv = reservation.delete_argv(name)
+        r = self.runner(argv, self.timeout)
+        text = (r.stderr + r.stdout).lower()
+        if r.rc == 0:
+            return "deleted"
+        if "is invalid" in text or "not found" in text:
+            return "gone"
+        if "in use" in text:
+            return "in use"
+        raise failed(argv, r)
 
     def sbatch(self, options: list[str], command: str) -> str:
         """Submit ``command`` (one shell line, run by the job's ``sh -c``) with ``options``; its job id."""

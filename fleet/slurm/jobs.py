@@ -6,8 +6,10 @@ read once before anything is submitted (:func:`route`):
 - **busy** (running someone's jobs): not checked, ``busy`` (a skip, not a failure), unless ``--wait`` queues
   a job behind theirs;
 - **drained or down by someone else**: ``unavailable``, left alone;
-- **drained by gpufleet**: it runs no jobs, so it is checked directly over SSH, the usual way, and can earn its
-  way back (``slurm-sync`` resumes it after enough passing runs);
+- **drained by gpufleet** (and running no jobs): re-checked as a job like an idle node's, inside the maintenance
+  reservation gpufleet holds for the run (:mod:`fleet.slurm.reservation`, :func:`recheck_window`), so that it can
+  earn its way back (``slurm-sync`` resumes it after enough passing runs); with ``--recheck-via ssh``, checked
+  directly over SSH instead, as before; still running jobs (draining): ``busy``, not re-checked;
 - otherwise: verify is pushed over SSH as usual, then submitted as a job pinned to the node
   (``--nodelist``, ``--exclusive``, the partition/QoS/account given, a time limit from ``--timeout``) running
   the pushed verify under torchrun with the host's ``gpufleet_verify_env``.  The job starts in the submit
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import math
 import posixpath
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -41,6 +45,7 @@ from fleet.runs.node import (
 from fleet.runs.record import HostRun
 from fleet.runs.run_dir import safe_name
 from fleet.shell import quote
+from fleet.slurm import reservation
 from fleet.slurm.client import SlurmClient, SlurmError
 from fleet.slurm.nodes import SlurmNode, node_of
 
@@ -69,23 +74,33 @@ class SlurmSettings:
     extra: tuple = ()  # --slurm-args, split
     wait: bool = False  # queue behind other jobs instead of skipping a busy node
     pending_s: float = DEFAULT_PENDING_S
+    recheck_via: str = "slurm"  # a node gpufleet drained: a job in its reservation (slurm), or over SSH (ssh)
 
 
 @dataclass
 class Route:
-    how: str  # slurm | ssh | busy | unavailable | unknown
+    how: str  # slurm | recheck | ssh | busy | unavailable | unknown | error
     node: str
     why: str = ""
+    reason: str = ""  # recheck: the node's drain reason, written again after the re-check
 
 
-def route(hosts: list[Host], nodes: Mapping[str, SlurmNode], wait: bool) -> dict[str, Route]:
-    """How each host is checked, from its node's state (pure)."""
+def route(hosts: list[Host], nodes: Mapping[str, SlurmNode], wait: bool, recheck_via: str = "ssh"
+          ) -> dict[str, Route]:
+    """How each host is checked, from its node's state (pure).  ``recheck_via``: how a node gpufleet drained is
+    checked: ``slurm`` (a job in gpufleet's reservation: ``recheck``) or ``ssh`` (directly, beside Slurm)."""
     out = {}
     for h in hosts:
         name = node_of(h.name, h.vars)
         n = nodes.get(name)
         if n is None:
             out[h.name] = Route("unknown", name, f"Slurm has no node {name!r} (set gpufleet_slurm_node)")
+        elif n.drained and n.ours and n.busy:
+            out[h.name] = Route("busy", name, f"node {name} is {n.state.lower()} (drained by gpufleet, still running "
+                                              f"jobs): not re-checked")
+        elif n.drained and n.ours and not n.down and recheck_via == "slurm":
+            out[h.name] = Route("recheck", name, f"drained by gpufleet ({n.reason}): re-checked in reservation "
+                                                 f"{reservation.NAME}", n.reason)
         elif (n.drained or n.down) and n.ours:
             out[h.name] = Route("ssh", name, f"drained by gpufleet ({n.reason}): checked over SSH")
         elif n.drained or n.down:
@@ -98,11 +113,15 @@ def route(hosts: list[Host], nodes: Mapping[str, SlurmNode], wait: bool) -> dict
     return out
 
 
-def job_options(host: Host, node: str, s: VerifySettings, slurm: SlurmSettings, log: str) -> list[str]:
-    """sbatch's options for one host's job (argv words; quoted when sent over SSH)."""
+def job_options(host: Host, node: str, s: VerifySettings, slurm: SlurmSettings, log: str,
+                reservation_name: str | None = None) -> list[str]:
+    """sbatch's options for one host's job (argv words; quoted when sent over SSH); ``reservation_name``: the
+    reservation the job runs in (a re-check)."""
     minutes = max(1, math.ceil(s.timeout / 60) + 1)
     opts = [f"--nodelist={node}", "--nodes=1", "--exclusive", f"--job-name=gpufleet-verify-{s.run_id}",
             f"--time={minutes}", f"--output={log}", "--open-mode=append"]
+    if reservation_name:
+        opts.append(f"--reservation={reservation_name}")
     for flag, value in (("--partition", slurm.partition), ("--qos", slurm.qos), ("--account", slurm.account)):
         if value:
             opts.append(f"{flag}={value}")
@@ -174,7 +193,7 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             raise Busy(r.why)
         if r.how == "unavailable":
             raise Unavailable(r.why)
-        if r.how == "unknown":
+        if r.how in ("unknown", "error"):
             raise HostError(r.why)
         if r.how == "ssh":
             return direct(t)
@@ -190,15 +209,23 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), report, s)
             line = run_command_line(argv, verify_env(host), pushed.directory, here, s.timeout)
             t.run(f"mkdir -p {quote(shared)}", timeout=30)  # the shared directory, as the job will see it
+            if r.how == "recheck":  # drained: inside the reservation now, back in the pool for its job only
+                try:
+                    client.resume(r.node)
+                except SlurmError as exc:
+                    raise HostError(f"{r.node} could not be resumed for its re-check: {exc}") from None
             stage(host.name, "queued")
             try:
-                job = client.sbatch(job_options(host, r.node, s, slurm, f"{shared}/slurm-%j.out"), line)
+                job = client.sbatch(job_options(host, r.node, s, slurm, f"{shared}/slurm-%j.out",
+                                                reservation.NAME if r.how == "recheck" else None), line)
             except SlurmError as exc:
                 raise HostError(f"sbatch failed: {exc}") from None
             book.add(host.name, job)
             run.message = f"Slurm job {job} on {r.node}"
             info = _wait(book, job, host.name, s, slurm, stage, clock, sleep)
             book.pop(host.name)
+            if info.get("Reservation") not in (None, "", "(null)"):  # as Slurm's record says (a re-check's)
+                run.message += f" in reservation {info['Reservation']}"
             run.exit_code = _exit_status(info)
             state = info.get("JobState", "")
             run.output = (fetch_file(t, f"{shared}/slurm-{job}.out") or b"").decode("utf-8", "replace")
@@ -271,22 +298,127 @@ def stopper(client: SlurmClient, book: JobBook, s: VerifySettings, routes: Mappi
     return stop
 
 
+DELETE_WAIT_S = 120.0  # how long the reservation's delete may wait for its cancelled jobs to end
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def recheck_window(client: SlurmClient, slurm: SlurmSettings, routes: Mapping[str, Route], s: VerifySettings,
+                   book: JobBook, note: Callable[[str], None] = _note, clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep):
+    """Around the run: gpufleet's maintenance reservation (:mod:`fleet.slurm.reservation`) on the nodes routed
+    ``recheck``; yields the routes the run uses (a host whose re-check cannot be held: ``error``, saying why).
+
+    Before: a reservation of that name that is not gpufleet's leaves the drained nodes unchecked; one an earlier
+    run left is reused, and its nodes that run left in service (resumed, never drained again) are drained again
+    (``gpufleet: re-check cut short``) and not checked now.  After (also on an error or Ctrl-C): the run's jobs
+    still known are cancelled, each re-checked node is drained again with its own reason (unless someone else
+    drained it meanwhile), and the reservation is deleted once its jobs have ended (at most
+    :data:`DELETE_WAIT_S`).  What cannot be done afterwards is said (``note``), never raised over the run."""
+    if slurm.recheck_via != "slurm":
+        yield routes
+        return
+    from fleet.slurm.sync import drain_reason
+
+    out = dict(routes)
+    mine = {h: r for h, r in routes.items() if r.how == "recheck"}
+    existing = client.reservation(reservation.NAME)
+    if existing is not None and not reservation.is_ours(existing):
+        why = (f"reservation {reservation.NAME} exists and is not gpufleet's (Flags={existing.get('Flags', '')}, "
+               f"no MAINT): not re-checked; delete it, or --recheck-via ssh")
+        out.update({h: Route("error", r.node, why) for h, r in mine.items()})
+        yield out
+        return
+    nodes = sorted({r.node for r in mine.values()})
+    stale = reservation.hostnames(existing.get("Nodes", "")) if existing else []
+    now = client.nodes(stale) if stale else {}
+    for name in (n for n in stale if n in now and not now[n].drained and n not in nodes):
+        why = drain_reason("re-check cut short", s.run_id)
+        client.drain(name, why)
+        out.update({h: Route("unavailable", name, f"node {name} was left in service by an earlier run's re-check: "
+                                                  f"drained again ({why}); re-checked next run")
+                    for h, r in routes.items() if r.node == name})
+    if not nodes:
+        if existing:
+            _delete(client, note, clock, sleep)
+        yield out
+        return
+    length = reservation.minutes(s.timeout, s.timeout if slurm.wait else slurm.pending_s)
+    try:
+        user = client.user()
+        client.run(*(reservation.update_argv if existing else reservation.create_argv)(nodes, length, user))
+    except SlurmError as exc:
+        why = f"reservation {reservation.NAME} could not be {'updated' if existing else 'created'}: {exc}"
+        out.update({h: Route("error", r.node, why) for h, r in mine.items()})
+        yield out
+        return
+    try:
+        yield out
+    finally:
+        _close(client, book, mine, note, clock, sleep)
+
+
+def _close(client: SlurmClient, book: JobBook, mine: Mapping[str, Route], note, clock, sleep) -> None:
+    """The end of a re-check window: the jobs cancelled, the nodes drained again, the reservation deleted."""
+    try:
+        left = list(book.jobs.values())
+        if left:
+            client.cancel(left)
+        now = client.nodes(sorted({r.node for r in mine.values()}))
+    except SlurmError as exc:
+        note(f"gpufleet: after the re-check: {exc}")
+        now = {}
+    kept = False
+    for r in {r.node: r for r in mine.values()}.values():
+        n = now.get(r.node)
+        if n is None or n.drained:  # unknown now, or still (or again: someone else's reason) drained
+            continue
+        try:
+            client.drain(r.node, r.reason)
+        except SlurmError as exc:
+            kept = True  # the reservation is what still keeps jobs off it
+            note(f"gpufleet: {r.node} could not be drained again after its re-check ({exc}): drain it "
+                 f"(Reason=\"{r.reason}\") before reservation {reservation.NAME} ends")
+    if not kept:
+        _delete(client, note, clock, sleep)
+
+
+def _delete(client: SlurmClient, note, clock, sleep) -> None:
+    """Delete the reservation once no job is in it (Slurm refuses while one is), waiting at most DELETE_WAIT_S."""
+    deadline = clock() + DELETE_WAIT_S
+    try:
+        while client.delete_reservation(reservation.NAME) == "in use":
+            if clock() > deadline:
+                note(f"gpufleet: reservation {reservation.NAME} still has jobs after {DELETE_WAIT_S:g} s: not "
+                     f"deleted (scontrol delete ReservationName={reservation.NAME} once they end)")
+                return
+            sleep(1.0)
+    except SlurmError as exc:
+        note(f"gpufleet: reservation {reservation.NAME} not deleted: {exc}")
+
+
 def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
     """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`).  The nodes' state is read here, before
     anything is written (Slurm unreachable: :class:`SlurmError`)."""
     from fleet.fanout import run_fleet
     from fleet.runs.node import Executor, host_runs
 
-    routes = route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), settings.wait)
+    routes = route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), settings.wait,
+                   settings.recheck_via)
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
         book = JobBook(client)
         installed: dict = {}  # hosts routed over SSH: their absolute install directories
-        result = run_fleet(hosts, slurm_task(artifact, s, settings, client, routes, book, progress.stage, installed),
-                           options, desc="verify", progress=progress, stop=stopper(client, book, s, routes, installed))
-        left = list(book.jobs.values())  # interrupted before their task could collect them
-        if left:
-            client.cancel(left)
+        with recheck_window(client, settings, routes, s, book) as held:  # gpufleet's reservation, if any
+            task = slurm_task(artifact, s, settings, client, held, book, progress.stage, installed)
+            result = run_fleet(hosts, task, options, desc="verify", progress=progress,
+                               stop=stopper(client, book, s, held, installed))
+            left = list(book.jobs.values())  # interrupted before their task could collect them
+            if left:
+                client.cancel(left)
         return host_runs(result), result.interrupted
 
     return Executor("slurm", run)
