@@ -190,13 +190,15 @@ def test_slurm_sync_drains_ours_leaves_theirs_and_resumes_after_passing_runs(fle
         assert again.returncode == 0 and "0 to drain, 0 to resume" in again.stdout
         assert reason(slurm, "gpu2") == (state, why)
 
-        # gpu2 passes again: checked over SSH while drained (it runs no jobs); resumed after two passing runs
+        # gpu2 passes again: re-checked as a job inside gpufleet's maintenance reservation (on the defaults;
+        # --recheck-via ssh is tests/test_slurm_recheck.py's), drained again after each; resumed after two passes
         for night in range(2):
             r = verify(fleet, tmp_path / "reports")
             assert r.returncode == 0, r.stdout + r.stderr
             run = json.loads((last_run(tmp_path / "reports") / "run.json").read_text())
             sl2 = next(h for h in run["hosts"] if h["host"] == "sl-2")
-            assert not sl2["message"].startswith("Slurm job")  # it ran over SSH
+            assert sl2["message"].startswith("Slurm job ") and \
+                sl2["message"].endswith(" on gpu2 in reservation gpufleet-recheck"), sl2["message"]
             step = sync(fleet, last_run(tmp_path / "reports"), "--apply")
             assert step.returncode == 0, step.stdout + step.stderr
             if night == 0:
