@@ -372,8 +372,10 @@ def clone_run(db, template: str, run_id: str, started: str, finished: str, offse
     for table in ("checks", "metrics", "events", "gpu_sightings"):
         cols = _table_columns(db, table)
         values = ", ".join("host_run + ?" if c == "host_run" else c for c in cols)
+        order = "host_run" if table == "metrics" else "rowid"  # metrics: WITHOUT ROWID from schema version 4
         db.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {values} FROM {table} "
-                   f"WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?) ORDER BY rowid", (offset, template))
+                   f"WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?) ORDER BY {order}",
+                   (offset, template))
 
 
 def simulate_history(path: Path, summary: dict, runs: list, history_runs: int) -> float:
