@@ -11,7 +11,6 @@ regression rule itself is :func:`fleet.runs.verdict.find_regressions`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from statistics import median
