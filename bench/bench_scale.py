@@ -1,7 +1,8 @@
 """Benchmark: a fleet of N hosts from one controller, against ``xargs -P FORKS ssh HOST sh -s`` (issue 24).
 
     python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--sshds 16] [--skip-audit]
-                                [--pure-nodes 5000] [--history-runs 365] [--history-only] [--skip-pure]
+                                [--pure-nodes 5000] [--history-runs 365] [--history-only] [--keep-history PATH]
+                                [--skip-pure]
 
 1. The audit over N inventory hosts, aliases dealt over ``--sshds`` real sshd test hosts (tests/sshd.py), and,
    alongside in the same run, ``xargs -P FORKS ssh HOST sh -s < gpufleet's own gather script``: the same remote
@@ -296,13 +297,13 @@ def verify_summary(nodes: int) -> tuple[dict, list]:
     return judge(runs, meta, reference={}), runs
 
 
-def bench_pure(nodes: int, history_runs: int, history_only: bool = False) -> None:
+def bench_pure(nodes: int, history_runs: int, history_only: bool = False, keep: str | None = None) -> None:
     from fleet.audit.run import render_table
 
     if history_only:
         got, secs = _timed("verify summary", lambda: verify_summary(nodes))
         if got is not None:
-            _bench_baseline(*got, nodes, history_runs)
+            _bench_baseline(*got, nodes, history_runs, keep)
         return
     report, secs = _timed("audit report", lambda: synthetic_report(nodes))
     if report is not None:
@@ -318,7 +319,7 @@ def bench_pure(nodes: int, history_runs: int, history_only: bool = False) -> Non
     _bench_verify_table(summary, nodes)
     _bench_slurm_plan(summary, nodes)
     _bench_html(summary, nodes)
-    _bench_baseline(summary, runs, nodes, history_runs)
+    _bench_baseline(summary, runs, nodes, history_runs, keep)
 
 
 def _bench_verify_table(summary: dict, nodes: int) -> None:
@@ -408,7 +409,17 @@ def simulate_history(path: Path, summary: dict, runs: list, history_runs: int) -
     return one
 
 
-def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int) -> None:
+def _run_ids(path: Path) -> list[str]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute("SELECT run_id FROM runs WHERE kind = 'verify' ORDER BY started")]
+    finally:
+        db.close()
+
+
+def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int, keep: str | None = None) -> None:
     """``history_runs`` nightly runs of ``summary`` (:func:`simulate_history`), then: one more run recorded
     (``record_verify``), the next run's baselines read (``read_baselines``), the ``history`` command's document
     for one host and for every host over the last 7 days: the database's size and each one's seconds."""
@@ -419,13 +430,18 @@ def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int) ->
     from fleet.history.query import document
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        path = Path(tmp) / "history.db"
-        t0 = time.perf_counter()
-        first = simulate_history(path, summary, runs, history_runs)
-        wrote = time.perf_counter() - t0
-        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
-        print(f"{nodes} nodes, {history_runs} nightly runs: history {size:.0f} MB (simulated in {wrote:.0f} s; "
-              f"the first run recorded in {first:.2f} s)  (load {loadavg()})", flush=True)
+        path = Path(keep) if keep else Path(tmp) / "history.db"
+        if keep and path.exists():  # simulated by an earlier run of the bench: measured again, not rewritten
+            print(f"{nodes} nodes: the history of {path} kept from an earlier run", flush=True)
+        else:
+            t0 = time.perf_counter()
+            first = simulate_history(path, summary, runs, history_runs)
+            wrote = time.perf_counter() - t0
+            size = path.stat().st_size / 1e6
+            print(f"{nodes} nodes, {history_runs} nightly runs: history {size:.0f} MB (simulated in {wrote:.0f} s; "
+                  f"the first run recorded in {first:.2f} s)  (load {loadavg()})", flush=True)
+        if keep:  # the run recorded below is the same one each time: recorded again, it replaces itself
+            history_runs = len(_run_ids(path)) - 1
         when = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=history_runs)
         meta = {"run_id": when.strftime("%Y%m%dT%H%M%SZ"), "started": when.isoformat(), "finished": None,
                 "interrupted": False, "profile": "quick"}
@@ -472,6 +488,8 @@ def main() -> int:
     ap.add_argument("--pure-nodes", type=int, default=5000)
     ap.add_argument("--history-runs", type=int, default=365, help="nightly runs in the simulated history")
     ap.add_argument("--history-only", action="store_true", help="of the pure parts, the history alone")
+    ap.add_argument("--keep-history", metavar="PATH",
+                    help="simulate the history into PATH and keep it; when PATH exists, measure it again as it is")
     ap.add_argument("--skip-audit", action="store_true")
     ap.add_argument("--files-hosts", type=int, default=0, help="push+fetch over this many hosts (0: skip)")
     ap.add_argument("--files-kb", type=int, default=256, help="push+fetch: the file's size")
@@ -486,7 +504,7 @@ def main() -> int:
     if args.files_hosts:
         bench_files(args.files_hosts, forks[-1], args.sshds, args.files_kb)
     if not args.skip_pure:
-        bench_pure(args.pure_nodes, args.history_runs, args.history_only)
+        bench_pure(args.pure_nodes, args.history_runs, args.history_only, args.keep_history)
     return 0
 
 

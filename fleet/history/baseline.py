@@ -12,6 +12,8 @@ regression rule itself is :func:`fleet.runs.verdict.find_regressions`.
 from __future__ import annotations
 
 import sqlite3
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from statistics import median
 from typing import Iterable, Mapping
@@ -77,7 +79,7 @@ def latest_host_runs(db: sqlite3.Connection, hosts: Iterable[str], runs: list[tu
     i = 0
     while i < len(runs) and len(short) >= max(per_host_below, 1):
         run_id, started = runs[i]
-        for pk, host, status in db.execute("SELECT id, host, status FROM host_runs WHERE run_id = ?", (run_id,)):
+        for pk, host, status in _rows(db, "SELECT id, host, status FROM host_runs WHERE run_id = ?", (run_id,)):
             if host in short and (statuses is None or status in statuses):
                 out[host].append((pk, started))
                 if len(out[host]) >= limit:
@@ -86,25 +88,35 @@ def latest_host_runs(db: sqlite3.Connection, hosts: Iterable[str], runs: list[tu
     if short and i < len(runs):
         position = {run_id: j for j, (run_id, _) in enumerate(runs) if j >= i}
         for host in sorted(short):
-            rows = sorted((position[run_id], pk) for pk, run_id, status in db.execute(
-                "SELECT id, run_id, status FROM host_runs WHERE host = ?", (host,))
+            rows = sorted((position[run_id], pk) for pk, run_id, status in _rows(
+                db, "SELECT id, run_id, status FROM host_runs WHERE host = ?", (host,))
                 if run_id in position and (statuses is None or status in statuses))
             out[host] += [(pk, runs[j][1]) for j, pk in rows[:limit - len(out[host])]]
     return out
 
 
+def _rows(db: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
+    """A query's rows as plain tuples (whatever the connection's row factory: these reads return many)."""
+    cur = db.cursor()
+    cur.row_factory = None
+    try:
+        return cur.execute(sql, tuple(args)).fetchall()
+    finally:
+        cur.close()
+
+
 def metrics_of(db: sqlite3.Connection, ids: Iterable[int], base_keys_only: bool = False) -> dict[int, dict]:
     """{host run id: {key: value}} for the given host runs (``base_keys_only``: the keys without ``:device``),
-    in queries of :data:`_CHUNK` ids, each a range of the metrics' primary key."""
+    in queries of :data:`_CHUNK` ids, each host run's metrics one range of the primary key."""
     ids = sorted(set(ids))
     out: dict[int, dict] = {pk: {} for pk in ids}
     where = " AND instr(key, ':') = 0" if base_keys_only else ""
     for n in range(0, len(ids), _CHUNK):
         chunk = ids[n:n + _CHUNK]
-        for pk, key, value in db.execute(
-                f"SELECT host_run, key, value FROM metrics WHERE host_run IN ({','.join('?' * len(chunk))}){where}",
-                chunk):
-            out[pk][key] = value
+        for pk, group in groupby(_rows(db, f"SELECT host_run, key, value FROM metrics WHERE host_run IN "
+                                           f"({','.join('?' * len(chunk))}){where} ORDER BY host_run, key", chunk),
+                                 itemgetter(0)):
+            out[pk] = {key: value for _, key, value in group}
     return out
 
 
@@ -132,42 +144,6 @@ def judged_keys(db: sqlite3.Connection, base_only: bool = False) -> list[str]:
             if is_judged(k) and not (base_only and ":" in k)]
 
 
-def _values(db: sqlite3.Connection, picked: Mapping[str, list], keys: Iterable[str],
-            base_keys_only: bool = False) -> Iterable[tuple]:
-    """(host run id, key, value) of the picked host runs' metrics whose key is one of ``keys``
-    (``base_keys_only``: SQLite skips the ``:device`` keys), in chunks of :data:`_CHUNK` ids, each read as a
-    range of the metrics' primary key (one read per host run, faster than one per host run and key)."""
-    ids = sorted(pk for rows in picked.values() for pk, _ in rows)
-    keys = set(keys)
-    where = " AND instr(key, ':') = 0" if base_keys_only else ""
-    for n in range(0, len(ids), _CHUNK):
-        chunk = ids[n:n + _CHUNK]
-        for row in db.execute(f"SELECT host_run, key, value FROM metrics WHERE host_run IN "
-                              f"({','.join('?' * len(chunk))}){where}", chunk):
-            if row[1] in keys:
-                yield row
-
-
-def read_baseline_hosts(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, window: int,
-                        min_runs: int = MIN_RUNS) -> dict:
-    """``baselines(all_passing_runs(db, hosts, profile, window), min_runs)``, the same answer, reading only the
-    judged keys' values and never building a dictionary per run."""
-    picked = _passing_picks(db, hosts, profile, window)
-    host_of = {pk: host for host, rows in picked.items() for pk, _ in rows}
-    values: dict[tuple, list] = {}
-    for pk, key, value in _values(db, picked, judged_keys(db)):
-        got = values.get((host_of[pk], key))
-        if got is None:
-            values[(host_of[pk], key)] = [value]
-        else:
-            got.append(value)
-    out: dict[str, dict] = {host: {} for host in picked}
-    for (host, key), v in sorted(values.items()):
-        if len(v) >= min_runs:
-            out[host][key] = {"value": median(v), "runs": len(v)}
-    return {host: figures for host, figures in out.items() if figures}
-
-
 def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: int = DEFAULT_WINDOW,
                    threshold: float = DEFAULT_THRESHOLD) -> tuple[dict | None, dict, str | None]:
     """(the run's ``baseline`` document, the hosts' past :func:`trends`, None), or (None, {}, a one-line reason)
@@ -182,7 +158,7 @@ def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: i
     try:
         db = connect(db_path)
         try:
-            doc["hosts"] = read_baseline_hosts(db, hosts, profile, window)
+            doc["hosts"] = baselines(all_passing_runs(db, hosts, profile, window))
             past = trends(db, hosts, profile)
         finally:
             db.close()
@@ -195,15 +171,15 @@ def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, li
     """{host: {base key: [[started, value], ...]}}: each host's key figures (the summary's host figures, as
     recorded) over its last ``limit`` verify runs of ``profile``, oldest first."""
     picked = latest_host_runs(db, hosts, verify_runs(db, profile, completed_only=False), int(limit))
-    by_run: dict[int, list] = {}
-    for pk, key, value in _values(db, picked, judged_keys(db, base_only=True), True):
-        by_run.setdefault(pk, []).append((key, value))
+    metrics = metrics_of(db, (pk for rows in picked.values() for pk, _ in rows), base_keys_only=True)
+    keys = set(judged_keys(db, base_only=True))
     out = {}
     for host, rows in picked.items():
         series: dict[str, list] = {}
         for pk, started in reversed(rows):
-            for key, value in sorted(by_run.get(pk, ())):
-                series.setdefault(key, []).append([started, value])
+            for key, value in metrics[pk].items():
+                if key in keys:
+                    series.setdefault(key, []).append([started, value])
         if series:
             out[host] = series
     return out
