@@ -69,11 +69,12 @@ def verify_runs(db: sqlite3.Connection, profile: str | None, completed_only: boo
 
 
 def latest_host_runs(db: sqlite3.Connection, hosts: Iterable[str], runs: list[tuple[str, str]], limit: int,
-                     statuses: tuple | None = None, per_host_below: int = PER_HOST_BELOW) -> dict[str, list]:
+                     statuses: tuple | None = None, per_host_below: int | None = None) -> dict[str, list]:
     """{host: [(host run id, started)]}: each host's first ``limit`` entries in ``runs`` (newest first, as
     :func:`verify_runs` gives them) whose status is one of ``statuses`` (None: any), newest first.  Walks the
     runs reading all of a run's hosts in one query; the last few hosts short of ``limit`` (fewer than
     ``per_host_below``) are read one by one over the runs not walked yet."""
+    per_host_below = PER_HOST_BELOW if per_host_below is None else per_host_below
     out: dict[str, list] = {h: [] for h in hosts}
     short = set(out) if limit > 0 else set()
     i = 0
