@@ -5,6 +5,7 @@ bench/bench_scale.py, never here."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sqlite3
 
@@ -255,3 +256,29 @@ def test_a_schema_3_database_migrates_with_its_data_and_answers_unchanged(tmp_pa
     finally:
         db.close()
     assert read_baselines(old, ["a", "b", "c", "d", "e"], "quick", window=3) == (doc, past, None)
+
+
+def test_history_document_is_the_same_read_by_host_or_by_run(path, monkeypatch):
+    from fleet.history import query
+
+    db = connect(path)
+    try:
+        by_host = [document(db, patterns, metric, days, now=NOW) for patterns, metric, days in READS]
+        monkeypatch.setattr(query, "PER_HOST_UP_TO", 0)  # every read by run
+        assert [document(db, patterns, metric, days, now=NOW) for patterns, metric, days in READS] == by_host
+    finally:
+        db.close()
+    a = by_host[0]["hosts"]["a"]["runs"]
+    assert [(r["run_id"], r["status"], r["metrics"][BF16]) for r in a] == [
+        (n[0], n[4]["a"][1], n[4]["a"][0]) for n in NIGHTS]
+    assert a[0]["metrics"] == {BF16: 700.0, f"{BF16}:gpu0": 700.0, f"{BF16}:gpu1": 710.0,
+                               "allreduce/busbw_gbps": 360.0}
+    assert [r["run_id"] for r in by_host[2]["hosts"]["e"]["runs"]] == []  # no run of e in the last 3 days
+    assert [(r["run_id"], r["metrics"]) for r in by_host[2]["hosts"]["b"]["runs"]] == [
+        (n[0], {BF16: n[4]["b"][0], f"{BF16}:gpu0": n[4]["b"][0], f"{BF16}:gpu1": n[4]["b"][0] + 10})
+        for n in NIGHTS[4:]]
+    assert [r["metrics"] for r in by_host[3]["hosts"]["b"]["runs"]] == [{"allreduce/busbw_gbps": 360.0}] * 3
+
+
+NOW = _dt.datetime(2026, 11, 7, 12, 0, tzinfo=_dt.timezone.utc)
+READS = [(None, None, None), (["a", "e"], None, None), (["b", "e"], BF16, 3.0), (["b"], "allreduce/busbw_gbps", 3.0)]
