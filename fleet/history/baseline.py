@@ -11,6 +11,7 @@ regression rule itself is :func:`fleet.runs.verdict.find_regressions`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from itertools import groupby
 from operator import itemgetter
@@ -69,30 +70,35 @@ def verify_runs(db: sqlite3.Connection, profile: str | None, completed_only: boo
 
 
 def latest_host_runs(db: sqlite3.Connection, hosts: Iterable[str], runs: list[tuple[str, str]], limit: int,
-                     statuses: tuple | None = None, per_host_below: int | None = None) -> dict[str, list]:
+                     statuses: tuple | None = None, per_host_below: int | None = None,
+                     figures: bool = False) -> dict[str, list]:
     """{host: [(host run id, started)]}: each host's first ``limit`` entries in ``runs`` (newest first, as
-    :func:`verify_runs` gives them) whose status is one of ``statuses`` (None: any), newest first.  Walks the
-    runs reading all of a run's hosts in one query; the last few hosts short of ``limit`` (fewer than
-    ``per_host_below``) are read one by one over the runs not walked yet."""
+    :func:`verify_runs` gives them) whose status is one of ``statuses`` (None: any), newest first (``figures``:
+    (host run id, started, its ``figures`` column)).  Walks the runs reading all of a run's hosts in one query;
+    the last few hosts short of ``limit`` (fewer than ``per_host_below``) are read one by one over the runs not
+    walked yet."""
     per_host_below = PER_HOST_BELOW if per_host_below is None else per_host_below
+    column = "figures" if figures else "NULL"
     out: dict[str, list] = {h: [] for h in hosts}
     short = set(out) if limit > 0 else set()
     i = 0
     while i < len(runs) and len(short) >= max(per_host_below, 1):
         run_id, started = runs[i]
-        for pk, host, status in _rows(db, "SELECT id, host, status FROM host_runs WHERE run_id = ?", (run_id,)):
+        for pk, host, status, fig in _rows(db, f"SELECT id, host, status, {column} FROM host_runs WHERE run_id = ?",
+                                           (run_id,)):
             if host in short and (statuses is None or status in statuses):
-                out[host].append((pk, started))
+                out[host].append((pk, started, fig) if figures else (pk, started))
                 if len(out[host]) >= limit:
                     short.discard(host)
         i += 1
     if short and i < len(runs):
         position = {run_id: j for j, (run_id, _) in enumerate(runs) if j >= i}
         for host in sorted(short):
-            rows = sorted((position[run_id], pk) for pk, run_id, status in _rows(
-                db, "SELECT id, run_id, status FROM host_runs WHERE host = ?", (host,))
+            rows = sorted((position[run_id], pk, fig) for pk, run_id, status, fig in _rows(
+                db, f"SELECT id, run_id, status, {column} FROM host_runs WHERE host = ?", (host,))
                 if run_id in position and (statuses is None or status in statuses))
-            out[host] += [(pk, runs[j][1]) for j, pk in rows[:limit - len(out[host])]]
+            out[host] += [(pk, runs[j][1], fig) if figures else (pk, runs[j][1])
+                          for j, pk, fig in rows[:limit - len(out[host])]]
     return out
 
 
@@ -170,19 +176,22 @@ def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: i
 
 def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, limit: int = 30) -> dict:
     """{host: {base key: [[started, value], ...]}}: each host's key figures (the summary's host figures, as
-    recorded) over its last ``limit`` verify runs of ``profile``, oldest first."""
-    picked = latest_host_runs(db, hosts, verify_runs(db, profile, completed_only=False), int(limit))
-    metrics = metrics_of(db, (pk for rows in picked.values() for pk, _ in rows), base_keys_only=True)
+    recorded) over its last ``limit`` verify runs of ``profile``, oldest first.  Read from each host run's
+    ``figures`` (one column of the rows the walk reads anyway), from ``metrics`` for the host runs recorded
+    before it existed."""
+    picked = latest_host_runs(db, hosts, verify_runs(db, profile, completed_only=False), int(limit), figures=True)
+    older = metrics_of(db, (pk for rows in picked.values() for pk, _, fig in rows if fig is None),
+                       base_keys_only=True)
     keys = set(judged_keys(db, base_only=True))
     out = {}
     for host, rows in picked.items():
         series: dict[str, list] = {}
-        for pk, started in reversed(rows):
-            for key, value in metrics[pk].items():
+        for pk, started, fig in reversed(rows):
+            for key, value in (older[pk] if fig is None else json.loads(fig)).items():
                 if key in keys:
                     series.setdefault(key, []).append([started, value])
         if series:
-            out[host] = series
+            out[host] = {key: series[key] for key in sorted(series)}
     return out
 
 

@@ -127,6 +127,8 @@ INSERT INTO delivered (kind, subject, status, run_id, sent)
 # of a large older database takes a while, once.
 _V4 = """
 ALTER TABLE runs ADD COLUMN profile TEXT;    -- verify's profile (info's "profile"); NULL for other kinds
+ALTER TABLE host_runs ADD COLUMN figures TEXT;  -- JSON {key: value}: its metrics without ':device' (a copy, what
+                                                -- the trends read); NULL (recorded before): read them in metrics
 UPDATE runs SET profile = json_extract(info, '$.profile')
     WHERE json_valid(info) AND json_type(info, '$.profile') = 'text';
 CREATE INDEX runs_kind_started ON runs (kind, started);
@@ -308,9 +310,10 @@ def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> N
                    "profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", run)
         first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM host_runs").fetchone()[0]
         ids = range(first, first + len(hosts))
-        db.executemany("INSERT INTO host_runs (id, run_id, host, status, state, message, boot_id) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [(pk, run_id, h.host, h.status, h.state, h.message, h.boot_id) for pk, h in zip(ids, hosts)])
+        db.executemany("INSERT INTO host_runs (id, run_id, host, status, state, message, boot_id, figures) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(pk, run_id, h.host, h.status, h.state, h.message, h.boot_id, _figures(h.metrics))
+                        for pk, h in zip(ids, hosts)])
         db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
                        [(pk, *c) for pk, h in zip(ids, hosts) for c in h.checks])
         db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
@@ -328,6 +331,11 @@ def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> N
                         for pk, h in zip(ids, hosts) for kind, key, detail in h.events])
         db.executemany("INSERT OR REPLACE INTO gpu_sightings (host_run, uuid, serial, slot, failed) "
                        "VALUES (?, ?, ?, ?, ?)", [(pk, *sg) for pk, h in zip(ids, hosts) for sg in h.sightings])
+
+
+def _figures(metrics: Mapping[str, float]) -> str:
+    """``host_runs.figures``: the metrics without ``:device``, as JSON (Python's float repr: read back exactly)."""
+    return json.dumps({k: v for k, v in sorted(metrics.items()) if ":" not in k})
 
 
 def _run_row(run_id: str, kind: str, started: str, finished: str | None, exit_code: Any, interrupted: Any,
