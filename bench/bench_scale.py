@@ -1,7 +1,8 @@
 """Benchmark: a fleet of N hosts from one controller, against ``xargs -P FORKS ssh HOST sh -s`` (issue 24).
 
     python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--sshds 16] [--skip-audit]
-                                [--pure-nodes 5000] [--history-runs 365] [--skip-pure]
+                                [--pure-nodes 5000] [--history-runs 365] [--history-only] [--keep-history PATH]
+                                [--skip-pure]
 
 1. The audit over N inventory hosts, aliases dealt over ``--sshds`` real sshd test hosts (tests/sshd.py), and,
    alongside in the same run, ``xargs -P FORKS ssh HOST sh -s < gpufleet's own gather script``: the same remote
@@ -296,9 +297,14 @@ def verify_summary(nodes: int) -> tuple[dict, list]:
     return judge(runs, meta, reference={}), runs
 
 
-def bench_pure(nodes: int, history_runs: int) -> None:
+def bench_pure(nodes: int, history_runs: int, history_only: bool = False, keep: str | None = None) -> None:
     from fleet.audit.run import render_table
 
+    if history_only:
+        got, secs = _timed("verify summary", lambda: verify_summary(nodes))
+        if got is not None:
+            _bench_baseline(*got, nodes, history_runs, keep)
+        return
     report, secs = _timed("audit report", lambda: synthetic_report(nodes))
     if report is not None:
         text, secs = _timed("audit terminal summary", lambda: render_table(report))
@@ -313,7 +319,7 @@ def bench_pure(nodes: int, history_runs: int) -> None:
     _bench_verify_table(summary, nodes)
     _bench_slurm_plan(summary, nodes)
     _bench_html(summary, nodes)
-    _bench_baseline(summary, runs, nodes, history_runs)
+    _bench_baseline(summary, runs, nodes, history_runs, keep)
 
 
 def _bench_verify_table(summary: dict, nodes: int) -> None:
@@ -345,36 +351,129 @@ def _bench_html(summary: dict, nodes: int) -> None:
               flush=True)
 
 
-def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int) -> None:
-    """``history_runs`` nightly runs of ``summary`` recorded (fleet.history.db.record_verify), then the next
-    run's baselines read (fleet.history.baseline.read_baselines): the database's size and the read's seconds."""
+def _table_columns(db, table: str) -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+
+
+def clone_run(db, template: str, run_id: str, started: str, finished: str, offset: int) -> None:
+    """Copy the recorded run ``template`` as run ``run_id`` started at ``started``: its ``runs`` row, its
+    ``host_runs`` (ids shifted by ``offset``) and every row of the tables keyed by ``host_run``, with SQL alone
+    (``INSERT ... SELECT``), whatever the schema version: what ``record_verify`` would have written for the same
+    summary on another night, written in a fraction of the time.  The caller holds the transaction."""
+    runs_cols = _table_columns(db, "runs")
+    values = ", ".join({"run_id": "?", "started": "?", "finished": "?"}.get(c, c) for c in runs_cols)
+    db.execute(f"INSERT INTO runs ({', '.join(runs_cols)}) SELECT {values} FROM runs WHERE run_id = ?",
+               [{"run_id": run_id, "started": started, "finished": finished}[c]
+                for c in runs_cols if c in ("run_id", "started", "finished")] + [template])
+    hr_cols = _table_columns(db, "host_runs")
+    values = ", ".join({"id": "id + ?", "run_id": "?"}.get(c, c) for c in hr_cols)
+    params = [{"id": offset, "run_id": run_id}[c] for c in hr_cols if c in ("id", "run_id")]
+    db.execute(f"INSERT INTO host_runs ({', '.join(hr_cols)}) SELECT {values} FROM host_runs WHERE run_id = ?",
+               params + [template])
+    for table in ("checks", "metrics", "events", "gpu_sightings"):
+        cols = _table_columns(db, table)
+        values = ", ".join("host_run + ?" if c == "host_run" else c for c in cols)
+        order = "host_run" if table == "metrics" else "rowid"  # metrics: WITHOUT ROWID from schema version 4
+        db.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {values} FROM {table} "
+                   f"WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?) ORDER BY {order}",
+                   (offset, template))
+
+
+def simulate_history(path: Path, summary: dict, runs: list, history_runs: int) -> float:
+    """``history_runs`` nightly verify runs (profile ``quick``) of ``summary`` in the database at ``path``: the
+    first recorded by ``fleet.history.db.record_verify`` (returns its seconds), the others copies of it
+    (:func:`clone_run`) one day apart."""
+    import datetime as dt
+
+    from fleet.history.db import connect, record_verify
+
+    day0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    db = connect(path)
+    try:
+        meta = {"run_id": day0.strftime("%Y%m%dT%H%M%SZ"), "started": day0.isoformat(),
+                "finished": (day0 + dt.timedelta(minutes=5)).isoformat(), "interrupted": False, "profile": "quick"}
+        t0 = time.perf_counter()
+        record_verify(db, {**summary, "run_id": meta["run_id"]}, meta, runs)
+        one = time.perf_counter() - t0
+        step = db.execute("SELECT MAX(id) FROM host_runs").fetchone()[0]
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("BEGIN")
+        for d in range(1, history_runs):
+            when = day0 + dt.timedelta(days=d)
+            clone_run(db, meta["run_id"], when.strftime("%Y%m%dT%H%M%SZ"), when.isoformat(),
+                      (when + dt.timedelta(minutes=5)).isoformat(), d * step)
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    return one
+
+
+def _run_ids(path: Path) -> list[str]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute("SELECT run_id FROM runs WHERE kind = 'verify' ORDER BY started")]
+    finally:
+        db.close()
+
+
+def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int, keep: str | None = None) -> None:
+    """``history_runs`` nightly runs of ``summary`` (:func:`simulate_history`), then: one more run recorded
+    (``record_verify``), the next run's baselines read (``read_baselines``), the ``history`` command's document
+    for one host and for every host over the last 7 days: the database's size and each one's seconds."""
     import datetime as dt
 
     from fleet.history.baseline import read_baselines
     from fleet.history.db import connect, record_verify
+    from fleet.history.query import document
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "history.db"
-        db = connect(path)
-        t0 = time.perf_counter()
-        try:
-            day0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-            for d in range(history_runs):
-                when = day0 + dt.timedelta(days=d)
-                meta = {"run_id": when.strftime("%Y%m%dT%H%M%SZ"), "started": when.isoformat(),
-                        "finished": (when + dt.timedelta(minutes=5)).isoformat(), "interrupted": False,
-                        "profile": "quick"}
-                record_verify(db, {**summary, "run_id": meta["run_id"]}, meta, runs)
-        finally:
-            db.close()
-        wrote = time.perf_counter() - t0
-        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        path = Path(keep) if keep else Path(tmp) / "history.db"
+        if keep and path.exists():  # simulated by an earlier run of the bench: measured again, not rewritten
+            print(f"{nodes} nodes: the history of {path} kept from an earlier run", flush=True)
+        else:
+            t0 = time.perf_counter()
+            first = simulate_history(path, summary, runs, history_runs)
+            wrote = time.perf_counter() - t0
+            size = path.stat().st_size / 1e6
+            print(f"{nodes} nodes, {history_runs} nightly runs: history {size:.0f} MB (simulated in {wrote:.0f} s; "
+                  f"the first run recorded in {first:.2f} s)  (load {loadavg()})", flush=True)
+        if keep:  # the run recorded below is the same one each time: recorded again, it replaces itself
+            history_runs = len(_run_ids(path)) - 1
+        when = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=history_runs)
+        meta = {"run_id": when.strftime("%Y%m%dT%H%M%SZ"), "started": when.isoformat(), "finished": None,
+                "interrupted": False, "profile": "quick"}
+
+        def record_one() -> str:
+            db = connect(path)
+            try:
+                return record_verify(db, {**summary, "run_id": meta["run_id"]}, meta, runs)
+            finally:
+                db.close()
+
+        _, secs = _timed("record one run", record_one)
+        print(f"{nodes} nodes: one more run recorded (record_verify) in {secs}", flush=True)
         got, secs = _timed("baseline read", lambda: read_baselines(path, list(summary["hosts"]), "quick"))
         if got is not None:
-            doc, _, why = got
-            print(f"{nodes} nodes, {history_runs} nightly runs: history {size:.0f} MB (written in {wrote:.0f} s); "
-                  f"baseline read {secs}, {len(doc['hosts']) if doc else 0} hosts with a baseline"
+            doc, past, why = got
+            print(f"{nodes} nodes, {history_runs + 1} nightly runs: baseline read {secs}, "
+                  f"{len(doc['hosts']) if doc else 0} hosts with a baseline, {len(past)} with trends"
                   f"{'; ' + why if why else ''}  (load {loadavg()})", flush=True)
+        for label, patterns, days in (("history --hosts gpu00001", ["gpu00001"], None),
+                                      ("history --days 7 (every host)", None, 7.0)):
+            def read(patterns=patterns, days=days) -> dict:
+                db = connect(path)
+                try:
+                    return document(db, patterns, None, days, now=when + dt.timedelta(hours=1))
+                finally:
+                    db.close()
+
+            got, secs = _timed(label, read)
+            if got is not None:
+                n = sum(len(h["runs"]) for h in got["hosts"].values())
+                print(f"{nodes} nodes: {label}: {n} host runs in {secs}", flush=True)
 
 
 def main() -> int:
@@ -388,6 +487,9 @@ def main() -> int:
     ap.add_argument("--sshds", type=int, default=16, help="real sshd test hosts the aliases are dealt over")
     ap.add_argument("--pure-nodes", type=int, default=5000)
     ap.add_argument("--history-runs", type=int, default=365, help="nightly runs in the simulated history")
+    ap.add_argument("--history-only", action="store_true", help="of the pure parts, the history alone")
+    ap.add_argument("--keep-history", metavar="PATH",
+                    help="simulate the history into PATH and keep it; when PATH exists, measure it again as it is")
     ap.add_argument("--skip-audit", action="store_true")
     ap.add_argument("--files-hosts", type=int, default=0, help="push+fetch over this many hosts (0: skip)")
     ap.add_argument("--files-kb", type=int, default=256, help="push+fetch: the file's size")
@@ -402,7 +504,7 @@ def main() -> int:
     if args.files_hosts:
         bench_files(args.files_hosts, forks[-1], args.sshds, args.files_kb)
     if not args.skip_pure:
-        bench_pure(args.pure_nodes, args.history_runs)
+        bench_pure(args.pure_nodes, args.history_runs, args.history_only, args.keep_history)
     return 0
 
 

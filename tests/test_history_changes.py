@@ -167,7 +167,7 @@ def test_version_one_database_migrates_and_keeps_its_runs(tmp_path):
     r = audit_again(path, faulty("2026-11-20T02:00:00+00:00"))
     assert r["hosts"]["n1"]["history"]["previous_run"]["run_id"] == "audit-old"
     db = connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 3
     db.close()
 

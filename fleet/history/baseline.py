@@ -11,7 +11,10 @@ regression rule itself is :func:`fleet.runs.verdict.find_regressions`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from statistics import median
 from typing import Iterable, Mapping
@@ -33,12 +36,16 @@ def is_judged(key: str) -> bool:
 def baselines(past: Mapping[str, list], min_runs: int = MIN_RUNS) -> dict:
     """{host: {key: {"value": median, "runs": n}}} from ``past`` = {host: [the metrics of each of its passing
     runs]} for the judged keys with at least ``min_runs`` values."""
+    judged: dict[str, bool] = {}  # is_judged per key, worked out once per call
     out = {}
     for host, runs in past.items():
         values: dict[str, list[float]] = {}
         for metrics in runs:
             for key, value in metrics.items():
-                if is_judged(key) and isinstance(value, (int, float)):
+                ok = judged.get(key)
+                if ok is None:
+                    ok = judged[key] = is_judged(key)
+                if ok and isinstance(value, (int, float)):
                     values.setdefault(key, []).append(float(value))
         figures = {k: {"value": median(v), "runs": len(v)} for k, v in sorted(values.items()) if len(v) >= min_runs}
         if figures:
@@ -46,15 +53,102 @@ def baselines(past: Mapping[str, list], min_runs: int = MIN_RUNS) -> dict:
     return out
 
 
+# Below this many hosts still short of their window, the walk over the runs (newest first, every host of a run
+# at once) stops and each of them is read on its own (by the host index): a host missing from the recent runs
+# (new, or out of the fleet) never makes the walk read the whole history.
+PER_HOST_BELOW = 64
+_CHUNK = 500  # host run ids per metrics query
+
+
+def verify_runs(db: sqlite3.Connection, profile: str | None, completed_only: bool) -> list[tuple[str, str]]:
+    """[(run_id, started)] of the verify runs of ``profile`` (None: any), newest first; ``completed_only``:
+    not interrupted."""
+    return [(r[0], r[1]) for r in db.execute(
+        "SELECT run_id, started FROM runs WHERE kind = 'verify' AND (? IS NULL OR profile = ?) "
+        f"{'AND interrupted = 0 ' if completed_only else ''}ORDER BY started DESC, run_id DESC",
+        (profile, profile))]
+
+
+def latest_host_runs(db: sqlite3.Connection, hosts: Iterable[str], runs: list[tuple[str, str]], limit: int,
+                     statuses: tuple | None = None, per_host_below: int | None = None,
+                     figures: bool = False) -> dict[str, list]:
+    """{host: [(host run id, started)]}: each host's first ``limit`` entries in ``runs`` (newest first, as
+    :func:`verify_runs` gives them) whose status is one of ``statuses`` (None: any), newest first (``figures``:
+    (host run id, started, its ``figures`` column)).  Walks the runs reading all of a run's hosts in one query;
+    the last few hosts short of ``limit`` (fewer than ``per_host_below``) are read one by one over the runs not
+    walked yet."""
+    per_host_below = PER_HOST_BELOW if per_host_below is None else per_host_below
+    column = "figures" if figures else "NULL"
+    out: dict[str, list] = {h: [] for h in hosts}
+    short = set(out) if limit > 0 else set()
+    i = 0
+    while i < len(runs) and len(short) >= max(per_host_below, 1):
+        run_id, started = runs[i]
+        for pk, host, status, fig in _rows(db, f"SELECT id, host, status, {column} FROM host_runs WHERE run_id = ?",
+                                           (run_id,)):
+            if host in short and (statuses is None or status in statuses):
+                out[host].append((pk, started, fig) if figures else (pk, started))
+                if len(out[host]) >= limit:
+                    short.discard(host)
+        i += 1
+    if short and i < len(runs):
+        position = {run_id: j for j, (run_id, _) in enumerate(runs) if j >= i}
+        for host in sorted(short):
+            rows = sorted((position[run_id], pk, fig) for pk, run_id, status, fig in _rows(
+                db, f"SELECT id, run_id, status, {column} FROM host_runs WHERE host = ?", (host,))
+                if run_id in position and (statuses is None or status in statuses))
+            out[host] += [(pk, runs[j][1], fig) if figures else (pk, runs[j][1])
+                          for j, pk, fig in rows[:limit - len(out[host])]]
+    return out
+
+
+def _rows(db: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
+    """A query's rows as plain tuples (whatever the connection's row factory: these reads return many)."""
+    cur = db.cursor()
+    cur.row_factory = None
+    try:
+        return cur.execute(sql, tuple(args)).fetchall()
+    finally:
+        cur.close()
+
+
+def metrics_of(db: sqlite3.Connection, ids: Iterable[int], base_keys_only: bool = False) -> dict[int, dict]:
+    """{host run id: {key: value}} for the given host runs (``base_keys_only``: the keys without ``:device``),
+    in queries of :data:`_CHUNK` ids, each host run's metrics one range of the primary key."""
+    ids = sorted(set(ids))
+    out: dict[int, dict] = {pk: {} for pk in ids}
+    where = " AND instr(key, ':') = 0" if base_keys_only else ""
+    for n in range(0, len(ids), _CHUNK):
+        chunk = ids[n:n + _CHUNK]
+        for pk, group in groupby(_rows(db, f"SELECT host_run, key, value FROM metrics WHERE host_run IN "
+                                           f"({','.join('?' * len(chunk))}){where} ORDER BY host_run, key", chunk),
+                                 itemgetter(0)):
+            out[pk] = {key: value for _, key, value in group}
+    return out
+
+
 def passing_runs(db: sqlite3.Connection, host: str, profile: str | None, window: int) -> list[dict]:
     """The metrics of ``host``'s last ``window`` passing verify runs of ``profile``, newest first."""
-    rows = db.execute(
-        "SELECT h.id FROM host_runs h JOIN runs r USING (run_id) WHERE h.host = ? AND r.kind = 'verify' "
-        "AND h.status IN ('pass', 'warn') AND r.interrupted = 0 "
-        "AND (? IS NULL OR json_extract(r.info, '$.profile') = ?) ORDER BY r.started DESC, r.run_id DESC LIMIT ?",
-        (host, profile, profile, int(window))).fetchall()
-    return [{k: v for k, v in db.execute("SELECT key, value FROM metrics WHERE host_run = ?", (row[0],))}
-            for row in rows]
+    return all_passing_runs(db, [host], profile, window)[host]
+
+
+def _passing_picks(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, window: int) -> dict:
+    return latest_host_runs(db, hosts, verify_runs(db, profile, completed_only=True), int(window), ("pass", "warn"))
+
+
+def all_passing_runs(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None,
+                     window: int) -> dict[str, list[dict]]:
+    """{host: the metrics of its last ``window`` passing (``pass``, ``warn``) verify runs of ``profile`` that
+    were not interrupted, newest first}: what :func:`baselines` takes."""
+    picked = _passing_picks(db, hosts, profile, window)
+    metrics = metrics_of(db, (pk for rows in picked.values() for pk, _ in rows))
+    return {host: [metrics[pk] for pk, _ in rows] for host, rows in picked.items()}
+
+
+def judged_keys(db: sqlite3.Connection, base_only: bool = False) -> list[str]:
+    """The recorded metric keys (``metric_keys``) the baseline judges (``base_only``: those without ``:device``)."""
+    return [k for (k,) in db.execute("SELECT key FROM metric_keys ORDER BY key")
+            if is_judged(k) and not (base_only and ":" in k)]
 
 
 def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: int = DEFAULT_WINDOW,
@@ -71,7 +165,7 @@ def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: i
     try:
         db = connect(db_path)
         try:
-            doc["hosts"] = baselines({h: passing_runs(db, h, profile, window) for h in hosts})
+            doc["hosts"] = baselines(all_passing_runs(db, hosts, profile, window))
             past = trends(db, hosts, profile)
         finally:
             db.close()
@@ -82,21 +176,22 @@ def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: i
 
 def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, limit: int = 30) -> dict:
     """{host: {base key: [[started, value], ...]}}: each host's key figures (the summary's host figures, as
-    recorded) over its last ``limit`` verify runs of ``profile``, oldest first."""
+    recorded) over its last ``limit`` verify runs of ``profile``, oldest first.  Read from each host run's
+    ``figures`` (one column of the rows the walk reads anyway), from ``metrics`` for the host runs recorded
+    before it existed."""
+    picked = latest_host_runs(db, hosts, verify_runs(db, profile, completed_only=False), int(limit), figures=True)
+    older = metrics_of(db, (pk for rows in picked.values() for pk, _, fig in rows if fig is None),
+                       base_keys_only=True)
+    keys = set(judged_keys(db, base_only=True))
     out = {}
-    for host in hosts:
-        rows = db.execute(
-            "SELECT h.id, r.started FROM host_runs h JOIN runs r USING (run_id) WHERE h.host = ? AND r.kind = 'verify' "
-            "AND (? IS NULL OR json_extract(r.info, '$.profile') = ?) ORDER BY r.started DESC, r.run_id DESC LIMIT ?",
-            (host, profile, profile, int(limit))).fetchall()
+    for host, rows in picked.items():
         series: dict[str, list] = {}
-        for pk, started in reversed(rows):
-            for key, value in db.execute("SELECT key, value FROM metrics WHERE host_run = ? AND instr(key, ':') = 0",
-                                         (pk,)):
-                if is_judged(key):
+        for pk, started, fig in reversed(rows):
+            for key, value in (older[pk] if fig is None else json.loads(fig)).items():
+                if key in keys:
                     series.setdefault(key, []).append([started, value])
         if series:
-            out[host] = series
+            out[host] = {key: series[key] for key in sorted(series)}
     return out
 
 

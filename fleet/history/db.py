@@ -120,8 +120,33 @@ INSERT INTO delivered (kind, subject, status, run_id, sent)
                      ORDER BY b.sent DESC, b.rowid DESC LIMIT 1);
 """
 
+# Version 4: a year of nightly runs of thousands of hosts, read fast (docs/performance.md).  The verify profile is
+# a column of `runs` (read without JSON); the metrics are one B-tree clustered by host run (WITHOUT ROWID: no
+# rowid table beside the primary key, and no index by key, which doubled the file); the keys ever recorded
+# are a table of their own (`metric_keys`, what `history --metric` is checked against).  Rebuilding the metrics
+# of a large older database takes a while, once.
+_V4 = """
+ALTER TABLE runs ADD COLUMN profile TEXT;    -- verify's profile (info's "profile"); NULL for other kinds
+ALTER TABLE host_runs ADD COLUMN figures TEXT;  -- JSON {key: value}: its metrics without ':device' (a copy, what
+                                                -- the trends read); NULL (recorded before): read them in metrics
+UPDATE runs SET profile = json_extract(info, '$.profile')
+    WHERE json_valid(info) AND json_type(info, '$.profile') = 'text';
+CREATE INDEX runs_kind_started ON runs (kind, started);
+CREATE TABLE metrics_v4 (
+    host_run INTEGER NOT NULL REFERENCES host_runs (id),
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (host_run, key)
+) WITHOUT ROWID;
+INSERT INTO metrics_v4 (host_run, key, value) SELECT host_run, key, value FROM metrics;
+DROP TABLE metrics;
+ALTER TABLE metrics_v4 RENAME TO metrics;
+CREATE TABLE metric_keys (key TEXT PRIMARY KEY) WITHOUT ROWID;  -- every metric key recorded
+INSERT OR IGNORE INTO metric_keys (key) SELECT DISTINCT key FROM metrics;
+"""
+
 # MIGRATIONS[i]: version i -> i + 1, an SQL script.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -272,40 +297,53 @@ class HostRecord:
 
 
 def _write(db: sqlite3.Connection, run: tuple, hosts: Iterable[HostRecord]) -> None:
-    """One short transaction: the run's row (replacing a run of the same id and its hosts), then its hosts'."""
+    """One short transaction: the run's row (replacing a run of the same id and its hosts), then its hosts', each
+    table in one ``executemany`` (the hosts' ids are given, the next after the largest, under the write lock)."""
     run_id, started = run[0], run[2]
+    hosts = list(hosts)
     with _Tx(db):
-        db.execute("DELETE FROM checks WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)", (run_id,))
-        for table in ("metrics", "events", "gpu_sightings"):
+        for table in ("checks", "metrics", "events", "gpu_sightings"):
             db.execute(f"DELETE FROM {table} WHERE host_run IN (SELECT id FROM host_runs WHERE run_id = ?)",
                        (run_id,))
         db.execute("DELETE FROM host_runs WHERE run_id = ?", (run_id,))
-        db.execute("INSERT OR REPLACE INTO runs (run_id, kind, started, finished, exit_code, interrupted, info) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)", run)
-        for h in hosts:
-            pk = db.execute("INSERT INTO host_runs (run_id, host, status, state, message, boot_id) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (run_id, h.host, h.status, h.state, h.message,
-                                                          h.boot_id)).lastrowid
-            db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
-                           [(pk, *c) for c in h.checks])
-            db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
-                           [(pk, k, v) for k, v in h.metrics.items()])
-            db.executemany(
-                "INSERT INTO gpus (uuid, host, serial, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (uuid, host) DO UPDATE SET serial = COALESCE(excluded.serial, gpus.serial), "
-                "first_seen = MIN(gpus.first_seen, excluded.first_seen), "
-                "last_seen = MAX(gpus.last_seen, excluded.last_seen)",
-                [(uuid, h.host, serial, started, started) for uuid, serial in h.gpus])
-            db.executemany("INSERT OR REPLACE INTO events (host_run, kind, key, detail) VALUES (?, ?, ?, ?)",
-                           [(pk, kind, key, json.dumps(detail, sort_keys=True)) for kind, key, detail in h.events])
-            db.executemany("INSERT OR REPLACE INTO gpu_sightings (host_run, uuid, serial, slot, failed) "
-                           "VALUES (?, ?, ?, ?, ?)", [(pk, *s) for s in h.sightings])
+        db.execute("INSERT OR REPLACE INTO runs (run_id, kind, started, finished, exit_code, interrupted, info, "
+                   "profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", run)
+        first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM host_runs").fetchone()[0]
+        ids = range(first, first + len(hosts))
+        db.executemany("INSERT INTO host_runs (id, run_id, host, status, state, message, boot_id, figures) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(pk, run_id, h.host, h.status, h.state, h.message, h.boot_id, _figures(h.metrics))
+                        for pk, h in zip(ids, hosts)])
+        db.executemany("INSERT INTO checks (host_run, name, status, message) VALUES (?, ?, ?, ?)",
+                       [(pk, *c) for pk, h in zip(ids, hosts) for c in h.checks])
+        db.executemany("INSERT OR REPLACE INTO metrics (host_run, key, value) VALUES (?, ?, ?)",
+                       [(pk, k, v) for pk, h in zip(ids, hosts) for k, v in h.metrics.items()])
+        db.executemany("INSERT OR IGNORE INTO metric_keys (key) VALUES (?)",
+                       [(k,) for k in sorted({k for h in hosts for k in h.metrics})])
+        db.executemany(
+            "INSERT INTO gpus (uuid, host, serial, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (uuid, host) DO UPDATE SET serial = COALESCE(excluded.serial, gpus.serial), "
+            "first_seen = MIN(gpus.first_seen, excluded.first_seen), "
+            "last_seen = MAX(gpus.last_seen, excluded.last_seen)",
+            [(uuid, h.host, serial, started, started) for h in hosts for uuid, serial in h.gpus])
+        db.executemany("INSERT OR REPLACE INTO events (host_run, kind, key, detail) VALUES (?, ?, ?, ?)",
+                       [(pk, kind, key, json.dumps(detail, sort_keys=True))
+                        for pk, h in zip(ids, hosts) for kind, key, detail in h.events])
+        db.executemany("INSERT OR REPLACE INTO gpu_sightings (host_run, uuid, serial, slot, failed) "
+                       "VALUES (?, ?, ?, ?, ?)", [(pk, *sg) for pk, h in zip(ids, hosts) for sg in h.sightings])
+
+
+def _figures(metrics: Mapping[str, float]) -> str:
+    """``host_runs.figures``: the metrics without ``:device``, as JSON (Python's float repr: read back exactly)."""
+    return json.dumps({k: v for k, v in sorted(metrics.items()) if ":" not in k})
 
 
 def _run_row(run_id: str, kind: str, started: str, finished: str | None, exit_code: Any, interrupted: Any,
              info: Mapping) -> tuple:
+    profile = info.get("profile")
     return (run_id, kind, started, finished, exit_code if isinstance(exit_code, int) else None,
-            int(bool(interrupted)), json.dumps(dict(info), sort_keys=True))
+            int(bool(interrupted)), json.dumps(dict(info), sort_keys=True),
+            profile if isinstance(profile, str) else None)
 
 
 # ---------------------------------------------------------------- the audit's counters

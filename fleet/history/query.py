@@ -28,33 +28,41 @@ def hosts(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list
     return [n for n in names if any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
+PER_HOST_UP_TO = 64  # up to this many hosts asked for, each one's runs are read by the host index
+
+
 def runs_by_host(db: sqlite3.Connection, patterns: Iterable[str] | None = None, metric: str | None = None,
                  days: float | None = None, now: _dt.datetime | None = None) -> dict[str, list[dict]]:
     """{host: [{run_id, kind, started, status, metrics}]}, oldest run first; ``metric`` keeps that key only
-    (and its per-device keys ``KEY:DEVICE``), ``days`` the runs started within that many days of ``now``."""
+    (and its per-device keys ``KEY:DEVICE``), ``days`` the runs started within that many days of ``now``.
+    Reads the runs in the window, then their hosts (by host for a few hosts, else by run), then those host runs'
+    metrics by primary key: never the whole history for a few hosts or a few days."""
     wanted = hosts(db, patterns)
     cutoff = since(days, now)
     out: dict[str, list[dict]] = {h: [] for h in wanted}
-    rows = db.execute(
-        "SELECT h.id, h.host, r.run_id, r.kind, r.started, h.status FROM host_runs h JOIN runs r USING (run_id) "
-        "WHERE (? IS NULL OR r.started >= ?) ORDER BY r.started, r.run_id", (cutoff, cutoff)).fetchall()
+    runs = {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT run_id, kind, started FROM runs WHERE (? IS NULL OR started >= ?)", (cutoff, cutoff))}
+    if len(wanted) <= PER_HOST_UP_TO:
+        rows = [(pk, host, run_id, status) for host in wanted for pk, run_id, status in db.execute(
+            "SELECT id, run_id, status FROM host_runs WHERE host = ?", (host,)) if run_id in runs]
+    else:
+        rows = [(pk, host, run_id, status) for run_id in runs for pk, host, status in db.execute(
+            "SELECT id, host, status FROM host_runs WHERE run_id = ?", (run_id,)) if host in out]
     ids = {}
-    for row in rows:
-        if row["host"] not in out:
-            continue
-        entry = {"run_id": row["run_id"], "kind": row["kind"], "started": row["started"], "status": row["status"],
+    for pk, host, run_id, status in sorted(rows, key=lambda r: (runs[r[2]][1], r[2])):
+        entry = {"run_id": run_id, "kind": runs[run_id][0], "started": runs[run_id][1], "status": status,
                  "metrics": {}}
-        out[row["host"]].append(entry)
-        ids[row["id"]] = entry
-    if ids:
-        prefix = None if metric is None else metric + ":"
+        out[host].append(entry)
+        ids[pk] = entry
+    where = "" if metric is None else " AND (key = ? OR substr(key, 1, length(?)) = ?)"
+    extra = () if metric is None else (metric, metric + ":", metric + ":")
+    chunk_ids = sorted(ids)
+    for n in range(0, len(chunk_ids), 500):
+        chunk = chunk_ids[n:n + 500]
         for pk, key, value in db.execute(
-                "SELECT m.host_run, m.key, m.value FROM metrics m JOIN host_runs h ON h.id = m.host_run "
-                "JOIN runs r USING (run_id) WHERE (? IS NULL OR r.started >= ?) "
-                "AND (? IS NULL OR m.key = ? OR substr(m.key, 1, length(?)) = ?) ORDER BY m.host_run, m.key",
-                (cutoff, cutoff, metric, metric, prefix, prefix)):
-            if pk in ids:
-                ids[pk]["metrics"][key] = value
+                f"SELECT host_run, key, value FROM metrics WHERE host_run IN ({','.join('?' * len(chunk))}){where} "
+                "ORDER BY host_run, key", (*chunk, *extra)):
+            ids[pk]["metrics"][key] = value
     return out
 
 
@@ -77,7 +85,7 @@ def metric_series(db: sqlite3.Connection, host: str, key: str, days: float | Non
 
 def metric_bases(db: sqlite3.Connection) -> list[str]:
     """Every metric key the history holds, without its ``:device`` suffix, sorted."""
-    return sorted({str(r[0]).split(":", 1)[0] for r in db.execute("SELECT DISTINCT key FROM metrics")})
+    return sorted({str(r[0]).split(":", 1)[0] for r in db.execute("SELECT key FROM metric_keys")})
 
 
 def gpu_identities(db: sqlite3.Connection, patterns: Iterable[str] | None = None) -> list[dict]:
