@@ -272,14 +272,19 @@ def stopper(client: SlurmClient, book: JobBook, s: VerifySettings, routes: Mappi
 
 
 def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
-    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`).  The nodes' state is read here, before
-    anything is written (Slurm unreachable: :class:`SlurmError`)."""
+    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`): one per node, or one spanning the nodes for
+    ``--multinode`` (:mod:`fleet.slurm.multinode`).  The nodes' state is read here, before anything is written
+    (Slurm unreachable: :class:`SlurmError`)."""
     from fleet.fanout import run_fleet
     from fleet.runs.node import Executor, host_runs
 
     routes = route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), settings.wait)
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+        if s.multinode:  # one job spanning the nodes (fleet.slurm.multinode)
+            from fleet.slurm.multinode import run_multinode
+
+            return run_multinode(client, settings, routes, hosts, artifact, s, options, progress)
         book = JobBook(client)
         installed: dict = {}  # hosts routed over SSH: their absolute install directories
         result = run_fleet(hosts, slurm_task(artifact, s, settings, client, routes, book, progress.stage, installed),
