@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -268,6 +269,114 @@ def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
     assert run["interrupted"] is True
     assert {h["state"] for h in run["hosts"]} == {"interrupted"}
     slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
+
+
+# ------------------------------------------------------------------------- --multinode as one job
+# (before the health-check cluster below, for the reason it gives)
+
+def _gpufleet(fleet, out: Path, *extra: str, inventory: Path | None = None):
+    """``gpufleet verify --via slurm --multinode`` on the three hosts, run from the repository (the job's submit
+    directory), on the defaults otherwise; a rendezvous port of its own (other runs may hold 29400)."""
+    from tests.slurmcluster import free_ports
+
+    argv = [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--multinode", "--shared-dir",
+            str(fleet["shared"]), "--hosts", "gpu-nodes", "--inventory", str(inventory or fleet["inv"]), "--out",
+            str(out), "--no-history", "--nproc", "1", "--checks", "collectives", "--rdzv-port",
+            str(free_ports(1)[0]), *extra]
+    return subprocess.run(argv, cwd=REPO, env=fleet["env"], capture_output=True, text=True, timeout=900)
+
+
+def _planted(fleet, tmp_path: Path, host: str, fault: str) -> Path:
+    """The inventory with ``fault`` planted on ``host`` alone (its gpufleet_verify_env)."""
+    node = HOSTS[host]
+    doc = fleet["inv"].read_text().replace(
+        f"gpufleet_slurm_node: {node}", f"gpufleet_slurm_node: {node}\n          gpufleet_verify_env:\n"
+                                        f"            GPUFLEET_VERIFY_FAULT: {fault}")
+    assert doc.count(fault) == 1
+    path = tmp_path / f"{fault}.yaml"
+    path.write_text(doc)
+    return path
+
+
+def _one_job(slurm, run_id: str) -> dict:
+    [job] = _jobs(slurm, f"gpufleet-verify-{run_id}")
+    return job
+
+
+def test_verify_via_slurm_multinode_is_one_job_over_the_three_nodes(fleet, slurm, tmp_path):
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "pass"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (run["via"], run["multinode"]) == ("slurm", True)
+    job = _one_job(slurm, run["run_id"])
+    assert (job["JobState"], job["NumNodes"], job["NodeList"], job["WorkDir"]) == ("COMPLETED", "3", "gpu[1-3]",
+                                                                                   str(REPO))
+    endpoint = run["hosts"][0]["member"]["endpoint"]
+    assert endpoint.startswith("127.0.1.1:")  # gpu1's NodeAddr: an address, not a host name
+    ranks = []
+    for i, h in enumerate(run["hosts"]):
+        assert h["member"] == {"node_rank": i, "node_count": 3, "endpoint": endpoint}
+        assert h["message"] == f"Slurm job {job['JobId']} on gpu1,gpu2,gpu3 (node_rank {i})"
+        assert h["push"]["directory"].startswith(f"{fleet['remote']}/verify-")  # the default install, absolute
+        shared = fleet["shared"] / run["run_id"] / h["host"]
+        assert (run_dir / h["report"]).read_bytes() == (shared / "report.json").read_bytes()
+        assert (shared / "exit").read_text() == "0\n"
+        world = json.loads((shared / "report.json").read_text())["world"]
+        assert (world["world_size"], world["node_count"], world["node"]["node_rank"]) == (3, 3, i)
+        assert sorted(x["rank"] for x in world["ranks"]) == [0, 1, 2]
+        ranks += world["node"]["ranks"]
+    assert sorted(ranks) == [0, 1, 2]  # each rank on one node, once
+
+
+def test_verify_via_slurm_multinode_with_a_wrong_all_reduce_on_one_node(fleet, slurm, tmp_path):
+    """The planted fault corrupts the last rank's own result after the all_reduce (verify/collectives.py): sl-3
+    (node_rank 2, the last rank with one rank per node) fails allreduce_correct; the other nodes' results are right
+    and their reports pass."""
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", inventory=_planted(fleet, tmp_path, "sl-3", "allreduce-wrong"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "fail"}
+    report = json.loads((fleet["shared"] / run_dir.name / "sl-3" / "report.json").read_text())
+    assert {c["name"]: c["status"] for c in report["checks"]}["collectives/allreduce_correct"] == "fail"
+    assert _one_job(slurm, run_dir.name)["JobState"] == "COMPLETED"  # verify exits 0 once its report is written
+
+
+def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancelled(fleet, slurm, tmp_path):
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", "--timeout", "60",
+                  inventory=_planted(fleet, tmp_path, "sl-3", "rank-hang"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    run = json.loads((run_dir / "run.json").read_text())
+    job = _one_job(slurm, run["run_id"])
+    assert {h["host"]: (h["state"], h["message"]) for h in run["hosts"]} == {
+        h: ("timed_out", f"Slurm job {job['JobId']} ran past 60 s: cancelled") for h in HOSTS}
+    assert job["JobState"] == "CANCELLED"
+    assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
+    slurm.wait_nodes("idle", timeout=60)
+    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
+    while _processes_of(run["run_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(run["run_id"]) == []
+
+
+def _processes_of(run_id: str) -> list[str]:
+    """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            line = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if entry.isdigit() and run_id in line and int(entry) != os.getpid():
+            found.append(line)
+    return found
 
 
 # ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
