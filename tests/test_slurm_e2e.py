@@ -333,30 +333,42 @@ def test_verify_via_slurm_multinode_is_one_job_over_the_three_nodes(fleet, slurm
 
 
 def test_verify_via_slurm_multinode_with_a_wrong_all_reduce_on_one_node(fleet, slurm, tmp_path):
-    """The planted fault corrupts the last rank's own result after the all_reduce (verify/collectives.py): sl-3
-    (node_rank 2, the last rank with one rank per node) fails allreduce_correct; the other nodes' results are right
-    and their reports pass."""
+    """The planted fault corrupts the last rank's result (rank 2: sl-3's one rank) after the all_reduce
+    (verify/collectives.py); verify's allreduce_correct is a check of the whole world (every rank's count of wrong
+    elements is gathered), so each node's report fails it, naming rank 2: all three hosts fail, as over SSH, and
+    the report says where (``--pairwise`` is what isolates the node)."""
     slurm.wait_nodes("idle", timeout=60)
     r = _gpufleet(fleet, tmp_path / "reports", inventory=_planted(fleet, tmp_path, "sl-3", "allreduce-wrong"))
     assert r.returncode == 1, r.stdout + r.stderr
     run_dir = last_run(tmp_path / "reports")
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "fail"}
-    report = json.loads((fleet["shared"] / run_dir.name / "sl-3" / "report.json").read_text())
-    assert {c["name"]: c["status"] for c in report["checks"]}["collectives/allreduce_correct"] == "fail"
-    assert _one_job(slurm, run_dir.name)["JobState"] == "COMPLETED"  # verify exits 0 once its report is written
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "fail", "sl-2": "fail", "sl-3": "fail"}
+    wrong = ("all_reduce result differs from the sum of the ranks' contributions: rank 2 at 4KiB (1 wrong), rank 2 "
+             "at 256KiB (1 wrong), rank 2 at 4MiB (1 wrong)")
+    for host in HOSTS:
+        report = json.loads((fleet["shared"] / run_dir.name / host / "report.json").read_text())
+        failed = {c["name"]: c["message"] for c in report["checks"] if c["status"] == "fail"}
+        assert failed == {"collectives/allreduce_correct": wrong}, host
+        assert (fleet["shared"] / run_dir.name / host / "exit").read_text() == "0\n"  # a report written: exit 0
+        if host == "sl-3":
+            assert report["world"]["node"] == {"node_rank": 2, "ranks": [2]}  # rank 2 is sl-3's
+    assert _one_job(slurm, run_dir.name)["JobState"] == "COMPLETED"
 
 
 def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancelled(fleet, slurm, tmp_path):
+    """rank-hang: sl-3's rank sleeps in the collectives stage, the others wait for it in all_reduce (verify's
+    process-group timeout, 300 s, is longer than the run's): gpufleet cancels the job once it has run --timeout,
+    every member ``timed_out``.  (--timeout is also the SSH commands' limit: 120 s leaves room for verify's probe,
+    which imports torch, on a loaded machine.)"""
     slurm.wait_nodes("idle", timeout=60)
-    r = _gpufleet(fleet, tmp_path / "reports", "--timeout", "60",
+    r = _gpufleet(fleet, tmp_path / "reports", "--timeout", "120",
                   inventory=_planted(fleet, tmp_path, "sl-3", "rank-hang"))
     assert r.returncode == 1, r.stdout + r.stderr
     run_dir = last_run(tmp_path / "reports")
     run = json.loads((run_dir / "run.json").read_text())
     job = _one_job(slurm, run["run_id"])
     assert {h["host"]: (h["state"], h["message"]) for h in run["hosts"]} == {
-        h: ("timed_out", f"Slurm job {job['JobId']} ran past 60 s: cancelled") for h in HOSTS}
+        h: ("timed_out", f"Slurm job {job['JobId']} ran past 120 s: cancelled") for h in HOSTS}
     assert job["JobState"] == "CANCELLED"
     assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
     slurm.wait_nodes("idle", timeout=60)

@@ -49,6 +49,7 @@ from fleet.slurm.nodes import fields
 
 GUARD_GRACE_S = 30.0  # the node-side `timeout` fires this long after --timeout: gpufleet's cancel comes first
 MIN_NODES = 2
+PREPARE_TIMEOUT_S = 60.0  # a ceiling on the one round trip that prepares a member (mkdir, preflight)
 
 
 # -- pure parts ----------------------------------------------------------------------------------------------------
@@ -288,12 +289,17 @@ def node_addrs(client: SlurmClient, nodes: list[str]) -> dict[str, str]:
     return parse_node_addrs(r.stdout)
 
 
-def _preflight_env(t, run: HostRun, rdzv: dict, env: dict, stage) -> dict:
-    """The SSH path's rendezvous preflight (:func:`fleet.runs.node.preflight_command`) on the node, over SSH: the
-    environment with the interface towards the rendezvous (unless the inventory sets it); a note on a host name
-    that would send peers elsewhere."""
+def _prepare(t, run: HostRun, rdzv: dict, env: dict, directory: str, stage) -> dict:
+    """One round trip over SSH: the host's shared directory made (an earlier ``exit`` removed), and the SSH
+    path's rendezvous preflight (:func:`fleet.runs.node.preflight_command`) on the node.  The environment with the
+    interface towards the rendezvous (unless the inventory sets it); a note on a host name that would send peers
+    elsewhere."""
     endpoint_addr = rdzv["endpoint"].rpartition(":")[0]
-    r = t.run(preflight_command(endpoint_addr), timeout=30)
+    made = f"mkdir -p {quote(directory)} && rm -f {quote(directory + '/exit')}"
+    r = t.run(f"{made} && {{ {preflight_command(endpoint_addr)}; }}", timeout=PREPARE_TIMEOUT_S)
+    if r.exit_code != 0:
+        raise HostError(f"cannot make {directory} on the shared filesystem: "
+                        f"{(r.stderr.strip().splitlines() or ['exit ' + str(r.exit_code)])[-1]}")
     found = parse_preflight(r.stdout, rdzv["local_addr"])
     note = hostname_note(t.host.name, found, rdzv["local_addr"])
     if note:
@@ -346,12 +352,11 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
                 if not posixpath.isabs(pushed.directory):
                     raise HostError(f"verify's install directory {pushed.directory!r} is not absolute: a Slurm job "
                                     "would not find it")
-                env = _preflight_env(t, run, me, verify_env(host), progress.stage)
+                env = _prepare(t, run, me, verify_env(host), directory, progress.stage)
                 here = node_run_dir(s.run_id, host.name)
                 argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), f"{directory}/report.json", s,
                                      me)
                 line = run_command_line(argv, env, pushed.directory, here, s.timeout + GUARD_GRACE_S)
-                t.run(f"mkdir -p {quote(directory)} && rm -f {quote(directory + '/exit')}", timeout=30)
                 branch = node_branch(r.node, line, directory)
             except HostError as e:
                 why = str(e)
