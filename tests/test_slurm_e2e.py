@@ -378,6 +378,71 @@ def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancel
     assert _processes_of(run["run_id"]) == []
 
 
+def test_verify_via_slurm_multinode_leaves_busy_nodes_out_and_needs_two(fleet, slurm, tmp_path):
+    """A node running someone's job is not in the multi-node job (busy, a skip); the two others are, as nodes 0
+    and 1 of 2.  With a second node busy, one is left: nothing is submitted and it says why."""
+    slurm.wait_nodes("idle", timeout=60)
+    blockers = [slurm.sbatch("--nodelist=gpu3", "--exclusive", "--wrap=sleep 600")]
+    try:
+        _running(slurm, blockers)
+        r = _gpufleet(fleet, tmp_path / "two")
+        assert r.returncode == 0, r.stdout + r.stderr  # busy is a skip, not a failure
+        run_dir = last_run(tmp_path / "two")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("pass", "ok"), "sl-2": ("pass", "ok"), "sl-3": ("skipped", "busy")}
+        job = _one_job(slurm, run_dir.name)
+        assert (job["JobState"], job["NumNodes"], job["NodeList"]) == ("COMPLETED", "2", "gpu[1-2]")
+        for i, host in enumerate(("sl-1", "sl-2")):
+            world = json.loads((fleet["shared"] / run_dir.name / host / "report.json").read_text())["world"]
+            assert (world["world_size"], world["node_count"], world["node"]) == (2, 2, {"node_rank": i, "ranks": [i]})
+
+        blockers.append(slurm.sbatch("--nodelist=gpu2", "--exclusive", "--wrap=sleep 600"))
+        _running(slurm, blockers)
+        r = _gpufleet(fleet, tmp_path / "one")
+        run_dir = last_run(tmp_path / "one")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("error", "error"), "sl-2": ("skipped", "busy"), "sl-3": ("skipped", "busy")}
+        assert summary["hosts"]["sl-1"]["message"] == ("--multinode needs at least 2 Slurm nodes: only 1 node can "
+                                                       "join (sl-2: busy, sl-3: busy): no job submitted")
+        assert r.returncode == summary["exit_code"] != 0, r.stdout + r.stderr
+        assert _jobs(slurm, f"gpufleet-verify-{run_dir.name}") == []
+        assert {slurm.jobs(b)[0]["JobState"] for b in blockers} == {"RUNNING"}  # the other jobs left alone
+    finally:
+        slurm.run("scancel", *map(str, blockers))
+    slurm.wait_nodes("idle", timeout=60)
+
+
+def _running(slurm, jobs: list) -> None:
+    deadline = time.monotonic() + 60  # a ceiling
+    while {slurm.jobs(j)[0]["JobState"] for j in jobs} != {"RUNNING"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {slurm.jobs(j)[0]["JobState"] for j in jobs} == {"RUNNING"}
+
+
+def test_verify_via_slurm_multinode_a_crashed_node_fails_and_the_nodes_it_stopped_say_so(fleet, slurm, tmp_path):
+    """rank-exit: sl-3's rank exits abruptly in the collectives stage: sl-3's torchrun exits 1 with no report and
+    fails; the others' all_reduce breaks, their reports say the run aborted (status error) and their messages name
+    the crash, as stopped_members says over SSH.  The job ends FAILED (srun: the worst task's exit status)."""
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", inventory=_planted(fleet, tmp_path, "sl-3", "rank-exit"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    job = _one_job(slurm, run_dir.name)
+    assert job["JobState"] == "FAILED"
+    assert {h: (e["status"], e["state"], e["message"]) for h, e in summary["hosts"].items() if h != "sl-3"} == {
+        h: ("error", "ok", f"stopped: rank 2 on sl-3 exited (Slurm job {job['JobId']} on gpu1,gpu2,gpu3 (node_rank "
+                           f"{i}))") for i, h in enumerate(("sl-1", "sl-2"))}
+    crashed = summary["hosts"]["sl-3"]
+    assert (crashed["status"], crashed["state"]) == ("fail", "failed")
+    assert crashed["message"].startswith("verify exited 1 and wrote no report: "), crashed["message"]
+    assert not (fleet["shared"] / run_dir.name / "sl-3" / "report.json").exists()
+    assert {h: (fleet["shared"] / run_dir.name / h / "exit").read_text() for h in HOSTS} == {
+        "sl-1": "1\n", "sl-2": "1\n", "sl-3": "1\n"}
+
+
 def _processes_of(run_id: str) -> list[str]:
     """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
     found = []
