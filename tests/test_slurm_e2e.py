@@ -443,6 +443,40 @@ def test_verify_via_slurm_multinode_a_crashed_node_fails_and_the_nodes_it_stoppe
         "sl-1": "1\n", "sl-2": "1\n", "sl-3": "1\n"}
 
 
+def test_ctrl_c_cancels_the_multinode_job(fleet, slurm, tmp_path):
+    """Ctrl-C while the job runs (sl-3's rank hangs, the others wait for it): the job is cancelled, every host
+    ``interrupted``, gpufleet exits 130."""
+    import signal
+
+    from tests.slurmcluster import free_ports
+
+    slurm.wait_nodes("idle", timeout=60)
+    out = tmp_path / "reports"
+    hanging = _planted(fleet, tmp_path, "sl-3", "rank-hang")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--multinode", "--shared-dir",
+         str(fleet["shared"]), "--hosts", "gpu-nodes", "--inventory", str(hanging),
+         "--out", str(out), "--no-history", "--nproc", "1", "--checks", "collectives", "--timeout", "240",
+         "--rdzv-port", str(free_ports(1)[0])],
+        cwd=REPO, env=fleet["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240  # a ceiling: the push and the job's start on a loaded machine
+    jobs: list = []
+    while time.monotonic() < deadline and not (jobs and jobs[0]["JobState"] == "RUNNING"):
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+        jobs = _jobs(slurm, f"gpufleet-verify-{runs[0].name}") if runs else []
+        time.sleep(0.5)
+    assert len(jobs) == 1 and jobs[0]["JobState"] == "RUNNING", jobs
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)  # a ceiling, not a measure
+    assert proc.returncode == 130, stdout + stderr
+    assert slurm.jobs(jobs[0]["JobId"])[0]["JobState"] == "CANCELLED"
+    run = json.loads((last_run(out) / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert {h["state"] for h in run["hosts"]} == {"interrupted"}
+    slurm.wait_nodes("idle", timeout=60)
+
+
 def _processes_of(run_id: str) -> list[str]:
     """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
     found = []
