@@ -220,3 +220,22 @@ def test_ctrl_c_before_submission_submits_nothing_and_after_it_cancels_once():
     w.cancel()
     w.cancel()
     assert runner.calls == [["scancel", "9"]]
+
+
+def test_members_that_never_arrive_are_abandoned_and_the_others_released():
+    gang = Gang(["a", "b"], lambda branches: pytest.fail("submitted"))
+    got = {}
+    t = threading.Thread(target=lambda: got.__setitem__("a", gang.arrive("a", "a) :;;")))
+    t.start()
+    gang.abandon("interrupted before every member was prepared")
+    t.join(60)
+    assert got["a"].error == (HostError, "interrupted before every member was prepared")
+
+
+def test_a_member_the_fan_out_cannot_start_is_dropped_before_the_others_arrive():
+    """A member whose inventory entry cannot be connected to never runs its task (fleet.fanout): it is dropped up
+    front, so the last member to arrive settles the run without it."""
+    gang = Gang(["a", "b"], lambda branches: pytest.fail("submitted"))
+    gang.dropped["b"] = "ansible_port: 'x' is not a port number"
+    assert gang.arrive("a", "a) :;;").error == (
+        HostError, "no job submitted: a member could not be prepared (b: ansible_port: 'x' is not a port number)")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 from fleet.inventory import Host
+from fleet.inventory.connection import connect_problem
 from fleet.outcome import HostError, TimedOut
 from fleet.push import Artifact
 from fleet.runs.node import (
@@ -185,6 +186,7 @@ class Gang:
     ended: threading.Event = field(default_factory=threading.Event)
 
     def arrive(self, host: str, branch: Optional[str], why: str = "") -> JobEnd:
+        """Arrive with the node's branch (None: it could not be prepared, ``why``); the job's end, once known."""
         with self.lock:
             if branch is None:
                 self.dropped[host] = why
@@ -204,6 +206,14 @@ class Gang:
                 self.ended.set()
         self.ended.wait()
         return self.end
+
+    def abandon(self, why: str) -> None:
+        """The run ended with members that never arrived (interrupted before their work began): release the
+        others."""
+        with self.lock:
+            if self.end is None:
+                self.end = JobEnd(error=(HostError, why))
+        self.ended.set()
 
 
 @dataclass
@@ -334,6 +344,10 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
         return watch.run(opts, job_script(len(branches), node_script(branches)))
 
     gang = Gang(names, submit)
+    for h in group:  # a host the fan-out cannot even start (its task never runs, never arrives): dropped now
+        problem = connect_problem(h.name, h.vars)
+        if problem:
+            gang.dropped[h.name] = problem
 
     def task(t) -> HostRun:
         host = t.host
@@ -393,6 +407,7 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
     result = run_fleet(hosts, task, options, desc="verify", progress=progress, stop=lambda t: watch.cancel())
     if result.interrupted:
         watch.cancel()
+        gang.abandon("interrupted before every member was prepared")
     runs = host_runs(result)
     stopped_members([r for r in runs if r.host in rdzv])
     return runs, result.interrupted
