@@ -239,3 +239,11 @@ def test_a_member_the_fan_out_cannot_start_is_dropped_before_the_others_arrive()
     gang.dropped["b"] = "ansible_port: 'x' is not a port number"
     assert gang.arrive("a", "a) :;;").error == (
         HostError, "no job submitted: a member could not be prepared (b: ansible_port: 'x' is not a port number)")
+
+
+def test_via_slurm_takes_multinode():
+    from fleet.options import slurm_settings
+    from fleet.slurm.jobs import SlurmSettings
+
+    assert slurm_settings("slurm", "/shared/gpufleet", "gpu", None, None, "--reservation=r", False, True) == \
+        SlurmSettings("/shared/gpufleet", "gpu", None, None, ("--reservation=r",), False)
