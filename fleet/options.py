@@ -87,7 +87,8 @@ HELP_VERIFY = {
     "out": "directory under which the run directory <UTC timestamp>/ is made "
            "(default: gpufleet.reports in invoke.yaml, else the project's reports/)",
     "force": "benchmark GPUs even when other compute processes are using them",
-    "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes",
+    "multinode": "one torchrun per host joined by c10d rendezvous on the first host: all_reduce across nodes "
+                 "(with --via slurm: one job over the nodes, srun starting each node's torchrun)",
     "rdzv_port": "rendezvous port on the first host for --multinode (default 29400)",
     "checks": f"comma-separated verify stages ({', '.join(STAGES)}) or all; checked before any host is contacted; "
               "a stage named here must run: one that cannot fails the node (asked for means required)",
@@ -95,8 +96,8 @@ HELP_VERIFY = {
     **HELP_CRON,
     **HELP_OUTPUTS,
     **HELP_HISTORY,
-    "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler; "
-           "busy nodes are skipped, nodes drained by others left alone)",
+    "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler, or "
+           "with --multinode one job spanning the nodes; busy nodes are skipped, nodes drained by others left alone)",
     "slurm_host": "with --via slurm: run sbatch/squeue/scontrol/scancel over SSH on this login node "
                   "(an inventory host or an ssh name; default: here)",
     "shared_dir": "with --via slurm: a directory on the cluster's shared filesystem, the same path on every "
@@ -291,8 +292,6 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
     if not shared_dir or not str(shared_dir).startswith("/"):
         raise usage_error("--via slurm needs --shared-dir: an absolute path on the cluster's shared filesystem, "
                           "the same on every node (the jobs write their reports there)")
-    if multinode:
-        raise usage_error("--multinode --via slurm is not supported yet: run --multinode over SSH")
     try:
         extra_args = tuple(shlex.split(slurm_args)) if slurm_args else ()
     except ValueError as e:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -270,6 +271,225 @@ def test_ctrl_c_cancels_every_job_the_run_submitted(fleet, slurm, tmp_path):
     assert run["interrupted"] is True
     assert {h["state"] for h in run["hosts"]} == {"interrupted"}
     slurm.wait_nodes("idle", timeout=60)  # nothing left running on the nodes
+
+
+# ------------------------------------------------------------------------- --multinode as one job
+# (before the health-check cluster below, for the reason it gives)
+
+def _gpufleet(fleet, out: Path, *extra: str, inventory: Path | None = None):
+    """``gpufleet verify --via slurm --multinode`` on the three hosts, run from the repository (the job's submit
+    directory), on the defaults otherwise; a rendezvous port of its own (other runs may hold 29400)."""
+    from tests.slurmcluster import free_ports
+
+    argv = [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--multinode", "--shared-dir",
+            str(fleet["shared"]), "--hosts", "gpu-nodes", "--inventory", str(inventory or fleet["inv"]), "--out",
+            str(out), "--no-history", "--nproc", "1", "--checks", "collectives", "--rdzv-port",
+            str(free_ports(1)[0]), *extra]
+    return subprocess.run(argv, cwd=REPO, env=fleet["env"], capture_output=True, text=True, timeout=900)
+
+
+def _planted(fleet, tmp_path: Path, host: str, fault: str) -> Path:
+    """The inventory with ``fault`` planted on ``host`` alone (its gpufleet_verify_env)."""
+    node = HOSTS[host]
+    doc = fleet["inv"].read_text().replace(
+        f"gpufleet_slurm_node: {node}", f"gpufleet_slurm_node: {node}\n          gpufleet_verify_env:\n"
+                                        f"            GPUFLEET_VERIFY_FAULT: {fault}")
+    assert doc.count(fault) == 1
+    path = tmp_path / f"{fault}.yaml"
+    path.write_text(doc)
+    return path
+
+
+def _one_job(slurm, run_id: str) -> dict:
+    [job] = _jobs(slurm, f"gpufleet-verify-{run_id}")
+    return job
+
+
+def test_verify_via_slurm_multinode_is_one_job_over_the_three_nodes(fleet, slurm, tmp_path):
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "pass"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (run["via"], run["multinode"]) == ("slurm", True)
+    job = _one_job(slurm, run["run_id"])
+    assert (job["JobState"], job["NumNodes"], job["NodeList"], job["WorkDir"]) == ("COMPLETED", "3", "gpu[1-3]",
+                                                                                   str(REPO))
+    endpoint = run["hosts"][0]["member"]["endpoint"]
+    assert endpoint.startswith("127.0.1.1:")  # gpu1's NodeAddr: an address, not a host name
+    ranks = []
+    for i, h in enumerate(run["hosts"]):
+        assert h["member"] == {"node_rank": i, "node_count": 3, "endpoint": endpoint}
+        assert h["message"] == f"Slurm job {job['JobId']} on gpu1,gpu2,gpu3 (node_rank {i})"
+        assert h["push"]["directory"].startswith(f"{fleet['remote']}/verify-")  # the default install, absolute
+        shared = fleet["shared"] / run["run_id"] / h["host"]
+        assert (run_dir / h["report"]).read_bytes() == (shared / "report.json").read_bytes()
+        assert (shared / "exit").read_text() == "0\n"
+        world = json.loads((shared / "report.json").read_text())["world"]
+        assert (world["world_size"], world["node_count"], world["node"]["node_rank"]) == (3, 3, i)
+        assert sorted(x["rank"] for x in world["ranks"]) == [0, 1, 2]
+        ranks += world["node"]["ranks"]
+    assert sorted(ranks) == [0, 1, 2]  # each rank on one node, once
+
+
+def test_verify_via_slurm_multinode_with_a_wrong_all_reduce_on_one_node(fleet, slurm, tmp_path):
+    """The planted fault corrupts the last rank's result (rank 2: sl-3's one rank) after the all_reduce
+    (verify/collectives.py); verify's allreduce_correct is a check of the whole world (every rank's count of wrong
+    elements is gathered), so each node's report fails it, naming rank 2: all three hosts fail, as over SSH, and
+    the report says where (``--pairwise`` is what isolates the node)."""
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", inventory=_planted(fleet, tmp_path, "sl-3", "allreduce-wrong"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "fail", "sl-2": "fail", "sl-3": "fail"}
+    wrong = ("all_reduce result differs from the sum of the ranks' contributions: rank 2 at 4KiB (1 wrong), rank 2 "
+             "at 256KiB (1 wrong), rank 2 at 4MiB (1 wrong)")
+    for host in HOSTS:
+        report = json.loads((fleet["shared"] / run_dir.name / host / "report.json").read_text())
+        failed = {c["name"]: c["message"] for c in report["checks"] if c["status"] == "fail"}
+        assert failed == {"collectives/allreduce_correct": wrong}, host
+        assert (fleet["shared"] / run_dir.name / host / "exit").read_text() == "0\n"  # a report written: exit 0
+        if host == "sl-3":
+            assert report["world"]["node"] == {"node_rank": 2, "ranks": [2]}  # rank 2 is sl-3's
+    assert _one_job(slurm, run_dir.name)["JobState"] == "COMPLETED"
+
+
+def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancelled(fleet, slurm, tmp_path):
+    """rank-hang: sl-3's rank sleeps in the collectives stage, the others wait for it in all_reduce (verify's
+    process-group timeout, 300 s, is longer than the run's): gpufleet cancels the job once it has run --timeout,
+    every member ``timed_out``.  (--timeout is also the SSH commands' limit: 120 s leaves room for verify's probe,
+    which imports torch, on a loaded machine.)"""
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", "--timeout", "120",
+                  inventory=_planted(fleet, tmp_path, "sl-3", "rank-hang"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    run = json.loads((run_dir / "run.json").read_text())
+    job = _one_job(slurm, run["run_id"])
+    assert {h["host"]: (h["state"], h["message"]) for h in run["hosts"]} == {
+        h: ("timed_out", f"Slurm job {job['JobId']} ran past 120 s: cancelled") for h in HOSTS}
+    assert job["JobState"] == "CANCELLED"
+    assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
+    slurm.wait_nodes("idle", timeout=60)
+    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
+    while _processes_of(run["run_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(run["run_id"]) == []
+
+
+def test_verify_via_slurm_multinode_leaves_busy_nodes_out_and_needs_two(fleet, slurm, tmp_path):
+    """A node running someone's job is not in the multi-node job (busy, a skip); the two others are, as nodes 0
+    and 1 of 2.  With a second node busy, one is left: nothing is submitted and it says why."""
+    slurm.wait_nodes("idle", timeout=60)
+    blockers = [slurm.sbatch("--nodelist=gpu3", "--exclusive", "--wrap=sleep 600")]
+    try:
+        _running(slurm, blockers)
+        r = _gpufleet(fleet, tmp_path / "two")
+        assert r.returncode == 0, r.stdout + r.stderr  # busy is a skip, not a failure
+        run_dir = last_run(tmp_path / "two")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("pass", "ok"), "sl-2": ("pass", "ok"), "sl-3": ("skipped", "busy")}
+        job = _one_job(slurm, run_dir.name)
+        assert (job["JobState"], job["NumNodes"], job["NodeList"]) == ("COMPLETED", "2", "gpu[1-2]")
+        for i, host in enumerate(("sl-1", "sl-2")):
+            world = json.loads((fleet["shared"] / run_dir.name / host / "report.json").read_text())["world"]
+            assert (world["world_size"], world["node_count"], world["node"]) == (2, 2, {"node_rank": i, "ranks": [i]})
+
+        blockers.append(slurm.sbatch("--nodelist=gpu2", "--exclusive", "--wrap=sleep 600"))
+        _running(slurm, blockers)
+        r = _gpufleet(fleet, tmp_path / "one")
+        run_dir = last_run(tmp_path / "one")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("error", "error"), "sl-2": ("skipped", "busy"), "sl-3": ("skipped", "busy")}
+        assert summary["hosts"]["sl-1"]["message"] == ("--multinode needs at least 2 Slurm nodes: only 1 node can "
+                                                       "join (sl-2: busy, sl-3: busy): no job submitted")
+        assert r.returncode == summary["exit_code"] != 0, r.stdout + r.stderr
+        assert _jobs(slurm, f"gpufleet-verify-{run_dir.name}") == []
+        assert {slurm.jobs(b)[0]["JobState"] for b in blockers} == {"RUNNING"}  # the other jobs left alone
+    finally:
+        slurm.run("scancel", *map(str, blockers))
+    slurm.wait_nodes("idle", timeout=60)
+
+
+def _running(slurm, jobs: list) -> None:
+    deadline = time.monotonic() + 60  # a ceiling
+    while {slurm.jobs(j)[0]["JobState"] for j in jobs} != {"RUNNING"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {slurm.jobs(j)[0]["JobState"] for j in jobs} == {"RUNNING"}
+
+
+def test_verify_via_slurm_multinode_a_crashed_node_fails_and_the_nodes_it_stopped_say_so(fleet, slurm, tmp_path):
+    """rank-exit: sl-3's rank exits abruptly in the collectives stage: sl-3's torchrun exits 1 with no report and
+    fails; the others' all_reduce breaks, their reports say the run aborted (status error) and their messages name
+    the crash, as stopped_members says over SSH.  The job ends FAILED (srun: the worst task's exit status)."""
+    slurm.wait_nodes("idle", timeout=60)
+    r = _gpufleet(fleet, tmp_path / "reports", inventory=_planted(fleet, tmp_path, "sl-3", "rank-exit"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    job = _one_job(slurm, run_dir.name)
+    assert job["JobState"] == "FAILED"
+    assert {h: (e["status"], e["state"], e["message"]) for h, e in summary["hosts"].items() if h != "sl-3"} == {
+        h: ("error", "ok", f"stopped: rank 2 on sl-3 exited (Slurm job {job['JobId']} on gpu1,gpu2,gpu3 (node_rank "
+                           f"{i}))") for i, h in enumerate(("sl-1", "sl-2"))}
+    crashed = summary["hosts"]["sl-3"]
+    assert (crashed["status"], crashed["state"]) == ("fail", "failed")
+    assert crashed["message"].startswith("verify exited 1 and wrote no report: "), crashed["message"]
+    assert not (fleet["shared"] / run_dir.name / "sl-3" / "report.json").exists()
+    assert {h: (fleet["shared"] / run_dir.name / h / "exit").read_text() for h in HOSTS} == {
+        "sl-1": "1\n", "sl-2": "1\n", "sl-3": "1\n"}
+
+
+def test_ctrl_c_cancels_the_multinode_job(fleet, slurm, tmp_path):
+    """Ctrl-C while the job runs (sl-3's rank hangs, the others wait for it): the job is cancelled, every host
+    ``interrupted``, gpufleet exits 130."""
+    import signal
+
+    from tests.slurmcluster import free_ports
+
+    slurm.wait_nodes("idle", timeout=60)
+    out = tmp_path / "reports"
+    hanging = _planted(fleet, tmp_path, "sl-3", "rank-hang")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--multinode", "--shared-dir",
+         str(fleet["shared"]), "--hosts", "gpu-nodes", "--inventory", str(hanging),
+         "--out", str(out), "--no-history", "--nproc", "1", "--checks", "collectives", "--timeout", "240",
+         "--rdzv-port", str(free_ports(1)[0])],
+        cwd=REPO, env=fleet["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240  # a ceiling: the push and the job's start on a loaded machine
+    jobs: list = []
+    while time.monotonic() < deadline and not (jobs and jobs[0]["JobState"] == "RUNNING"):
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+        jobs = _jobs(slurm, f"gpufleet-verify-{runs[0].name}") if runs else []
+        time.sleep(0.5)
+    assert len(jobs) == 1 and jobs[0]["JobState"] == "RUNNING", jobs
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)  # a ceiling, not a measure
+    assert proc.returncode == 130, stdout + stderr
+    assert slurm.jobs(jobs[0]["JobId"])[0]["JobState"] == "CANCELLED"
+    run = json.loads((last_run(out) / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert {h["state"] for h in run["hosts"]} == {"interrupted"}
+    slurm.wait_nodes("idle", timeout=60)
+
+
+def _processes_of(run_id: str) -> list[str]:
+    """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            line = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if entry.isdigit() and run_id in line and int(entry) != os.getpid():
+            found.append(line)
+    return found
 
 
 # ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram

@@ -401,8 +401,9 @@ def _delete(client: SlurmClient, note, clock, sleep) -> None:
 
 
 def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
-    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`).  The nodes' state is read here, before
-    anything is written (Slurm unreachable: :class:`SlurmError`)."""
+    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`): one per node, or one spanning the nodes for
+    ``--multinode`` (:mod:`fleet.slurm.multinode`).  The nodes' state is read here, before anything is written
+    (Slurm unreachable: :class:`SlurmError`)."""
     from fleet.fanout import run_fleet
     from fleet.runs.node import Executor, host_runs
 
@@ -410,6 +411,10 @@ def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
                    settings.recheck_via)
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+        if s.multinode:  # one job spanning the nodes (fleet.slurm.multinode)
+            from fleet.slurm.multinode import run_multinode
+
+            return run_multinode(client, settings, routes, hosts, artifact, s, options, progress)
         book = JobBook(client)
         installed: dict = {}  # hosts routed over SSH: their absolute install directories
         with recheck_window(client, settings, routes, s, book) as held:  # gpufleet's reservation, if any
