@@ -111,10 +111,11 @@ HELP_VERIFY = {
                    "maintenance reservation gpufleet-recheck that gpufleet creates for the run, the node drained "
                    "again after it) or ssh (directly over SSH, beside whatever Slurm runs)",
     "pairwise": "with --multinode: find the bad host or link by pairing hosts (two-node all_reduce sweeps at "
-                "once, suspects re-paired with good hosts) instead of one ring over every host",
+                "once, suspects re-paired with good hosts) instead of one ring over every host; with --via slurm "
+                "each pair is a Slurm job (busy and drained nodes left out)",
     "rounds": "with --pairwise: rounds of fresh random pairings before re-pairing suspects (default 1)",
     "pair_timeout": "with --pairwise: seconds each pair may run before it is stopped and counted as hung "
-                    "(default 120)",
+                    "(default 120; with --via slurm the pair's job is cancelled then, and its --time set past it)",
     "pair_floor": "with --pairwise: a pair below this fraction of the median pair's bus bandwidth is slow "
                   "(default 0.7)",
     "topology": "with --pairwise: random (default), rack (pair within a gpufleet_rack first) or cross (across "
@@ -309,7 +310,7 @@ def recheck_via(value, via_slurm: bool) -> str:
     return choice("--recheck-via", value, ("slurm", "ssh"))
 
 
-def pairwise_settings(pairwise: bool, multinode: bool, via_slurm: bool, rounds, pair_timeout, pair_floor,
+def pairwise_settings(pairwise: bool, multinode: bool, rounds, pair_timeout, pair_floor,
                       topology: str):
     """``--pairwise``'s settings (a :class:`fleet.runs.pairwise_run.PairwiseSettings`), None without it."""
     given = [f for f, v in (("--rounds", rounds), ("--pair-timeout", pair_timeout), ("--pair-floor", pair_floor))
@@ -320,8 +321,6 @@ def pairwise_settings(pairwise: bool, multinode: bool, via_slurm: bool, rounds, 
         return None
     if not multinode:
         raise usage_error("--pairwise needs --multinode (it isolates the bad host or link of a multi-node run)")
-    if via_slurm:
-        raise usage_error("--pairwise --via slurm is not supported yet: run it over SSH")
     from fleet.runs.pairwise_run import PairwiseSettings
 
     return PairwiseSettings(

@@ -13,7 +13,7 @@ from fleet.runs.render import render_table
 from tests.report_builder import arrived, node_report
 
 
-def simulate(hosts, bad_host=None, bad_link=None, hang=False, rounds=1, seed=1):
+def simulate(hosts, bad_host=None, bad_link=None, hang=False, rounds=1, seed=1, wrong=False):
     """The rounds pairwise_fleet runs, with each pair's outcome given by the planted fault."""
     rng = random.Random(seed)
     results: list[PairResult] = []
@@ -24,6 +24,8 @@ def simulate(hosts, bad_host=None, bad_link=None, hang=False, rounds=1, seed=1):
             if bad_host in g or (bad_link and set(bad_link) <= set(g)):
                 if hang:
                     r.busbw_gbps, r.outcome, r.reason = None, "hang", "did not finish within 30 s"
+                elif wrong:
+                    r.outcome, r.reason = "wrong", "allreduce_correct failed"
                 else:
                     r.busbw_gbps = 0.8
             results.append(r)
@@ -73,6 +75,44 @@ def test_a_hung_host_is_the_culprit():
     assert [c.get("host") for c in v.culprits] == ["n0"]
     assert all(r.status == "hang" for r in results if "n0" in r.hosts)
     assert all("hung (did not finish within 30 s)" in e for e in v.culprits[0]["evidence"])
+
+
+def test_three_hosts_one_bad_their_pairs_are_tried_until_one_is_good_and_the_third_is_named():
+    """Three hosts: round 1 is one group of three, wrong; nothing is cleared, so their pairs run one per round (in
+    name order) until one is good; the host bad with both others (or in the group of three, against a good pair of
+    the others) is the culprit."""
+    for bad in ("a", "b", "c"):
+        results, v = simulate(["a", "b", "c"], bad_host=bad, wrong=True)
+        assert [(sorted(r.hosts), r.status) for r in results][:1] == [(["a", "b", "c"], "wrong")]
+        assert [c["host"] for c in v.culprits] == [bad] and v.suspects == []
+        assert v.cleared == {"a", "b", "c"} - {bad}
+    results, v = simulate(["a", "b", "c"], bad_host="c", wrong=True)
+    assert [(r.hosts, r.round, r.status) for r in results[1:]] == [(("a", "b"), 2, "pass")]  # then c is named
+    assert v.culprits[0]["evidence"] == [f"round 1: with {'+'.join(results[0].hosts)}: wrong result, 10 GB/s "
+                                         f"(allreduce_correct failed)", "round 2: with a+b: good, 10 GB/s"]
+    results, v = simulate(["a", "b", "c"], bad_host="a", wrong=True)
+    assert [(r.hosts, r.round, r.status) for r in results[1:]] == [
+        (("a", "b"), 2, "wrong"), (("a", "c"), 3, "wrong"), (("b", "c"), 4, "pass")]
+    assert len(v.culprits[0]["evidence"]) == 3
+
+
+def test_three_hosts_bad_in_every_pairing_stop_unsettled_after_their_three_pairs():
+    """A fault in every pairing (a bad switch, say): the group of three, then each of the three pairs, all bad:
+    nothing cleared, no further round, every host unsettled."""
+    runs = [PairResult(("b", "c", "a"), 1, 1.0, outcome="wrong")]
+    for n, pair in enumerate((("a", "b"), ("a", "c"), ("b", "c")), start=2):
+        classify(runs)
+        assert next_groups(runs) == [pair]
+        runs.append(PairResult(pair, n, 1.0, outcome="wrong"))
+    classify(runs)
+    v = verdict(runs)
+    assert (v.cleared, v.culprits, sorted(v.suspects)) == (set(), [], ["a", "b", "c"]) and next_groups(runs) == []
+
+
+def test_four_hosts_all_bad_are_not_repaired_among_themselves():
+    runs = [PairResult(("a", "b"), 1, outcome="hang"), PairResult(("c", "d"), 1, outcome="hang")]
+    classify(runs)
+    assert next_groups(runs) == []
 
 
 def test_a_pair_bad_only_together_points_at_their_link():
@@ -156,6 +196,26 @@ def test_pairwise_summary_fails_the_culprit_and_renders_the_pairs():
     ok = judge_pairwise(healthy)
     assert ok["exit_code"] == 0 and ok["culprits"] == [] and "culprits: none" in render_table(ok)
 
+
+
+def test_a_host_left_out_of_the_pairing_keeps_its_state_and_does_not_fail_the_run():
+    """Under Slurm a busy node is never paired: it is ``skipped`` in state ``busy`` with its reason; an unknown
+    node is an ``error``; the paired hosts are judged as before."""
+    meta = {"run_id": "r", "pairwise": {"hosts": ["a", "b", "c", "d"], "left_out": {
+                "c": {"state": "busy", "message": "node gpu3 is allocated (running jobs): not checked"},
+                "d": {"state": "error", "message": "Slurm has no node 'gpu9' (set gpufleet_slurm_node)"}}},
+            "pairs": [PairResult(("a", "b"), 1, 10.0).to_dict()]}
+    summary = judge_pairwise(meta)
+    assert {h: (e["status"], e["state"], e["message"]) for h, e in summary["hosts"].items()} == {
+        "a": ("pass", "ok", ""), "b": ("pass", "ok", ""),
+        "c": ("skipped", "busy", "node gpu3 is allocated (running jobs): not checked"),
+        "d": ("error", "error", "Slurm has no node 'gpu9' (set gpufleet_slurm_node)")}
+    assert summary["hosts"]["c"]["reasons"] == [{"kind": "state", "status": "skipped", "message": "node gpu3 is "
+                                                 "allocated (running jobs): not checked", "state": "busy"}]
+    assert summary["exit_code"] == 1  # d's error; c alone would not fail the run
+    del meta["pairwise"]["left_out"]["d"]
+    meta["pairwise"]["hosts"].remove("d")
+    assert judge_pairwise(meta)["exit_code"] == 0
 
 
 def test_the_html_page_shows_pairs_and_culprits():

@@ -479,6 +479,91 @@ def test_ctrl_c_cancels_the_multinode_job(fleet, slurm, tmp_path):
     slurm.wait_nodes("idle", timeout=60)
 
 
+# ------------------------------------------------------------------------- --pairwise, each pair a job
+
+def _pairs(run_dir: Path) -> list[tuple]:
+    return [(sorted(p["hosts"]), p["round"], p["status"]) for p in json.loads((run_dir / "summary.json").read_text())
+            ["pairs"]]
+
+
+def test_verify_via_slurm_pairwise_names_the_node_with_a_wrong_all_reduce_and_sync_drains_it_alone(fleet, slurm,
+                                                                                                   tmp_path):
+    """The three nodes: round 1 is one job over the three (pair_up's group of three), wrong; nothing is cleared, so
+    sl-1 and sl-2 run as a pair, a job of two nodes, and are good: sl-3, bad with both, is the culprit.  The fault
+    (allreduce-wrong on sl-3) follows the node whatever its rank.  slurm-sync's plan drains sl-3 and only sl-3."""
+    slurm.wait_nodes("idle", timeout=60)
+    out = tmp_path / "reports"
+    r = _gpufleet(fleet, out, "--pairwise", inventory=_planted(fleet, tmp_path, "sl-3", "allreduce-wrong"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: (e["status"], e["culprit"]) for h, e in summary["hosts"].items()} == {
+        "sl-1": ("pass", False), "sl-2": ("pass", False), "sl-3": ("fail", True)}
+    assert [c["host"] for c in summary["culprits"]] == ["sl-3"] and summary["unsettled"] == []
+    assert _pairs(run_dir) == [(["sl-1", "sl-2", "sl-3"], 1, "wrong"), (["sl-1", "sl-2"], 2, "pass")]
+    assert json.loads((run_dir / "run.json").read_text())["via"] == "slurm"
+    [first] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}-r1")
+    [second] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}-r2")
+    assert [(j["JobState"], j["NumNodes"], j["NodeList"]) for j in (first, second)] == [
+        ("COMPLETED", "3", "gpu[1-3]"), ("COMPLETED", "2", "gpu[1-2]")]
+    plan = sync(fleet, run_dir, "--json", str(tmp_path / "plan.json"))  # a dry run
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    doc = json.loads((tmp_path / "plan.json").read_text())
+    assert {a["host"]: a["action"] for a in doc["actions"]} == {"sl-1": "none", "sl-2": "none", "sl-3": "drain"}
+    assert [a["reason"] for a in doc["actions"] if a["action"] == "drain"][0].startswith(
+        f"gpufleet: pairwise culprit (run {run_dir.name})")
+    assert {reason(slurm, n)[0] for n in HOSTS.values()} == {"IDLE"}  # nothing applied
+
+
+def test_verify_via_slurm_pairwise_a_hung_pair_ends_at_its_pair_timeout_its_job_cancelled(fleet, slurm, tmp_path):
+    """rank-hang on sl-3: the group of three hangs; gpufleet cancels its job once it has run --pair-timeout
+    (Slurm's --time is past it), then sl-1 and sl-2 pass as a pair: sl-3 is the culprit, hung.  Nothing of the
+    run is left running or queued."""
+    slurm.wait_nodes("idle", timeout=60)
+    out = tmp_path / "reports"
+    r = _gpufleet(fleet, out, "--pairwise", "--pair-timeout", "120",
+                  inventory=_planted(fleet, tmp_path, "sl-3", "rank-hang"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = last_run(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "fail"}
+    assert _pairs(run_dir) == [(["sl-1", "sl-2", "sl-3"], 1, "hang"), (["sl-1", "sl-2"], 2, "pass")]
+    [hung] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}-r1")
+    assert hung["JobState"] == "CANCELLED"
+    first = json.loads((run_dir / "pairs" / "r1-0" / "run.json").read_text())
+    assert {h["state"] for h in first["hosts"]} == {"timed_out"}
+    assert {h["message"] for h in first["hosts"]} == {f"Slurm job {hung['JobId']} ran past 120 s: cancelled"}
+    assert slurm.run("squeue", "-h", "-n", f"gpufleet-verify-{run_dir.name}-r1").stdout == ""
+    slurm.wait_nodes("idle", timeout=60)
+    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
+    while _processes_of(run_dir.name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(run_dir.name) == []
+
+
+def test_verify_via_slurm_pairwise_leaves_a_busy_node_out_in_its_state(fleet, slurm, tmp_path):
+    """A node running someone's job is left out of the pairing (busy, a skip) and never paired; the two others
+    are a pair, one job of two nodes."""
+    slurm.wait_nodes("idle", timeout=60)
+    blocker = slurm.sbatch("--nodelist=gpu2", "--exclusive", "--wrap=sleep 600")
+    try:
+        _running(slurm, [blocker])
+        r = _gpufleet(fleet, tmp_path / "reports", "--pairwise")
+        assert r.returncode == 0, r.stdout + r.stderr
+        run_dir = last_run(tmp_path / "reports")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("pass", "ok"), "sl-2": ("skipped", "busy"), "sl-3": ("pass", "ok")}
+        assert summary["hosts"]["sl-2"]["message"].startswith("node gpu2 is ")
+        assert _pairs(run_dir) == [(["sl-1", "sl-3"], 1, "pass")]
+        [job] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}-r1")
+        assert (job["JobState"], job["NodeList"]) == ("COMPLETED", "gpu[1,3]")
+        assert slurm.jobs(blocker)[0]["JobState"] == "RUNNING"  # left alone
+    finally:
+        slurm.run("scancel", str(blocker))
+    slurm.wait_nodes("idle", timeout=60)
+
+
 def _processes_of(run_id: str) -> list[str]:
     """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
     found = []

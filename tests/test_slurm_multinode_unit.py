@@ -251,3 +251,28 @@ def test_via_slurm_takes_multinode():
 
     assert slurm_settings("slurm", "/shared/gpufleet", "gpu", None, None, "--reservation=r", False, True) == \
         SlurmSettings("/shared/gpufleet", "gpu", None, None, ("--reservation=r",), False)
+
+
+def test_pairwise_as_jobs_leaves_out_each_host_whose_node_takes_no_job_in_its_state():
+    """``pair_runner`` on recorded ``scontrol -o show node`` output: an administrator's drain, a busy node, a node
+    gpufleet drained and a node Slurm does not know are never paired, each with its state; with one node left,
+    nothing is paired and it says why."""
+    from fleet.slurm.jobs import SlurmSettings
+    from fleet.slurm.multinode import pair_runner
+
+    text = (DATA / "scontrol-o-show-node.txt").read_text()
+    hosts = [Host(f"h{i}", {"gpufleet_slurm_node": f"gpu{i}"}) for i in (1, 2, 3, 9)]
+    runner = pair_runner(SlurmClient(lambda argv, timeout: Result(0, text, "")), SlurmSettings("/shared"), hosts)
+    assert runner.via == "slurm"
+    assert {h: (type(e), str(e)) for h, e in runner.left_out.items()} == {
+        "h1": (Unavailable, 'node gpu1 is idle+drain ("maintenance window" by root): left alone'),
+        "h2": (Busy, "node gpu2 is allocated (running jobs): not checked; --wait queues behind them"),
+        "h3": (Unavailable, "node gpu3 is drained by gpufleet: a drained node takes no job, so it is not in the "
+                            "multi-node job (re-check it with a run without --multinode)"),
+        "h9": (HostError, "Slurm has no node 'gpu9' (set gpufleet_slurm_node)")}
+    idle = text.replace("State=ALLOCATED", "State=IDLE")
+    runner = pair_runner(SlurmClient(lambda argv, timeout: Result(0, idle, "")), SlurmSettings("/shared"), hosts[:2])
+    assert {h: (type(e), str(e)) for h, e in runner.left_out.items()} == {
+        "h1": (Unavailable, 'node gpu1 is idle+drain ("maintenance window" by root): left alone'),
+        "h2": (HostError, "--pairwise needs at least 2 Slurm nodes: only 1 node can join (h1: unavailable): no job "
+                          "submitted")}

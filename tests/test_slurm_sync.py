@@ -232,3 +232,36 @@ def test_a_job_running_past_its_timeout_is_cancelled_timed_out():
     with pytest.raises(TimedOut, match="ran past 100 s"):
         _wait_with(runner, timeout=100)
     assert runner.calls[-1] == ["scancel", "7"]
+
+
+def test_a_pairwise_run_directory_drains_its_culprit_host_and_never_a_links_two_ends(tmp_path):
+    """A pairwise run keeps its pairs in run.json, no host records: slurm-sync reads it through the same
+    ``rejudge`` as ``gpufleet report``, so the culprit host fails and is drained; a culprit link drains nobody."""
+    from fleet.runs.pairwise import PairResult
+    from fleet.runs.rejudge import rejudge
+    from fleet.runs.run_dir import write_run
+
+    idle = {f"gpu{i}": SlurmNode(f"gpu{i}", "IDLE") for i in range(1, 5)}
+    names = {f"n{i}": f"gpu{i}" for i in range(1, 5)}
+
+    def run_dir(name: str, pairs: list) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        write_run(d, [], {"run_id": "20261207T020000Z", "pairwise": {"hosts": list(names), "floor": 0.7},
+                          "pairs": [p.to_dict() for p in pairs]})
+        return d
+
+    culprit = run_dir("host", [PairResult(("n1", "n2"), 1, 10.0), PairResult(("n3", "n4"), 1, 10.0, "wrong"),
+                               PairResult(("n3", "n1"), 2, 10.0), PairResult(("n4", "n2"), 2, 10.0, "wrong")])
+    summary, meta = rejudge(culprit)
+    assert meta["run_id"] == "20261207T020000Z"
+    p = plan(summary, names, idle, {}, resume_after=2, max_drain=1)
+    assert acts(p) == {"n1": "none", "n2": "none", "n3": "none", "n4": "drain"}
+    assert [a.reason for a in p.drains] == ["gpufleet: pairwise culprit (run 20261207T020000Z)"]
+
+    link = run_dir("link", [PairResult(("n1", "n2"), 1, 10.0, "wrong"), PairResult(("n3", "n4"), 1, 10.0),
+                            PairResult(("n1", "n3"), 2, 10.0), PairResult(("n2", "n4"), 2, 10.0),
+                            PairResult(("n1", "n2"), 3, 10.0, "wrong")])
+    summary, _ = rejudge(link)
+    assert summary["culprits"][0]["link"] == ["n1", "n2"] and summary["exit_code"] == 1
+    assert acts(plan(summary, names, idle, {}, resume_after=2, max_drain=1)) == {f"n{i}": "none" for i in range(1, 5)}

@@ -60,11 +60,11 @@ def expected_sum(world_size: int, numel: int) -> torch.Tensor:
 
 
 def _planted_rank_failure(world) -> None:
-    if world.world_size < 2 or world.rank != world.last_rank:
+    if world.world_size < 2:
         return
-    if faults.planted("rank-exit"):
+    if faults.planted("rank-exit") and world.rank == world.last_rank:
         os._exit(3)
-    if faults.planted("rank-hang"):
+    if faults.planted("rank-hang") and world.is_last_local:
         time.sleep(3600)
 
 
@@ -72,8 +72,8 @@ def correctness(world, numel: int) -> tuple:
     """``(ok, wrong elements)`` of one all_reduce on this rank."""
     t = contribution(world.rank, numel).to(world.device)
     dist.all_reduce(t)
-    if faults.planted("allreduce-wrong") and world.rank == world.last_rank:
-        t[numel // 2] += 1.0  # planted fault: a wrong reduction on one rank
+    if faults.planted("allreduce-wrong") and world.is_last_local:
+        t[numel // 2] += 1.0  # planted fault: a wrong reduction on one rank of the node it is planted on
     wrong = int((t.cpu() != expected_sum(world.world_size, numel)).sum().item())
     return wrong == 0, wrong
 

@@ -45,6 +45,11 @@ class World:
     def last_rank(self) -> int:
         return self.world_size - 1
 
+    @property
+    def is_last_local(self) -> bool:
+        """The last rank on this node (the last rank when the run is one node)."""
+        return self.local_rank == self.local_world_size - 1
+
 
 def launched_by_torchrun(environ: Optional[Mapping[str, str]] = None) -> bool:
     env = os.environ if environ is None else environ

@@ -5,8 +5,10 @@ code path misbehave, so the test suite can prove the matching check fails:
 
 ``ddp-perturb``        the last rank nudges one parameter after the DDP steps
                        (``ddp/params_in_sync`` must fail)
-``allreduce-wrong``    the last rank's all_reduce result is off by one in one
-                       element (``collectives/allreduce_correct`` must fail)
+``allreduce-wrong``    the last rank on the node's all_reduce result is off by one
+                       in one element (``collectives/allreduce_correct`` must
+                       fail); planted on one node of a multi-node run, it stays
+                       with that node whatever its node rank
 ``checkpoint-corrupt`` rank 0 alters one tensor of the state_dict it saves
                        (``ddp/checkpoint:*`` must fail)
 ``matmul-corrupt``     one element of the matmul result is shifted by one
@@ -16,8 +18,9 @@ code path misbehave, so the test suite can prove the matching check fails:
                        for the fleet verdict to name)
 ``rank-exit``          the last rank (of 2 or more) exits abruptly at the
                        collectives stage (the run must end with an error, not hang)
-``rank-hang``          the last rank (of 2 or more) sleeps at the collectives
-                       stage (the process-group timeout must end the run)
+``rank-hang``          the last rank on the node (of 2 or more in the run) sleeps
+                       at the collectives stage (the process-group timeout must
+                       end the run); like ``allreduce-wrong``, it follows the node
 ``burn-corrupt``       the burn's product is shifted in its second interval
                        (``burn/correct/*`` must fail: silent data corruption)
 ``memtest-bitflip``    one bit flips in device memory between a pattern's write

@@ -63,6 +63,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     from fleet.findings import terminal_width
     from fleet.runs.render import counts_line, render_table
     from fleet.slurm import jobs as slurm_jobs
+    from fleet.slurm import multinode
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
@@ -71,8 +72,14 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     hosts = common.inventory_hosts(config, job.inventory) if job.slurm_host else {}
     try:  # one run per reports directory; no host is contacted before the lock is held
         with common.run_lock(job.base, job.wait_lock), slurm_client(config, job.slurm_host, hosts) as client:
-            result = run_verify_job(job, selected, None if job.slurm is None else slurm_jobs.executor(client, job.slurm,
-                                                                                                      selected))
+            executor = pairing = None
+            if job.slurm is not None and job.pairwise is not None:  # each pair a job
+                pairing = multinode.pair_runner(client, job.slurm, selected)
+            elif job.slurm is not None and job.settings.multinode:  # one job spanning the nodes
+                executor = multinode.executor(client, job.slurm, selected)
+            elif job.slurm is not None:
+                executor = slurm_jobs.executor(client, job.slurm, selected)
+            result = run_verify_job(job, selected, executor, pairing)
     except SlurmError as e:  # Slurm could not be asked: nothing was submitted, no run directory made
         raise usage_error(f"--via slurm: {one_line(e)}") from None
     text = render_table(result.summary, width=terminal_width(sys.stdout))
@@ -85,8 +92,9 @@ def run(config: Config, job: VerifyJob) -> Outcome:
                                              counts_line(result.summary)))
 
 
-def run_verify_job(job: VerifyJob, hosts, executor=None) -> VerifyOutcome:
-    """Run ``job`` on ``hosts`` (``executor``: the Slurm jobs' for ``--via slurm``, None over SSH); the caller
+def run_verify_job(job: VerifyJob, hosts, executor=None, pairing=None) -> VerifyOutcome:
+    """Run ``job`` on ``hosts`` (``executor``: the Slurm jobs' for ``--via slurm``, None over SSH; ``pairing``: the
+    Slurm jobs' for ``--pairwise --via slurm``, a :class:`fleet.runs.pairwise_run.PairRunner`); the caller
     holds the run lock.  The finished run is handed forward in memory: summary.html, the outputs, the history
     record and the alerts read it, never the files the run just wrote."""
     from fleet.history.alerts import notify, read_states, verify_subjects
@@ -108,10 +116,10 @@ def run_verify_job(job: VerifyJob, hosts, executor=None) -> VerifyOutcome:
         common.note(f"run directory: {run_dir}")
 
     if job.pairwise is not None:
-        from fleet.runs.pairwise_run import pairwise_fleet
+        from fleet.runs.pairwise_run import OVER_SSH, pairwise_fleet
 
         done = pairwise_fleet(hosts, job.settings, job.options, job.pairwise, out_base=str(job.base),
-                              pattern=job.pattern, on_started=started)
+                              pattern=job.pattern, on_started=started, runner=pairing or OVER_SSH)
         write_summary_html(done.run_dir, done.summary, reports={})
     else:
         done = launch.verify_fleet(hosts, job.settings, job.options, out_base=str(job.base), pattern=job.pattern,
@@ -175,19 +183,13 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
                      db=db, window=window, threshold=opt.fraction("--regression", regression, DEFAULT_THRESHOLD),
                      notify=command, remind_days=remind, keep_runs=keep_runs, keep_days=keep_days,
                      prom=opt.output_path("--prom", prom), junit=opt.output_path("--junit", junit),
-                     pairwise=opt.pairwise_settings(pairwise, settings.multinode, slurm is not None, rounds,
+                     pairwise=opt.pairwise_settings(pairwise, settings.multinode, rounds,
                                                     pair_timeout, pair_floor, topology),
                      slurm=slurm, slurm_host=slurm_host, wait_lock=opt.wait_seconds(wait_lock))
 
 
 def rejudge(run_dir) -> dict:
     """``report``: the verdict of a run directory, judged again from what it holds (read-only)."""
-    from fleet.runs.run_dir import load_run
-    from fleet.runs.verdict import judge
+    from fleet.runs.rejudge import rejudge as judged
 
-    runs, meta = load_run(run_dir)
-    if meta.get("pairwise"):
-        from fleet.runs.pairwise_run import judge_pairwise
-
-        return judge_pairwise(meta)
-    return judge(runs, meta)
+    return judged(run_dir)[0]

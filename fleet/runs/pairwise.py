@@ -11,7 +11,8 @@ method, over plain SSH:
    timeout is ``hang``; one that failed otherwise is ``error``; one whose bus bandwidth is below ``floor`` (0.7) of
    the median pair is ``slow``; else ``pass``.
 3. **Re-pairing** (:func:`retest_pairs`): each host of a bad pair not yet cleared is paired with a host from a good
-   pair it has not been tried with, until each suspect is cleared or condemned.  Work stays O(N) per round.
+   pair it has not been tried with, until each suspect is cleared or condemned.  Work stays O(N) per round.  Three
+   hosts (one group of three, nothing cleared): their pairs are tried one per round until one is good.
 4. **Verdict** (:func:`verdict`): a host with a good pair is cleared; a host bad with every partner, at least two
    of them and one cleared elsewhere, is a **culprit**; a pair bad only together (both hosts cleared elsewhere) is
    run once more (:func:`next_groups`), and bad again it points at the **link** between them (good once, it was
@@ -131,7 +132,10 @@ def verdict(results: Iterable[PairResult]) -> Verdict:
             continue
         partners = {p for r in rs for p in r.hosts if p != h}
         if len(partners) >= 2 and partners & v.cleared and all(r.status in BAD for r in rs):
-            v.culprits.append({"host": h, "evidence": [_evidence(r) for r in rs]})
+            evidence = [_evidence(r) for r in rs]
+            if len(rs) == 1:  # one group of three: the other two were good as a pair
+                evidence += [_evidence(o) for o in results if o.status == "pass" and set(o.hosts) <= partners][:1]
+            v.culprits.append({"host": h, "evidence": evidence})
         else:
             v.suspects.append(h)
     # A pair bad only together points at their link, once confirmed: run again, bad every time.  A pair that was
@@ -170,8 +174,12 @@ def retest_pairs(suspects: Sequence[str], cleared: Iterable[str], tried: set) ->
 
 def next_groups(results: list[PairResult]) -> list[tuple]:
     """The next re-pairing round: each unsettled suspect with a cleared host it has not run with, and each pair bad
-    only together run once more to confirm (hosts already busy this round wait)."""
+    only together run once more to confirm (hosts already busy this round wait).  Three hosts (round 1 is one group
+    of three) with nothing cleared: the next pair of them not yet tried (:func:`untried_pair`), one per round, until
+    a pair is good and clears two hosts; the third is then judged against them."""
     v = verdict(results)
+    if not v.cleared and len({h for r in results for h in r.hosts}) == 3:
+        return untried_pair(v.suspects, tried_together(results))
     groups = retest_pairs(v.suspects, v.cleared, tried_together(results))
     busy = {h for g in groups for h in g}
     for pair in v.recheck:
@@ -181,11 +189,14 @@ def next_groups(results: list[PairResult]) -> list[tuple]:
     return groups
 
 
+def untried_pair(suspects: Sequence[str], tried: set) -> list[tuple]:
+    """The first pair of suspects, in name order, that has not run as a pair ([] when every pair has)."""
+    ordered = sorted(suspects)
+    return next(([(a, b)] for i, a in enumerate(ordered) for b in ordered[i + 1:] if frozenset((a, b)) not in tried),
+                [])
+
+
 def tried_together(results: Iterable[PairResult]) -> set:
-    out = set()
-    for r in results:
-        for a in r.hosts:
-            for b in r.hosts:
-                if a != b:
-                    out.add(frozenset((a, b)))
-    return out
+    """The pairs of hosts that ran as a pair.  Two hosts of a group of three did not: a third host was in their
+    collective, so they may still be paired."""
+    return {frozenset(r.hosts) for r in results if len(r.hosts) == 2}

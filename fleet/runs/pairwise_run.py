@@ -25,7 +25,7 @@ from fleet.runs.pairwise import DEFAULT_FLOOR, PairResult, classify, next_groups
 from fleet.runs.record import FinishedRun, HostRun
 from fleet.runs.run_dir import make_run_dir, write_run, write_summary
 from fleet.runs.verdict import SCHEMA, culprit_reason
-from fleet.status import reason
+from fleet.status import reason, state_reason
 from fleet.transport import SshOptions
 
 MAX_RETEST_ROUNDS = 4
@@ -71,17 +71,15 @@ def pair_outcome(group: tuple, runs: Mapping[str, HostRun], round_no: int, timeo
     return result
 
 
-def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact, s: VerifySettings,
-              options: SshOptions, p: PairwiseSettings, round_no: int, run_dir: Path,
-              progress: Progress) -> tuple[list[PairResult], bool]:
-    """Every group of one round at once; their results and whether the run was interrupted."""
-    rs = dataclasses.replace(s, run_id=f"{s.run_id}-r{round_no}", timeout=p.pair_timeout, multinode=True,
-                             checks=("collectives",))
+def over_ssh(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact, rs: VerifySettings,
+             options: SshOptions, progress: Progress) -> tuple[dict, bool]:
+    """One round's groups at once over SSH: one torchrun per host, each group's rendezvous on its first host; every
+    member's :class:`HostRun` by host name, and whether the run was interrupted."""
     group_of = {h: g for g in groups for h in g}
 
     def rendezvous_for(h: Host) -> dict:
         g = group_of[h.name]
-        return {"nnodes": len(g), "node_rank": g.index(h.name), "endpoint": f"{rdzv_addr(hosts[g[0]])}:{s.rdzv_port}",
+        return {"nnodes": len(g), "node_rank": g.index(h.name), "endpoint": f"{rdzv_addr(hosts[g[0]])}:{rs.rdzv_port}",
                 "local_addr": rdzv_addr(h)}
 
     members = [hosts[h] for g in groups for h in g]
@@ -90,24 +88,50 @@ def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact
     installed: dict = {}  # host -> its absolute install directory, as its push found it
     result = run_fleet(members, node_task(artifact, rs, progress.stage, rendezvous_for, installed), opts,
                        desc="pairwise", progress=progress, stop=stop_installed(installed, rs.run_id))
-    runs = {r.host: r for r in host_runs(result)}
+    return {r.host: r for r in host_runs(result)}, result.interrupted
+
+
+@dataclasses.dataclass(frozen=True)
+class PairRunner:
+    """How a pairwise run reaches its nodes: ``run(groups, hosts, artifact, settings, options, progress)`` runs one
+    round's groups at once and returns every member's HostRun by name and whether the run was interrupted.  Over
+    SSH (:data:`OVER_SSH`) or as Slurm jobs (:func:`fleet.slurm.multinode.pair_runner`); ``left_out``: the hosts
+    that cannot be paired (a busy or drained Slurm node), each with its error, kept in the summary with its state."""
+
+    via: str  # "ssh" or "slurm", kept in run.json
+    run: Callable
+    left_out: Mapping = dataclasses.field(default_factory=dict)  # host -> a fleet.outcome.HostError
+
+
+OVER_SSH = PairRunner("ssh", over_ssh)
+
+
+def run_round(groups: list[tuple], hosts: Mapping[str, Host], artifact: Artifact, s: VerifySettings,
+              options: SshOptions, p: PairwiseSettings, round_no: int, run_dir: Path,
+              progress: Progress, runner: PairRunner = OVER_SSH) -> tuple[list[PairResult], bool]:
+    """Every group of one round at once; their results and whether the run was interrupted."""
+    rs = dataclasses.replace(s, run_id=f"{s.run_id}-r{round_no}", timeout=p.pair_timeout, multinode=True,
+                             checks=("collectives",))
+    runs, interrupted = runner.run(groups, hosts, artifact, rs, options, progress)
     out = []
     for i, g in enumerate(groups):
         out.append(pair_outcome(g, runs, round_no, p.pair_timeout))
         stopped_members([runs[h] for h in g])  # the pair's records: only a crashed member fails
         sub = run_dir / "pairs" / f"r{round_no}-{i}"
         sub.mkdir(parents=True, exist_ok=True)
-        write_run(sub, [runs[h] for h in g], {"run_id": rs.run_id, "round": round_no, "pair": list(g)})
-    return out, result.interrupted
+        write_run(sub, [runs[h] for h in g], {"run_id": rs.run_id, "round": round_no, "pair": list(g),
+                                              "via": runner.via})
+    return out, interrupted
 
 
 def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions, p: PairwiseSettings,
                    out_base: str = "reports", pattern: str = "", progress: Progress | bool | None = None,
-                   on_started: Callable[[Path], None] | None = None) -> FinishedRun:
+                   on_started: Callable[[Path], None] | None = None, runner: PairRunner = OVER_SSH) -> FinishedRun:
     """Round 1 (``p.rounds`` times), then re-pairing until every suspect is settled (at most
     :data:`MAX_RETEST_ROUNDS` more rounds); writes the run directory; returns the :class:`FinishedRun` (no host
     records of its own: the pairs are in ``meta``)."""
-    hosts = list(hosts)
+    everyone = [h.name for h in hosts]
+    hosts = [h for h in hosts if h.name not in runner.left_out]  # the hosts that can be paired
     by_name = {h.name: h for h in hosts}
     started = _dt.datetime.now(_dt.timezone.utc)
     run_dir = make_run_dir(out_base, started)
@@ -115,7 +139,9 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
         on_started(run_dir)
     s = dataclasses.replace(s, run_id=s.run_id or run_dir.name)
     if not isinstance(progress, Progress):
-        progress = Progress.auto("pairwise", [h.name for h in hosts], progress)
+        progress = Progress.auto("pairwise", everyone, progress)
+    for name, error in runner.left_out.items():
+        progress.stage(name, str(error.state))
     artifact = build_wheel()
     rng = random.Random(p.seed)
     racks = {h.name: str(h.vars.get(RACK_VAR)) for h in hosts if h.vars.get(RACK_VAR) is not None}
@@ -125,7 +151,7 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
     for _ in range(p.rounds):
         round_no += 1
         got, interrupted = run_round(pair_up([h.name for h in hosts], rng, racks, p.topology), by_name, artifact, s,
-                                     options, p, round_no, run_dir, progress)
+                                     options, p, round_no, run_dir, progress, runner)
         results += got
         if interrupted:
             break
@@ -137,15 +163,17 @@ def pairwise_fleet(hosts: Iterable[Host], s: VerifySettings, options: SshOptions
         if not groups:
             break
         round_no += 1
-        got, interrupted = run_round(groups, by_name, artifact, s, options, p, round_no, run_dir, progress)
+        got, interrupted = run_round(groups, by_name, artifact, s, options, p, round_no, run_dir, progress, runner)
         results += got
     classify(results, p.floor)
     meta = {"run_id": s.run_id, "started": started.isoformat(timespec="seconds"),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "interrupted": interrupted, "pattern": pattern, "profile": s.profile, "nproc": s.nproc,
-            "checks": ["collectives"], "multinode": True, "via": "ssh",
+            "checks": ["collectives"], "multinode": True, "via": runner.via,
             "pairwise": {"rounds": p.rounds, "pair_timeout": p.pair_timeout, "floor": p.floor,
-                         "topology": p.topology, "hosts": [h.name for h in hosts]},
+                         "topology": p.topology, "hosts": everyone,
+                         "left_out": {h: {"state": str(e.state), "message": str(e)}
+                                      for h, e in runner.left_out.items()}},
             "pairs": [r.to_dict() for r in results],
             "artifact": {"file": artifact.filename, "sha256_16": artifact.digest}}
     write_run(run_dir, [], meta)
@@ -163,10 +191,13 @@ def judge_pairwise(meta: Mapping) -> dict:
     culprit_hosts = {c["host"] for c in v.culprits if "host" in c}
     links = [c for c in v.culprits if "link" in c]
     hosts = {}
+    left_out = pw.get("left_out") or {}
     for name in pw.get("hosts") or sorted({h for r in results for h in r.hosts}):
         mine = [r for r in results if name in r.hosts]
         figures = [r.busbw_gbps for r in mine if r.status == "pass" and r.busbw_gbps is not None]
-        if name in culprit_hosts:
+        if name in left_out:  # not paired: a busy or drained Slurm node, in its state
+            why = state_reason(left_out[name]["state"], left_out[name]["message"])
+        elif name in culprit_hosts:
             why = culprit_reason(next(c["evidence"] for c in v.culprits if c.get("host") == name))
         elif any(r.status == "pass" for r in mine):
             why = None
@@ -176,7 +207,8 @@ def judge_pairwise(meta: Mapping) -> dict:
                    if mine else reason("state", "error", "never paired", state="error"))
         status = "pass" if why is None else why["status"]
         reason_text = "" if why is None else why["message"]
-        hosts[name] = {"status": status, "state": "ok" if mine else "error", "message": reason_text, "log": None,
+        state = left_out[name]["state"] if name in left_out else "ok" if mine else "error"
+        hosts[name] = {"status": status, "state": state, "message": reason_text, "log": None,
                        "gpu_model": None, "gpu_count": None,
                        "failing_checks": [{"name": "pairwise", "status": "fail", "message": reason_text}]
                        if status == "fail" else [], "warning_checks": [], "reasons": [] if why is None else [why],

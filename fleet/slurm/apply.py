@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fleet.outcome import ExitCode
-from fleet.runs.run_dir import load_run
-from fleet.runs.verdict import judge
+from fleet.runs.rejudge import rejudge
 from fleet.slurm.client import SlurmClient, SlurmError
 from fleet.slurm.sync import Plan, max_drain_count, plan, render
 
@@ -31,8 +30,7 @@ def sync(run_dir, client: SlurmClient, node_names: Mapping[str, str], db_path, a
          max_drain: str, resume_after: int) -> tuple[str, dict, int]:
     """(text, the plan as ``gpufleet.slurm-sync/1``, exit code).  Raises ValueError / FileNotFoundError for a bad
     run directory or --max-drain, :class:`SlurmError` when Slurm cannot be asked."""
-    runs, meta = load_run(run_dir)
-    summary = judge(runs, meta)
+    summary, meta = rejudge(run_dir)  # a pairwise run's culprits fail there too
     hosts = list(summary["hosts"])
     names = {h: node_names.get(h, h) for h in hosts}
     cap = max_drain_count(max_drain, len(hosts))

@@ -113,6 +113,12 @@ def route(hosts: list[Host], nodes: Mapping[str, SlurmNode], wait: bool, recheck
     return out
 
 
+def read_routes(client: SlurmClient, hosts: list[Host], wait: bool, recheck_via: str = "ssh") -> dict[str, Route]:
+    """:func:`route` on the nodes' state as Slurm gives it now (one ``scontrol -o show node``; :class:`SlurmError`
+    when Slurm cannot be asked)."""
+    return route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), wait, recheck_via)
+
+
 def job_options(host: Host, node: str, s: VerifySettings, slurm: SlurmSettings, log: str,
                 reservation_name: str | None = None) -> list[str]:
     """sbatch's options for one host's job (argv words; quoted when sent over SSH); ``reservation_name``: the
@@ -401,20 +407,15 @@ def _delete(client: SlurmClient, note, clock, sleep) -> None:
 
 
 def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
-    """The run as Slurm jobs (a :class:`fleet.runs.node.Executor`): one per node, or one spanning the nodes for
-    ``--multinode`` (:mod:`fleet.slurm.multinode`).  The nodes' state is read here, before anything is written
-    (Slurm unreachable: :class:`SlurmError`)."""
+    """The run as Slurm jobs, one per node (a :class:`fleet.runs.node.Executor`; ``--multinode``'s one job spanning
+    the nodes is :func:`fleet.slurm.multinode.executor`).  The nodes' state is read here, before anything is
+    written (Slurm unreachable: :class:`SlurmError`)."""
     from fleet.fanout import run_fleet
     from fleet.runs.node import Executor, host_runs
 
-    routes = route(hosts, client.nodes(sorted({node_of(h.name, h.vars) for h in hosts})), settings.wait,
-                   settings.recheck_via)
+    routes = read_routes(client, hosts, settings.wait, settings.recheck_via)
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
-        if s.multinode:  # one job spanning the nodes (fleet.slurm.multinode)
-            from fleet.slurm.multinode import run_multinode
-
-            return run_multinode(client, settings, routes, hosts, artifact, s, options, progress)
         book = JobBook(client)
         installed: dict = {}  # hosts routed over SSH: their absolute install directories
         with recheck_window(client, settings, routes, s, book) as held:  # gpufleet's reservation, if any

@@ -45,7 +45,7 @@ from fleet.runs.record import HostRun, Member
 from fleet.runs.run_dir import safe_name
 from fleet.shell import quote
 from fleet.slurm.client import SlurmClient, SlurmError
-from fleet.slurm.jobs import POLL_S, Busy, NotScheduled, Unavailable
+from fleet.slurm.jobs import POLL_S, Busy, NotScheduled, Unavailable, read_routes
 from fleet.slurm.nodes import fields
 
 GUARD_GRACE_S = 30.0  # the node-side `timeout` fires this long after --timeout: gpufleet's cancel comes first
@@ -318,21 +318,22 @@ def _prepare(t, run: HostRun, rdzv: dict, env: dict, directory: str, stage) -> d
     return {**{k: found.ifname for k in IFNAME_VARS}, **env} if found.ifname else env
 
 
-def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host], artifact: Artifact,
-                  s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
-    """The run as one job (see the module): every host's HostRun in inventory order, and whether it was
-    interrupted.  ``slurm``: a :class:`fleet.slurm.jobs.SlurmSettings`."""
-    import dataclasses
+@dataclass
+class Pack:
+    """One job of a run: its members (host names, in node-rank order), their rendezvous, the gang they meet in and
+    the watch over the job."""
 
-    from fleet.fanout import run_fleet
-    from fleet.runs.node import host_runs
+    names: list
+    rdzv: dict  # host -> {nnodes, node_rank, endpoint, local_addr}
+    nodes: list  # the members' Slurm nodes
+    watch: JobWatch
+    gang: Gang
+    log: str
 
-    hosts = list(hosts)
-    group = members(hosts, routes)
+
+def _pack(client: SlurmClient, slurm, group: list[Host], nodes: Mapping, addrs: Mapping, s: VerifySettings,
+          progress) -> Pack:
     names = [h.name for h in group]
-    nodes = {h.name: routes[h.name].node for h in hosts}
-    few = too_few(names, routes, hosts) if len(group) < MIN_NODES else ""
-    rdzv = rendezvous(group, nodes, node_addrs(client, [nodes[n] for n in names]), s.rdzv_port) if not few else {}
     watch = JobWatch(client, s, s.timeout if slurm.wait else slurm.pending_s,
                      on_running=lambda: [progress.stage(n, "running") for n in names])
     log = posixpath.join(slurm.shared_dir, s.run_id, "slurm-%j.out")
@@ -348,15 +349,62 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
         problem = connect_problem(h.name, h.vars)
         if problem:
             gang.dropped[h.name] = problem
+    return Pack(names, rendezvous(group, nodes, addrs, s.rdzv_port), [nodes[n] for n in names], watch, gang, log)
+
+
+def executor(client: SlurmClient, slurm, hosts: list[Host]):
+    """``verify --via slurm --multinode``: the run as one job spanning the nodes (a
+    :class:`fleet.runs.node.Executor`, :func:`run_multinode`).  The nodes' state is read here, before anything is
+    written (Slurm unreachable: :class:`SlurmError`)."""
+    from fleet.runs.node import Executor
+
+    routes = read_routes(client, hosts, slurm.wait)
+
+    def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+        return run_multinode(client, slurm, routes, hosts, artifact, s, options, progress)
+
+    return Executor("slurm", run)
+
+
+def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host], artifact: Artifact,
+                  s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+    """The run as one job (see the module): every host's HostRun in inventory order, and whether it was
+    interrupted.  ``slurm``: a :class:`fleet.slurm.jobs.SlurmSettings`."""
+    hosts = list(hosts)
+    names = [h.name for h in members(hosts, routes)]
+    few = too_few(names, routes, hosts) if len(names) < MIN_NODES else ""
+    runs, interrupted = run_groups(client, slurm, routes, hosts, [] if few else [names], artifact, s, options,
+                                   progress, few)
+    stopped_members([r for r in runs if r.host in names and not few])
+    return runs, interrupted
+
+
+def run_groups(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host], groups: list, artifact: Artifact,
+               s: VerifySettings, options, progress, few: str = "") -> tuple[list[HostRun], bool]:
+    """``groups`` (lists of host names, each in node-rank order) as jobs at once, one job per group; every host's
+    HostRun in inventory order (a host in no group: its route's error, or ``few``), and whether the run was
+    interrupted.  ``slurm``: a :class:`fleet.slurm.jobs.SlurmSettings`."""
+    import dataclasses
+
+    from fleet.fanout import run_fleet
+    from fleet.runs.node import host_runs
+
+    hosts = list(hosts)
+    by_name = {h.name: h for h in hosts}
+    nodes = {h.name: routes[h.name].node for h in hosts}
+    addrs = node_addrs(client, [nodes[n] for g in groups for n in g]) if groups else {}
+    packs = [_pack(client, slurm, [by_name[n] for n in g], nodes, addrs, s, progress) for g in groups]
+    pack_of = {n: p for p in packs for n in p.names}
 
     def task(t) -> HostRun:
         host = t.host
         r = routes[host.name]
-        if host.name not in rdzv:
+        pack = pack_of.get(host.name)
+        if pack is None:
             if few and r.how == "slurm":
                 raise HostError(few)
             raise left_out(r)
-        me = rdzv[host.name]
+        me = pack.rdzv[host.name]
         run = HostRun(host.name, member=Member(me["node_rank"], me["nnodes"], me["endpoint"]))
         directory = shared_dir_of(slurm.shared_dir, s.run_id, host.name)
         branch, why = None, "its preparation stopped"
@@ -376,9 +424,9 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
                 why = str(e)
                 raise
             finally:
-                end = gang.arrive(host.name, branch, why)
-            run.message = f"Slurm job {end.job} on {','.join(nodes[n] for n in names)} (node_rank " \
-                          f"{me['node_rank']})" if end.job else ""
+                end = pack.gang.arrive(host.name, branch, why)
+            run.message = f"Slurm job {end.job} on {','.join(pack.nodes)} (node_rank {me['node_rank']})" \
+                if end.job else ""
             if end.job:
                 run.output += (fetch_file(t, f"{directory}/output.log") or b"").decode("utf-8", "replace")
             if end.error is not None:
@@ -396,18 +444,49 @@ def run_multinode(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host]
         if state not in ("COMPLETED", "FAILED"):
             raise HostError(f"Slurm job {end.job} ended {state} ({end.info.get('Reason', '')})", partial=run)
         if run.exit_code is None and data is None:
-            raise HostError(f"Slurm job {end.job} ran no task on {r.node} (its log: {log.replace('%j', end.job)})",
-                            partial=run)
+            raise HostError(f"Slurm job {end.job} ran no task on {r.node} (its log: "
+                            f"{pack.log.replace('%j', end.job)})", partial=run)
         if data is not None:
             run.accept_report(data, "report.json")
         classify(run, s.timeout)
         return run
 
+    def stop(t) -> None:
+        pack = pack_of.get(t.host.name)
+        if pack is not None:
+            pack.watch.cancel()
+
     options = dataclasses.replace(options, forks=max(options.forks, len(hosts)))  # the members meet: all at once
-    result = run_fleet(hosts, task, options, desc="verify", progress=progress, stop=lambda t: watch.cancel())
+    result = run_fleet(hosts, task, options, desc="verify", progress=progress, stop=stop)
     if result.interrupted:
-        watch.cancel()
-        gang.abandon("interrupted before every member was prepared")
-    runs = host_runs(result)
-    stopped_members([r for r in runs if r.host in rdzv])
-    return runs, result.interrupted
+        for pack in packs:
+            pack.watch.cancel()
+            pack.gang.abandon("interrupted before every member was prepared")
+    return host_runs(result), result.interrupted
+
+
+def pair_runner(client: SlurmClient, slurm, hosts: list[Host]):
+    """``verify --via slurm --multinode --pairwise``: each round's pairs (and group of three) as jobs at once, one
+    job per group (:func:`run_groups`: the group's nodes, ``--exclusive``, the pair timeout as the job's deadline
+    and Slurm's ``--time``).  A host whose node takes no job (busy, drained, unknown to Slurm) is left out of the
+    pairing with its route's error (:func:`left_out`); fewer than two left to pair: none is paired, each says why.
+    The nodes' state is read here, before anything is written (Slurm unreachable: :class:`SlurmError`).  A
+    :class:`fleet.runs.pairwise_run.PairRunner`."""
+    from fleet.runs.pairwise_run import PairRunner
+
+    hosts = list(hosts)
+    routes = read_routes(client, hosts, slurm.wait)
+    names = [h.name for h in members(hosts, routes)]
+    left = {h.name: left_out(routes[h.name]) for h in hosts if h.name not in names}
+    if len(names) < MIN_NODES:
+        few = too_few(names, routes, hosts).replace("--multinode", "--pairwise")
+        left.update({n: HostError(few) for n in names})
+
+    def run(groups: list, by_name: Mapping[str, Host], artifact: Artifact, rs: VerifySettings, options,
+            progress) -> tuple[dict, bool]:
+        group_hosts = [by_name[n] for g in groups for n in g]
+        runs, interrupted = run_groups(client, slurm, routes, group_hosts, [list(g) for g in groups], artifact, rs,
+                                       options, progress)
+        return {r.host: r for r in runs}, interrupted
+
+    return PairRunner("slurm", run, left)

@@ -84,7 +84,7 @@ class Plan:
 
 def first_failure(entry: Mapping) -> str:
     """What a failing host's drain reason names: its first failing reason (a check's name, the metric it
-    regressed or straggled on), else its message."""
+    regressed or straggled on, a pairwise culprit), else its message."""
     for r in reasons_of(entry):
         if r.get("status") not in ("fail", "error"):
             continue
@@ -94,6 +94,8 @@ def first_failure(entry: Mapping) -> str:
             return f"regressed on {r.get('metric')}"
         if r.get("kind") == "straggler":
             return f"straggler on {r.get('metric')}"
+        if r.get("kind") == "culprit":  # its evidence is in the run's summary
+            return "pairwise culprit"
         return str(r.get("message") or "failed")[:60]
     return str(entry.get("message") or "failed")[:60]
 
