@@ -109,7 +109,7 @@ def test_version_two_database_keeps_its_alerts_as_the_last_delivered(tmp_path):
     raw.commit()
     raw.close()
     db = connect(path)
-    assert history_db.schema_version(db) == history_db.SCHEMA_VERSION == 3
+    assert history_db.schema_version(db) == history_db.SCHEMA_VERSION == 4
     assert sorted(tuple(r) for r in db.execute("SELECT kind, subject, status, run_id, sent FROM delivered")) == [
         ("audit", "n1", "pass", "audit-b", "2026-11-03T02:00:00+00:00"),
         ("verify", "n1", "fail", "20261102T020000Z", "2026-11-02T02:00:00+00:00")]
