@@ -228,8 +228,15 @@ def test_four_hosts_sharing_one_empty_home_all_pass_run_after_run(farm, tmp_path
                             farm.options(command_timeout=240, forks=4), out_base=str(tmp_path / f"round{round_}"),
                             progress=False)
         run_dir, summary = done.run_dir, done.summary
-        assert {n: (h["state"], h["status"]) for n, h in summary["hosts"].items()} == \
-            {n: ("ok", "pass") for n in names}, (round_, summary["hosts"])
+        # four hosts benchmark at once on the test machine's CPUs: a healthy host's figures may fall more than
+        # 10 % below the others', and the straggler rule then fails it, with that reason and no other
+        slow = {s["host"] for s in summary["stragglers"]}
+        assert {n: (h["state"], h["failing_checks"]) for n, h in summary["hosts"].items()} == \
+            {n: ("ok", []) for n in names}, (round_, summary["hosts"])
+        assert {n: h["status"] for n, h in summary["hosts"].items()} == \
+            {n: "fail" if n in slow else "pass" for n in names}, (round_, summary["hosts"])
+        assert {n: {r["kind"] for r in h["reasons"]} for n, h in summary["hosts"].items()} == \
+            {n: {"straggler"} if n in slow else set() for n in names}, (round_, summary["hosts"])
         (install,) = [p for p in shared.iterdir() if p.name.startswith("verify-") and ".tmp." not in p.name]
         for n in names:  # what each host's verdict was made from is that host's own report
             assert (run_dir / "hosts" / f"{n}.json").read_bytes() == \
