@@ -15,7 +15,9 @@ from fleet.inventory import Host
 from fleet.slurm import reservation
 from fleet.slurm.client import Result, SlurmClient
 from fleet.slurm.nodes import SlurmNode
-from tests.test_slurm_e2e import HOSTS, _vars, last_run, login_home, reason, removing_what_appears, sync, verify
+from tests.test_slurm_e2e import (
+    HOSTS, _planted, _vars, last_run, login_home, reason, removing_what_appears, sync, verify,
+)
 
 # `scontrol -o show reservation gpufleet-recheck` of Debian's Slurm 22.05.8 (the suite's cluster), for a
 # reservation made by reservation.create_argv(["gpu2", "gpu3"], 16, "root")
@@ -394,11 +396,7 @@ def test_ctrl_c_during_a_recheck_cancels_its_job_drains_the_node_again_and_delet
     import time
 
     slurm.run("scontrol", "update", "nodename=gpu2", "state=drain", f"reason={OURS}", check=True)
-    hanging = tmp_path / "hanging.yaml"
-    hanging.write_text(fleet["inv"].read_text().replace(
-        "gpufleet_slurm_node: gpu2", "gpufleet_slurm_node: gpu2\n          gpufleet_verify_env:\n"
-                                     "            GPUFLEET_VERIFY_FAULT: rank-hang"))
-    assert hanging.read_text().count("rank-hang") == 1
+    hanging = _planted(fleet, tmp_path, "sl-2", "rank-hang")
     out = tmp_path / "reports"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--shared-dir", str(fleet["shared"]),

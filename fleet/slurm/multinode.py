@@ -69,11 +69,11 @@ def left_out(route) -> HostError:
     return {"busy": Busy, "unavailable": Unavailable}.get(route.how, HostError)(route.why)
 
 
-def too_few(names: list[str], routes: Mapping, hosts: list[Host]) -> str:
+def too_few(names: list[str], routes: Mapping, hosts: list[Host], flag: str = "--multinode") -> str:
     """The message of each remaining host when fewer than :data:`MIN_NODES` nodes can be in the job."""
     out = [h.name for h in hosts if h.name not in names]
     have = f"only {len(names)} node{'' if len(names) == 1 else 's'} can join" if names else "no node can join"
-    return (f"--multinode needs at least {MIN_NODES} Slurm nodes: {have} ("
+    return (f"{flag} needs at least {MIN_NODES} Slurm nodes: {have} ("
             + ", ".join(f"{n}: {routes[n].how}" for n in out) + "): no job submitted")
 
 
@@ -479,7 +479,7 @@ def pair_runner(client: SlurmClient, slurm, hosts: list[Host]):
     names = [h.name for h in members(hosts, routes)]
     left = {h.name: left_out(routes[h.name]) for h in hosts if h.name not in names}
     if len(names) < MIN_NODES:
-        few = too_few(names, routes, hosts).replace("--multinode", "--pairwise")
+        few = too_few(names, routes, hosts, "--pairwise")
         left.update({n: HostError(few) for n in names})
 
     def run(groups: list, by_name: Mapping[str, Host], artifact: Artifact, rs: VerifySettings, options,
