@@ -11,8 +11,9 @@
    host, peak RSS, the load average before.
 2. The pure parts at ``--pure-nodes`` nodes (8 GPUs each): the audit's and a verify run's terminal summary
    (lines), the slurm-sync plan (``fleet.slurm.sync.plan``), ``summary.html`` (``render_html``: seconds, size)
-   and the history baseline read (``read_baselines``) after ``--history-runs`` simulated nightly runs (database
-   size).  What could not be measured is printed, not hidden.
+   and, after ``--history-runs`` simulated nightly runs (database size), the history baseline read before a run
+   (``read_baselines``) and the page's trends read after it (``read_trends``: the hosts summary.html draws).
+   What could not be measured is printed, not hidden.
 
 Prints figures; asserts nothing.  The test hosts share this machine's cores with the controller and with
 whatever else runs: compare the ratio, not the seconds.
@@ -425,8 +426,11 @@ def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int, ke
     for one host and for every host over the last 7 days: the database's size and each one's seconds."""
     import datetime as dt
 
-    from fleet.history.baseline import read_baselines
+    from fleet.history.baseline import read_baselines, read_trends
     from fleet.history.db import connect, record_verify
+    from fleet.outputs.flags import flags
+    from fleet.outputs.html import MAX_TREND_HOSTS
+    from fleet.outputs.trends import trend_order
     from fleet.history.query import document
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -457,10 +461,16 @@ def _bench_baseline(summary: dict, runs: list, nodes: int, history_runs: int, ke
         print(f"{nodes} nodes: one more run recorded (record_verify) in {secs}", flush=True)
         got, secs = _timed("baseline read", lambda: read_baselines(path, list(summary["hosts"]), "quick"))
         if got is not None:
-            doc, past, why = got
+            doc, why = got
             print(f"{nodes} nodes, {history_runs + 1} nightly runs: baseline read {secs}, "
-                  f"{len(doc['hosts']) if doc else 0} hosts with a baseline, {len(past)} with trends"
-                  f"{'; ' + why if why else ''}  (load {loadavg()})", flush=True)
+                  f"{len(doc['hosts']) if doc else 0} hosts with a baseline{'; ' + why if why else ''}  "
+                  f"(load {loadavg()})", flush=True)
+        order = trend_order(summary, *flags(summary))
+        got, secs = _timed("trends read", lambda: read_trends(path, order, "quick", MAX_TREND_HOSTS))
+        if got is not None:
+            past, with_history, why = got
+            print(f"{nodes} nodes: the page's trends read {secs}: {len(past)} hosts drawn of {with_history} with a "
+                  f"history{'; ' + why if why else ''}  (load {loadavg()})", flush=True)
         for label, patterns, days in (("history --hosts gpu00001", ["gpu00001"], None),
                                       ("history --days 7 (every host)", None, 7.0)):
             def read(patterns=patterns, days=days) -> dict:

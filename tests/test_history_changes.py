@@ -11,7 +11,7 @@ import pytest
 
 from fleet.audit.run import add_history_checks
 from fleet.history import SCHEMA_VERSION, connect, read_audit_past, record_audit, record_verify
-from fleet.history.baseline import baselines, read_baselines, trends, with_run
+from fleet.history.baseline import baselines, read_baselines, read_trends, trends, with_run
 from fleet.history.changes import HostPast, counter_deltas
 from fleet.runs.render import render_markdown, render_table
 from fleet.runs.verdict import find_regressions, judge
@@ -191,20 +191,22 @@ def verify_history(path, values: list[dict[str, float]], profile: str = "quick")
 
 def test_baseline_is_the_median_of_the_last_passing_runs(path):
     verify_history(path, [{"a": 700, "b": 690}, {"a": 710, "b": 700}, {"a": 650, "b": 705}, {"a": 720, "b": 710}])
-    doc, past, problem = read_baselines(path, ["a", "b", "c"], "quick", window=3)
-    assert problem is None
+    doc, problem = read_baselines(path, ["a", "b", "c"], "quick", window=3)
+    past, with_history, _ = read_trends(path, ["a", "b", "c"], "quick", cap=64)
+    assert problem is None and with_history == 2
     assert doc["hosts"]["a"]["matmul/bf16/tflops:gpu0"] == {"value": 710.0, "runs": 3}  # 710, 650, 720
     assert doc["hosts"]["b"]["matmul/bf16/tflops:gpu1"] == {"value": 715.0, "runs": 3}
     assert "c" not in doc["hosts"]
     assert [v for _, v in past["a"]["matmul/bf16/tflops"]] == [700, 710, 650, 720]
-    other, _, _ = read_baselines(path, ["a"], "full", window=5)
+    other, _ = read_baselines(path, ["a"], "full", window=5)
     assert other["hosts"] == {}  # another profile's runs are no baseline
     assert baselines({"a": [{"matmul/bf16/tflops:gpu0": 1.0}] * 2}) == {}  # fewer than three runs
 
 
 def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(path):
     verify_history(path, [{"a": 700, "b": 702, "c": 698}] * 3)
-    doc, past, _ = read_baselines(path, ["a", "b", "c"], "quick")
+    doc, _ = read_baselines(path, ["a", "b", "c"], "quick")
+    past, _, _ = read_trends(path, ["a", "b", "c"], "quick", cap=64)
     runs = [arrived(node_report(h, H100, {"matmul/bf16/tflops:gpu0": 600.0, "matmul/bf16/tflops:gpu1": 610.0,
                                           "allreduce/busbw_gbps": 360.0})) for h in ("a", "b", "c")]
     meta = {"run_id": "20261130T020000Z", "started": "2026-11-30T02:00:00+00:00", "baseline": doc}
@@ -241,7 +243,7 @@ def test_within_the_threshold_is_no_regression_and_lower_is_better_is_inverted()
 
 def test_a_flagged_run_is_recorded_fail_and_never_becomes_a_baseline(path):
     verify_history(path, [{"a": 700, "b": 700, "c": 700}] * 3)
-    doc, _, _ = read_baselines(path, ["a", "b", "c"], "quick")
+    doc, _ = read_baselines(path, ["a", "b", "c"], "quick")
     runs = [arrived(node_report(h, H100, {"matmul/bf16/tflops:gpu0": 300.0, "matmul/bf16/tflops:gpu1": 300.0}))
             for h in ("a", "b", "c")]
     meta = {"run_id": "20261130T020000Z", "started": "2026-11-30T02:00:00+00:00", "finished": None,
@@ -251,7 +253,7 @@ def test_a_flagged_run_is_recorded_fail_and_never_becomes_a_baseline(path):
     statuses = [r[0] for r in db.execute("SELECT status FROM host_runs WHERE run_id = '20261130T020000Z'")]
     db.close()
     assert statuses == ["fail", "fail", "fail"]
-    again, _, _ = read_baselines(path, ["a"], "quick")
+    again, _ = read_baselines(path, ["a"], "quick")
     assert again["hosts"]["a"]["matmul/bf16/tflops:gpu0"]["value"] == 700.0
     db = connect(path)
     assert trends(db, ["a"], "quick")["a"]["matmul/bf16/tflops"][-1][1] == 300.0

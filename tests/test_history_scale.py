@@ -14,7 +14,7 @@ import pytest
 from fleet.history import baseline, connect, document, metric_series, record_verify
 from fleet.history import db as history_db
 from fleet.history.baseline import (
-    all_passing_runs, baselines, latest_host_runs, read_baselines, trends, verify_runs,
+    all_passing_runs, baselines, latest_host_runs, read_baselines, read_trends, trends, verify_runs,
 )
 from fleet.history.query import metric_bases
 from tests.report_builder import arrived, node_report
@@ -116,8 +116,10 @@ def per_host_trends(db: sqlite3.Connection, hosts: list[str], profile: str | Non
 def test_baselines_and_trends_are_exact_whichever_way_the_runs_are_walked(path, monkeypatch, per_host_below):
     monkeypatch.setattr(baseline, "PER_HOST_BELOW", per_host_below)
     hosts = ["a", "b", "c", "d", "e"]
-    doc, past, problem = read_baselines(path, hosts, "quick", window=3)
+    doc, problem = read_baselines(path, hosts, "quick", window=3)
     assert problem is None
+    past, with_history, problem = read_trends(path, hosts, "quick", cap=64)
+    assert problem is None and with_history == 3  # c and d: no verify run of the profile recorded
     assert doc == {"threshold": 0.9, "window": 3, "min_runs": 3, "profile": "quick", "hosts": BASELINES_3}
     assert list(doc["hosts"]) == ["a", "b", "e"]
     assert past["a"] == {"allreduce/busbw_gbps": [[w, 360.0] for w, _ in TREND_A], BF16: TREND_A}
@@ -143,6 +145,23 @@ def test_baselines_and_trends_are_exact_whichever_way_the_runs_are_walked(path, 
             assert trends(db, hosts, profile, limit=2) == per_host_trends(db, hosts, profile, limit=2)
     finally:
         db.close()
+
+
+def test_the_page_reads_the_trends_of_the_first_hosts_it_draws_and_counts_the_others(path, tmp_path):
+    past, with_history, problem = read_trends(path, ["e", "d", "b", "a"], "quick", cap=2)
+    assert problem is None and with_history == 3  # d has no run
+    assert list(past) == ["e", "b"]  # the first two with a history, in the order asked
+    assert [v for _, v in past["e"][BF16]] == [650.0, 660.0, 670.5]
+    assert [v for _, v in past["b"][BF16]] == [690.0, 700.0, 705.0, 720.0, 300.0, 715.0]
+    assert read_trends(path, ["e", "a", "b"], "full", cap=1) == ({"a": {
+        "allreduce/busbw_gbps": [[started(4), 360.0]], BF16: [[started(4), 100.0]]}}, 2, None)
+    assert read_trends(path, ["a"], "quick", cap=0) == ({}, 1, None)
+    assert read_trends(tmp_path / "none.sqlite", ["a"], "quick", cap=2) == ({}, 0, None)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database" * 100)
+    got, count, problem = read_trends(garbage, ["a"], "quick", cap=2)
+    assert (got, count) == ({}, 0)
+    assert problem.startswith(f"history not read from {garbage} (no trends on summary.html): ")
 
 
 def test_the_walk_reads_each_host_newest_first_and_stops_at_its_limit(path):
@@ -240,15 +259,17 @@ def test_a_schema_3_database_migrates_with_its_data_and_answers_unchanged(tmp_pa
     finally:
         db.close()
 
-    doc, past, problem = read_baselines(old, ["a", "b", "c", "d", "e"], "quick", window=3)
-    assert problem is None and doc["hosts"] == BASELINES_3 and past["a"][BF16] == TREND_A
+    doc, problem = read_baselines(old, ["a", "b", "c", "d", "e"], "quick", window=3)
+    past = read_trends(old, ["a", "b", "c", "d", "e"], "quick", cap=64)
+    assert problem is None and doc["hosts"] == BASELINES_3 and past[0]["a"][BF16] == TREND_A
 
     # and the same answers as a database this gpufleet wrote from the start
     new = tmp_path / "new.sqlite"
     db = connect(new)
     record_nights(db)
     db.close()
-    assert read_baselines(new, ["a", "b", "c", "d", "e"], "quick", window=3) == (doc, past, None)
+    assert read_baselines(new, ["a", "b", "c", "d", "e"], "quick", window=3) == (doc, None)
+    assert read_trends(new, ["a", "b", "c", "d", "e"], "quick", cap=64) == past
 
     db = connect(old)  # and it records on
     try:
@@ -256,7 +277,8 @@ def test_a_schema_3_database_migrates_with_its_data_and_answers_unchanged(tmp_pa
         assert db.execute("SELECT COUNT(*) FROM host_runs").fetchone()[0] == sum(len(n[4]) for n in NIGHTS) + 1
     finally:
         db.close()
-    assert read_baselines(old, ["a", "b", "c", "d", "e"], "quick", window=3) == (doc, past, None)
+    assert read_baselines(old, ["a", "b", "c", "d", "e"], "quick", window=3) == (doc, None)
+    assert read_trends(old, ["a", "b", "c", "d", "e"], "quick", cap=64) == past
 
 
 def test_history_document_is_the_same_read_by_host_or_by_run(path, monkeypatch):

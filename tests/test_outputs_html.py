@@ -20,6 +20,8 @@ import pytest
 
 from fleet.outcome import HostState
 from fleet.outputs import html as page, plots
+from fleet.outputs.flags import flags
+from fleet.outputs.trends import trend_order
 from fleet.runs.record import HostRun
 from fleet.runs.verdict import judge
 from tests.report_builder import arrived, node_report
@@ -456,6 +458,15 @@ def test_trend_plots_are_capped_urgent_hosts_first(summary, monkeypatch):
     doc = parse(page.render_html(summary, TRENDS))
     assert [a["alt"] for a in doc.imgs()][len(KEYS):] == ["trends of n2"]  # regressed, before steady n0
     assert "2 more hosts with a history not drawn here: see gpufleet history." in doc.text_of("plots")
+
+
+def test_trends_read_for_the_drawn_hosts_only_count_the_others_from_the_history(summary, monkeypatch):
+    monkeypatch.setattr(page, "MAX_TREND_HOSTS", 1)
+    only = {"n2": TRENDS["n2"]}  # what read_trends gives for a cap of 1: the first in trend_order
+    assert trend_order(summary, *flags(summary))[0] == "n2"
+    doc = parse(page.render_html(summary, only, trend_total=40))
+    assert [a["alt"] for a in doc.imgs()][len(KEYS):] == ["trends of n2"]
+    assert "39 more hosts with a history not drawn here: see gpufleet history." in doc.text_of("plots")
 
 
 def test_no_trends_no_trend_plots(summary):

@@ -2,12 +2,13 @@
 
 1. hosts selected; the reports directory's run lock taken (one run per directory; exit 2 when it is held or
    cannot be made); Slurm asked, for ``--via slurm`` (exit 2 when it cannot be);
-2. before the run, from the history: each host's baseline and trends (:mod:`fleet.history.baseline`) and, for
+2. before the run, from the history: each host's baseline (:mod:`fleet.history.baseline`) and, for
    ``--notify``, the hosts' alert states;
 3. the run: pairwise rounds (:mod:`fleet.runs.pairwise_run`) or the fleet run (:mod:`fleet.runs.launch`, over SSH
    or as Slurm jobs), which writes the run directory and the verdict (:func:`fleet.runs.verdict.judge`);
-4. after it: old run directories pruned (``--keep-runs``/``--keep-days``), the Prometheus textfile and the JUnit
-   XML, the run recorded in the history, the alerts: each reads the verdict and decides nothing.
+4. after it: summary.html, with the trends of the hosts it draws (read from the history now, most urgent first);
+   old run directories pruned (``--keep-runs``/``--keep-days``), the Prometheus textfile and the JUnit XML, the
+   run recorded in the history, the alerts: each reads the verdict and decides nothing.
 
 A history that cannot be read or written after the lock is taken is said and never fails the run.
 """
@@ -105,8 +106,8 @@ def run_verify_job(job: VerifyJob, hosts, executor=None, pairing=None) -> Verify
 
     hosts = list(hosts)
     names = [h.name for h in hosts]
-    baseline, trends, problem = (read_baselines(job.db, names, job.settings.profile, job.window, job.threshold)
-                                 if job.db is not None else (None, {}, None))
+    baseline, problem = (read_baselines(job.db, names, job.settings.profile, job.window, job.threshold)
+                         if job.db is not None else (None, None))
     states, problem2 = read_states(job.db, "verify", names) if job.notify else ({}, None)
     for line in (problem, problem2):
         if line:
@@ -124,8 +125,10 @@ def run_verify_job(job: VerifyJob, hosts, executor=None, pairing=None) -> Verify
     else:
         done = launch.verify_fleet(hosts, job.settings, job.options, out_base=str(job.base), pattern=job.pattern,
                                    on_started=started, baseline=baseline, executor=executor or launch.OVER_SSH)
-        write_summary_html(done.run_dir, done.summary, with_run(trends or {}, done.summary),
-                           reports={r.host: r.report for r in done.runs if r.report is not None})
+        past, with_history = page_trends(job, done.summary)
+        write_summary_html(done.run_dir, done.summary, with_run(past, done.summary),
+                           reports={r.host: r.report for r in done.runs if r.report is not None},
+                           trend_total=with_history)
     pruned = (prune(job.base, job.keep_runs, job.keep_days, current=done.run_dir.name)
               if job.keep_runs is not None or job.keep_days is not None else [])
     common.outputs("verify", done.summary, job.prom, job.junit,
@@ -136,6 +139,24 @@ def run_verify_job(job: VerifyJob, hosts, executor=None, pairing=None) -> Verify
         common.note(notify(job.db, job.notify, "verify", run_id, statuses, states, new_xids, details,
                            job.remind_days, str(done.run_dir), done.summary["exit_code"]))
     return VerifyOutcome(done.run_dir, done.summary, pruned)
+
+
+def page_trends(job: VerifyJob, summary: dict) -> tuple[dict, int]:
+    """(the past trends summary.html draws, how many of the run's hosts have a history): read after the verdict,
+    for the hosts the page shows first (:func:`fleet.outputs.trends.trend_order`), at most
+    :data:`fleet.outputs.html.MAX_TREND_HOSTS` of them."""
+    from fleet.history.baseline import read_trends
+    from fleet.outputs.flags import flags
+    from fleet.outputs.html import MAX_TREND_HOSTS
+    from fleet.outputs.trends import trend_order
+
+    if job.db is None:
+        return {}, 0
+    past, with_history, problem = read_trends(job.db, trend_order(summary, *flags(summary)), job.settings.profile,
+                                              MAX_TREND_HOSTS)
+    if problem:
+        common.note(problem)
+    return past, with_history
 
 
 def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, timeout, out, force, multinode,

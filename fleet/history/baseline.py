@@ -152,26 +152,47 @@ def judged_keys(db: sqlite3.Connection, base_only: bool = False) -> list[str]:
 
 
 def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: int = DEFAULT_WINDOW,
-                   threshold: float = DEFAULT_THRESHOLD) -> tuple[dict | None, dict, str | None]:
-    """(the run's ``baseline`` document, the hosts' past :func:`trends`, None), or (None, {}, a one-line reason)
-    when the history could not be read.
-    The document: ``{"threshold", "window", "min_runs", "profile", "hosts": {host: {key: {"value", "runs"}}}}``."""
+                   threshold: float = DEFAULT_THRESHOLD) -> tuple[dict | None, str | None]:
+    """(the run's ``baseline`` document, None), or (None, a one-line reason) when the history could not be read.
+    The document: ``{"threshold", "window", "min_runs", "profile", "hosts": {host: {key: {"value", "runs"}}}}``.
+    Read before the run; the page's trends are read after it (:func:`read_trends`), for the hosts it draws."""
     from fleet.history.db import connect
 
     doc = {"threshold": threshold, "window": window, "min_runs": MIN_RUNS, "profile": profile, "hosts": {}}
     if db_path is None or not Path(db_path).exists():
-        return doc, {}, None
-    hosts = list(hosts)
+        return doc, None
     try:
         db = connect(db_path)
         try:
-            doc["hosts"] = baselines(all_passing_runs(db, hosts, profile, window))
-            past = trends(db, hosts, profile)
+            doc["hosts"] = baselines(all_passing_runs(db, list(hosts), profile, window))
         finally:
             db.close()
     except (OSError, sqlite3.Error, RuntimeError) as exc:
-        return None, {}, f"history not read from {db_path} (no regression check this run): {exc}"
-    return doc, past, None
+        return None, f"history not read from {db_path} (no regression check this run): {exc}"
+    return doc, None
+
+
+def read_trends(db_path, order: Iterable[str], profile: str | None, cap: int,
+                limit: int = 30) -> tuple[dict, int, str | None]:
+    """(the past :func:`trends` of the first ``cap`` hosts of ``order`` that have a recorded verify run of
+    ``profile``, how many hosts of ``order`` have one, None), or ({}, 0, a one-line reason) when the history could
+    not be read.  What summary.html draws: a few hosts' trends (the most urgent first, as ``order`` gives them),
+    and a count of the others; the figures of every host of a large fleet are never decoded for it."""
+    from fleet.history.db import connect
+
+    if db_path is None or not Path(db_path).exists():
+        return {}, 0, None
+    try:
+        db = connect(db_path)
+        try:
+            recorded = latest_host_runs(db, list(order), verify_runs(db, profile, completed_only=False), 1)
+            have = [h for h, rows in recorded.items() if rows]
+            past = trends(db, have[:max(0, cap)], profile, limit)
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        return {}, 0, f"history not read from {db_path} (no trends on summary.html): {exc}"
+    return past, len(have), None
 
 
 def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, limit: int = 30) -> dict:
@@ -196,7 +217,7 @@ def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, li
 
 
 def with_run(past: Mapping[str, Mapping], summary: Mapping) -> dict:
-    """``past`` trends (:func:`trends`, read before the run) with this run's host figures appended."""
+    """``past`` trends (:func:`trends`, read before this run is recorded) with this run's host figures appended."""
     out = {h: {k: list(v) for k, v in series.items()} for h, series in past.items()}
     started = summary.get("started")
     for host, entry in (summary.get("hosts") or {}).items():

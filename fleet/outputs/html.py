@@ -324,7 +324,7 @@ def _distribution_block(mpl, summary: Mapping, key: str, index: int, slow: Mappi
     return "".join(out)
 
 
-def _plots_section(summary: Mapping, trends: Optional[Mapping]) -> str:
+def _plots_section(summary: Mapping, trends: Optional[Mapping], trend_total: Optional[int] = None) -> str:
     out = ['<h2>Plots</h2>']
     mpl, note = plots.load_matplotlib()
     if mpl is None:
@@ -343,7 +343,7 @@ def _plots_section(summary: Mapping, trends: Optional[Mapping]) -> str:
         out.append('<p class="note">No figures: no host returned a report.</p>')
     out.append('<h3 id="trends">Trends</h3>')
     trends = trends if isinstance(trends, Mapping) else {}
-    chosen, more = trend_data.trend_hosts(summary, trends, slow, regressed, MAX_TREND_HOSTS)
+    chosen, more = trend_data.trend_hosts(summary, trends, slow, regressed, MAX_TREND_HOSTS, trend_total)
     figures = []
     for host in chosen:
         series = trend_data.host_series(trends[host])
@@ -363,14 +363,16 @@ def _plots_section(summary: Mapping, trends: Optional[Mapping]) -> str:
 # --------------------------------------------------------------------------- the page
 
 
-def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Optional[Mapping] = None) -> str:
+def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Optional[Mapping] = None,
+                trend_total: Optional[int] = None) -> str:
     """``summary.html`` for a ``gpufleet.summary/1`` verdict.
 
     ``summary`` may carry ``regressions`` (``[{host, gpu, metric, value, baseline, ratio, runs}]``) and, per
     host, ``regression`` and ``regression_metrics``.  ``trends``: ``{host: {metric base key: [[iso time,
     value], ...]}}``, oldest first, this run last (None or empty: no trend plots).  ``series``: ``{host: [burn
     and telemetry checks]}`` (:func:`series_checks` of the hosts' reports; None or empty: no section "Under
-    sustained load").
+    sustained load").  ``trend_total``: how many hosts have a history, when ``trends`` holds only those the page
+    draws (:func:`fleet.history.baseline.read_trends`); None: the hosts in ``trends``.
     """
     sustained = sustained_section(summary, series, MAX_SUSTAINED_HOSTS)
     rule = summary.get("rule") or {}
@@ -390,7 +392,7 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Opti
         f'<section id="pairs">{_pairs_section(summary)}</section>' if summary.get("pairs") is not None else "",
         f'<section id="stragglers">{_stragglers_section(summary)}</section>',
         f'<section id="regressions">{_regressions_section(summary)}</section>',
-        f'<section id="plots">{_plots_section(summary, trends)}</section>',
+        f'<section id="plots">{_plots_section(summary, trends, trend_total)}</section>',
         f'<section id="sustained">{sustained}</section>' if sustained else "",
         "</main>",
         f'<footer>gpufleet {esc(summary.get("schema") or "")}; straggler rule: modified z-score beyond '
@@ -403,7 +405,7 @@ def render_html(summary: Mapping, trends: Optional[Mapping] = None, series: Opti
 
 
 def write_summary_html(run_dir: str | os.PathLike, summary: Mapping, trends: Optional[Mapping] = None,
-                       reports: Optional[Mapping] = None) -> Path:
+                       reports: Optional[Mapping] = None, trend_total: Optional[int] = None) -> Path:
     """Write :func:`render_html` to ``run_dir/summary.html`` atomically; returns the path.
 
     The series under sustained load come from the hosts' reports (the summary does not carry them): ``reports``
@@ -412,7 +414,7 @@ def write_summary_html(run_dir: str | os.PathLike, summary: Mapping, trends: Opt
     if reports is None:
         reports = read_host_reports(run_dir, summary.get("hosts") or {})
     series = series_checks(reports)
-    return write_text_atomic(Path(run_dir) / FILENAME, render_html(summary, trends, series))
+    return write_text_atomic(Path(run_dir) / FILENAME, render_html(summary, trends, series, trend_total))
 
 
 __all__ = ["render_html", "write_summary_html", "series_checks", "read_host_reports", "counts_line", "FILENAME",

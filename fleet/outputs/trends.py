@@ -71,17 +71,25 @@ def y_range(lo: float, hi: float) -> tuple[float, float]:
     return bottom, hi + 0.12 * (hi - bottom)
 
 
-def trend_hosts(summary: Mapping, trends: Mapping, slow: Mapping, regressed: Mapping, cap: int) -> tuple[list, int]:
-    """``(hosts to draw, in run order; how many more had a trend)``: at most ``cap``, hosts with a straggler, a
-    regression or a status other than pass or warn first."""
+def trend_order(summary: Mapping, slow: Mapping, regressed: Mapping) -> list:
+    """The run's hosts in the order their trends are wanted: those with a straggler, a regression or a status
+    other than pass or warn first, then the others, each group in run order."""
     hosts = summary.get("hosts") or {}
-    have = [h for h in hosts if host_series(trends.get(h))]
-    if len(have) <= cap:
-        return have, 0
-    urgent = [h for h in have if slow.get(h) or regressed.get(h) or hosts[h].get("status") not in ("pass", "warn")]
+    urgent = [h for h in hosts if slow.get(h) or regressed.get(h) or hosts[h].get("status") not in ("pass", "warn")]
     first = set(urgent)
-    chosen = set((urgent + [h for h in have if h not in first])[:cap])
-    return [h for h in have if h in chosen], len(have) - cap
+    return urgent + [h for h in hosts if h not in first]
+
+
+def trend_hosts(summary: Mapping, trends: Mapping, slow: Mapping, regressed: Mapping, cap: int,
+                total: Optional[int] = None) -> tuple[list, int]:
+    """``(hosts to draw, in run order; how many more had a trend)``: at most ``cap``, first as
+    :func:`trend_order`.  ``total``: how many hosts have a history when ``trends`` holds only some of them (read
+    for the hosts the page draws); None: those in ``trends``."""
+    hosts = summary.get("hosts") or {}
+    have = {h for h in hosts if host_series(trends.get(h))}
+    chosen = set([h for h in trend_order(summary, slow, regressed) if h in have][:cap])
+    more = max(len(have) if total is None else total, len(have)) - len(chosen)
+    return [h for h in hosts if h in chosen], more
 
 
 def baselines(summary: Mapping, host: str) -> dict:
