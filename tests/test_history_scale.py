@@ -133,6 +133,10 @@ def test_baselines_and_trends_are_exact_whichever_way_the_runs_are_walked(path, 
                                                              BF16: TREND_A[-2:]}}
         assert trends(db, ["a", "b"], "full") == {h: {"allreduce/busbw_gbps": [[started(4), 360.0]],
                                                       BF16: [[started(4), 100.0]]} for h in ("a", "b")}
+        # only the keys asked for (what the baseline judges), from the same runs
+        assert all_passing_runs(db, ["a", "e"], "quick", 3, keys=[f"{BF16}:gpu1"]) == {
+            "a": [{f"{BF16}:gpu1": 740.0}, {f"{BF16}:gpu1": 730.0}, {f"{BF16}:gpu1": 660.0}],
+            "e": [{f"{BF16}:gpu1": 680.5}, {f"{BF16}:gpu1": 670.0}, {f"{BF16}:gpu1": 660.0}]}
         # an even count: the mean of the two middle values, as statistics.median
         assert baselines(all_passing_runs(db, ["a"], "quick", 4))["a"][f"{BF16}:gpu0"] == {"value": 715.0,
                                                                                            "runs": 4}

@@ -112,16 +112,22 @@ def _rows(db: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
         cur.close()
 
 
-def metrics_of(db: sqlite3.Connection, ids: Iterable[int], base_keys_only: bool = False) -> dict[int, dict]:
-    """{host run id: {key: value}} for the given host runs (``base_keys_only``: the keys without ``:device``),
-    in queries of :data:`_CHUNK` ids, each host run's metrics one range of the primary key."""
+def metrics_of(db: sqlite3.Connection, ids: Iterable[int], base_keys_only: bool = False,
+               keys: list[str] | None = None) -> dict[int, dict]:
+    """{host run id: {key: value}} for the given host runs (``base_keys_only``: the keys without ``:device``;
+    ``keys``: only these, when there are at most :data:`_CHUNK` of them), in queries of :data:`_CHUNK` ids, each
+    host run's metrics one range of the primary key."""
     ids = sorted(set(ids))
     out: dict[int, dict] = {pk: {} for pk in ids}
     where = " AND instr(key, ':') = 0" if base_keys_only else ""
+    only = list(keys) if keys is not None and len(keys) <= _CHUNK else []
+    if only:
+        where += f" AND key IN ({','.join('?' * len(only))})"
     for n in range(0, len(ids), _CHUNK):
         chunk = ids[n:n + _CHUNK]
         for pk, group in groupby(_rows(db, f"SELECT host_run, key, value FROM metrics WHERE host_run IN "
-                                           f"({','.join('?' * len(chunk))}){where} ORDER BY host_run, key", chunk),
+                                           f"({','.join('?' * len(chunk))}){where} ORDER BY host_run, key",
+                                       chunk + only),
                                  itemgetter(0)):
             out[pk] = {key: value for _, key, value in group}
     return out
@@ -137,11 +143,12 @@ def _passing_picks(db: sqlite3.Connection, hosts: Iterable[str], profile: str | 
 
 
 def all_passing_runs(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None,
-                     window: int) -> dict[str, list[dict]]:
+                     window: int, keys: list[str] | None = None) -> dict[str, list[dict]]:
     """{host: the metrics of its last ``window`` passing (``pass``, ``warn``) verify runs of ``profile`` that
-    were not interrupted, newest first}: what :func:`baselines` takes."""
+    were not interrupted, newest first}: what :func:`baselines` takes (``keys``: only these metrics, as
+    :func:`metrics_of`)."""
     picked = _passing_picks(db, hosts, profile, window)
-    metrics = metrics_of(db, (pk for rows in picked.values() for pk, _ in rows))
+    metrics = metrics_of(db, (pk for rows in picked.values() for pk, _ in rows), keys=keys)
     return {host: [metrics[pk] for pk, _ in rows] for host, rows in picked.items()}
 
 
@@ -164,7 +171,7 @@ def read_baselines(db_path, hosts: Iterable[str], profile: str | None, window: i
     try:
         db = connect(db_path)
         try:
-            doc["hosts"] = baselines(all_passing_runs(db, list(hosts), profile, window))
+            doc["hosts"] = baselines(all_passing_runs(db, list(hosts), profile, window, judged_keys(db)))
         finally:
             db.close()
     except (OSError, sqlite3.Error, RuntimeError) as exc:
