@@ -5,9 +5,11 @@
 Starts the test suite's Slurm (tests/slurmcluster.py: slurmctld and three slurmd, gpu1..gpu3; needs root and
 Debian's slurm-wlm and munge, as the suite does) and three real sshd test hosts (tests/sshd.py) mapped to its
 nodes, pushes verify once (a warm-up run, not counted), then runs `gpufleet verify --via slurm` on the three
-nodes with per-node jobs and with `--one-job` in turn (A B A B ...), `--runs` times each.  `sbatch` and `squeue`
-are wrappers on the PATH that count each call and run the real program.  Prints, per run, the sbatch and squeue
-calls and the wall time of the command, then the medians and the ratios.  Asserts nothing.
+nodes with per-node jobs and with `--one-job` in turn (A B A B ...), `--runs` times each.  `sbatch`, `squeue`
+and `scontrol` are wrappers on the PATH that count each call and run the real program.  Prints, per run, the
+calls of each and the wall time of the command, and, from Slurm's records of the run's jobs, the longest wait
+from submission to start and the time from the first start to the last end; then the medians and the ratios.
+Asserts nothing.
 
 All three nodes are this one machine, so the runs share its cores: the wall time includes the benchmark itself
 (verify's stages on three nodes at once) and the scheduler's start-up of each job; the counts are exact.
@@ -32,13 +34,14 @@ from tests.slurmcluster import SlurmCluster, missing_tools  # noqa: E402
 from tests.sshd import SshdFarm, invoke_env  # noqa: E402
 
 HOSTS = {"sl-1": "gpu1", "sl-2": "gpu2", "sl-3": "gpu3"}
+COUNTED = ("sbatch", "squeue", "scontrol")
 
 
 def counting_env(base: Path, env: dict) -> tuple[dict, Path]:
-    """``env`` with ``sbatch`` and ``squeue`` wrappers first on the PATH: each call appends its name to a file."""
+    """``env`` with wrappers of the Slurm clients first on the PATH: each call appends its name to a file."""
     bin_dir, log = base / "bin", base / "calls.log"
     bin_dir.mkdir()
-    for name in ("sbatch", "squeue"):
+    for name in COUNTED:
         real = subprocess.run(["sh", "-c", f"command -v {name}"], capture_output=True, text=True,
                               env=env).stdout.strip()
         (bin_dir / name).write_text(f'#!/bin/sh\necho {name} >>"{log}"\nexec "{real}" "$@"\n')
@@ -46,8 +49,24 @@ def counting_env(base: Path, env: dict) -> tuple[dict, Path]:
     return {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}, log
 
 
-def one_run(argv: list[str], env: dict, log: Path) -> dict:
-    """Run the command once: its exit status, wall seconds, sbatch and squeue calls, and its hosts' statuses."""
+def job_times(cluster: SlurmCluster, run_id: str) -> tuple[float, float]:
+    """The run's jobs (by name) as Slurm recorded them: the longest wait from submission to start, and the seconds
+    from the first start to the last end."""
+    from datetime import datetime
+
+    ids = cluster.run("squeue", "-h", "-t", "all", "-n", f"gpufleet-verify-{run_id}", "-o", "%i").stdout.split()
+    jobs = [cluster.jobs(i)[0] for i in ids]
+
+    def at(job: dict, key: str) -> float:
+        return datetime.fromisoformat(job[key]).timestamp()
+
+    pending = max(at(j, "StartTime") - at(j, "SubmitTime") for j in jobs)
+    return pending, max(at(j, "EndTime") for j in jobs) - min(at(j, "StartTime") for j in jobs)
+
+
+def one_run(argv: list[str], env: dict, log: Path, cluster: SlurmCluster) -> dict:
+    """Run the command once: its exit status, wall seconds, each Slurm client's calls, its jobs' times and its
+    hosts' statuses."""
     log.write_text("")
     start = time.perf_counter()
     r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
@@ -56,7 +75,9 @@ def one_run(argv: list[str], env: dict, log: Path) -> dict:
     out = Path(argv[argv.index("--out") + 1])
     run_dir = sorted(p for p in out.iterdir() if p.is_dir())[-1]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"rc": r.returncode, "wall": wall, "sbatch": calls.count("sbatch"), "squeue": calls.count("squeue"),
+    pending, running = job_times(cluster, run_dir.name)
+    return {"rc": r.returncode, "wall": wall, **{name: calls.count(name) for name in COUNTED},
+            "pending": pending, "running": running,
             "hosts": {h: e["status"] for h, e in summary["hosts"].items()}}
 
 
@@ -88,28 +109,27 @@ def main() -> int:
                         "--hosts", "gpu-nodes", "--inventory", str(inv), "--out", str(tmp / out), "--no-history",
                         "--nproc", "1", "--checks", args.checks, "--timeout", "600", *extra]
 
-            warm = one_run(argv("warm"), env, log)  # pushes verify to the shared install: not counted
+            warm = one_run(argv("warm"), env, log, cluster)  # pushes verify to the shared install: not counted
             print(f"warm-up (push): rc {warm['rc']}, {warm['hosts']}")
             kinds = {"per-node jobs": (), "--one-job": ("--one-job",)}
             results: dict = {k: [] for k in kinds}
             for i in range(args.runs):
                 for kind, extra in kinds.items():
                     cluster.wait_nodes("idle", timeout=120)
-                    r = one_run(argv(f"{'one' if extra else 'per'}-{i}", *extra), env, log)
+                    r = one_run(argv(f"{'one' if extra else 'per'}-{i}", *extra), env, log, cluster)
                     results[kind].append(r)
-                    print(f"{kind:14s} run {i + 1}: rc {r['rc']}, sbatch {r['sbatch']}, squeue {r['squeue']}, "
-                          f"wall {r['wall']:.1f} s, {r['hosts']}")
+                    print(f"{kind:14s} run {i + 1}: rc {r['rc']}, " + ", ".join(f"{n} {r[n]}" for n in COUNTED)
+                          + f", wall {r['wall']:.1f} s (jobs: pending up to {r['pending']:.0f} s, running "
+                          f"{r['running']:.0f} s), {r['hosts']}")
         finally:
             farm.stop()
             cluster.stop()
-    med = {k: {f: statistics.median(r[f] for r in rs) for f in ("sbatch", "squeue", "wall")}
-           for k, rs in results.items()}
+    med = {k: {f: statistics.median(r[f] for r in rs) for f in (*COUNTED, "wall")} for k, rs in results.items()}
     print(f"\nthree nodes, --checks {args.checks}, {args.runs} runs each (median):")
     for kind, m in med.items():
-        print(f"  {kind:14s} sbatch {m['sbatch']:g}, squeue {m['squeue']:g}, wall {m['wall']:.1f} s")
+        print(f"  {kind:14s} " + ", ".join(f"{n} {m[n]:g}" for n in COUNTED) + f", wall {m['wall']:.1f} s")
     a, b = med["per-node jobs"], med["--one-job"]
-    print(f"  per-node / one-job: sbatch {a['sbatch'] / b['sbatch']:.1f}x, squeue {a['squeue'] / b['squeue']:.2f}x, "
-          f"wall {a['wall'] / b['wall']:.2f}x")
+    print("  per-node / one-job: " + ", ".join(f"{n} {a[n] / b[n]:.2f}x" for n in (*COUNTED, "wall")))
     return 0
 
 

@@ -109,11 +109,11 @@ HELP_VERIFY = {
     "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
     "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
     "one_job": "with --via slurm: the idle nodes' single-node checks in ONE job (sbatch --nodes=K --nodelist=... "
-               "--exclusive --no-kill), one srun task per node: one sbatch and one squeue poll for all of them "
-               "instead of one per node. The job starts only when all its nodes are free at once, so it suits a "
-               "maintenance window or a reservation (--slurm-args '--reservation=R'). Each node still gets its own "
-               "report and its own verdict; busy and drained nodes are handled as without it (not with "
-               "--multinode or --pairwise)",
+               "--exclusive --no-kill), one srun task per node: one sbatch for all of them instead of one per "
+               "node, and one job for the squeue poll to follow and scontrol to read back. The job starts only "
+               "when all its nodes are free at once, so it suits a maintenance window or a reservation "
+               "(--slurm-args '--reservation=R'). Each node still gets its own report and its own verdict; busy "
+               "and drained nodes are handled as without it (not with --multinode or --pairwise)",
     "recheck_via": "with --via slurm: how a node gpufleet drained is re-checked: slurm (default: a job inside the "
                    "maintenance reservation gpufleet-recheck that gpufleet creates for the run, the node drained "
                    "again after it) or ssh (directly over SSH, beside whatever Slurm runs)",

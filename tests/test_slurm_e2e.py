@@ -672,6 +672,27 @@ def test_one_job_a_hung_node_times_out_alone_and_nothing_is_left_running(fleet, 
     assert _processes_of(run_dir.name) == []
 
 
+def test_one_job_leaves_a_busy_node_to_its_per_node_path(fleet, slurm, tmp_path):
+    """A node running someone's job is not in the one job: ``busy`` (a skip) as without --one-job, its job left
+    alone; the two idle nodes are the job's members."""
+    slurm.wait_nodes("idle", timeout=60)
+    blocker = slurm.sbatch("--nodelist=gpu2", "--exclusive", "--wrap=sleep 600")
+    try:
+        _running(slurm, [blocker])
+        run_dir, summary = _one_job_ran(_verify_one_job(fleet, tmp_path / "reports"), tmp_path / "reports", 0)
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("pass", "ok"), "sl-2": ("skipped", "busy"), "sl-3": ("pass", "ok")}
+        assert summary["hosts"]["sl-2"]["message"] == ("node gpu2 is allocated (running jobs): not checked; --wait "
+                                                       "queues behind them")
+        [job] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}")
+        assert (job["JobState"], job["NumNodes"], job["NodeList"]) == ("COMPLETED", "2", "gpu[1,3]")
+        assert summary["hosts"]["sl-1"]["message"] == f"Slurm job {job['JobId']} on gpu1 (one job for 2 nodes)"
+        assert slurm.jobs(blocker)[0]["JobState"] == "RUNNING"
+    finally:
+        slurm.run("scancel", str(blocker))
+    slurm.wait_nodes("idle", timeout=60)
+
+
 # ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram
 # (last: its cluster's health checks run every 5 s on four nodes while it lives, a load the runs above need not carry)
 
