@@ -373,11 +373,7 @@ def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancel
         h: ("timed_out", f"Slurm job {job['JobId']} ran past 120 s: cancelled") for h in HOSTS}
     assert job["JobState"] == "CANCELLED"
     assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
-    slurm.wait_nodes("idle", timeout=60)
-    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
-    while _processes_of(run["run_id"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_of(run["run_id"]) == []
+    _nothing_left_running(slurm, run["run_id"])
 
 
 def test_verify_via_slurm_multinode_leaves_busy_nodes_out_and_needs_two(fleet, slurm, tmp_path):
@@ -534,11 +530,7 @@ def test_verify_via_slurm_pairwise_a_hung_pair_ends_at_its_pair_timeout_its_job_
     assert {h["state"] for h in first["hosts"]} == {"timed_out"}
     assert {h["message"] for h in first["hosts"]} == {f"Slurm job {hung['JobId']} ran past 120 s: cancelled"}
     assert slurm.run("squeue", "-h", "-n", f"gpufleet-verify-{run_dir.name}-r1").stdout == ""
-    slurm.wait_nodes("idle", timeout=60)
-    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
-    while _processes_of(run_dir.name) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_of(run_dir.name) == []
+    _nothing_left_running(slurm, run_dir.name)
 
 
 def test_verify_via_slurm_pairwise_leaves_a_busy_node_out_in_its_state(fleet, slurm, tmp_path):
@@ -562,6 +554,16 @@ def test_verify_via_slurm_pairwise_leaves_a_busy_node_out_in_its_state(fleet, sl
     finally:
         slurm.run("scancel", str(blocker))
     slurm.wait_nodes("idle", timeout=60)
+
+
+def _nothing_left_running(slurm, run_id: str) -> None:
+    """The nodes idle again and no process of the run left on this machine (Slurm kills a cancelled step's
+    processes within KillWait, 5 s: 60 s is a ceiling)."""
+    slurm.wait_nodes("idle", timeout=60)
+    deadline = time.monotonic() + 60
+    while _processes_of(run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(run_id) == []
 
 
 def _processes_of(run_id: str) -> list[str]:
@@ -665,11 +667,7 @@ def test_one_job_a_hung_node_times_out_alone_and_nothing_is_left_running(fleet, 
     shared = fleet["shared"] / run_dir.name
     assert {h: (shared / h / "exit").exists() for h in HOSTS} == {"sl-1": True, "sl-2": True, "sl-3": False}
     assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
-    slurm.wait_nodes("idle", timeout=60)
-    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
-    while _processes_of(run_dir.name) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_of(run_dir.name) == []
+    _nothing_left_running(slurm, run_dir.name)
 
 
 def test_one_job_leaves_a_busy_node_to_its_per_node_path(fleet, slurm, tmp_path):
