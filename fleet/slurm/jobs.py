@@ -22,6 +22,9 @@ The run's jobs are polled together (:class:`JobBook`: one ``squeue`` every :data
 ended job's record read once).  A job still pending at its deadline is cancelled and the host is
 ``not_scheduled``; one running past ``--timeout`` is cancelled and ``timed_out``.  Ctrl-C cancels every job this
 run submitted.
+
+With ``--one-job`` (:mod:`fleet.slurm.onejob`), the hosts routed to a job share ONE job instead, one ``srun`` task
+per node; every other host goes its way as above (:func:`executor`'s ``together``).
 """
 
 from __future__ import annotations
