@@ -113,7 +113,7 @@ def verify(c, hosts="all", inventory=None, user=None, profile="quick", nproc="au
            dcgm_allow_skips=False, regression=None, baseline_runs=None, notify=None, remind_days=None, via="ssh",
            slurm_host=None, shared_dir=None, partition=None, qos=None, account=None, slurm_args=None, wait=False,
            pairwise=False, rounds=None, pair_timeout=None, pair_floor=None, topology="random", recheck_via=None,
-           quiet=False):
+           one_job=False, quiet=False):
     """Push verify/, run it under torchrun on every selected host, pull the reports and judge the fleet.
 
     Writes <out>/<UTC timestamp>/ (run.json, hosts/<host>.json, logs/, summary.json,

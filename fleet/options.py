@@ -96,8 +96,9 @@ HELP_VERIFY = {
     **HELP_CRON,
     **HELP_OUTPUTS,
     **HELP_HISTORY,
-    "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler, or "
-           "with --multinode one job spanning the nodes; busy nodes are skipped, nodes drained by others left alone)",
+    "via": "ssh (default: torchrun over SSH on each host) or slurm (one job per node through the scheduler, with "
+           "--one-job one job for the idle nodes' single-node checks, or with --multinode one job spanning the "
+           "nodes; busy nodes are skipped, nodes drained by others left alone)",
     "slurm_host": "with --via slurm: run sbatch/squeue/scontrol/scancel over SSH on this login node "
                   "(an inventory host or an ssh name; default: here)",
     "shared_dir": "with --via slurm: a directory on the cluster's shared filesystem, the same path on every "
@@ -107,6 +108,12 @@ HELP_VERIFY = {
     "account": "with --via slurm: the jobs' account",
     "slurm_args": "with --via slurm: more sbatch options, one string (e.g. '--reservation=gpufleet')",
     "wait": "with --via slurm: queue behind other jobs on busy nodes instead of skipping them",
+    "one_job": "with --via slurm: the idle nodes' single-node checks in ONE job (sbatch --nodes=K --nodelist=... "
+               "--exclusive --no-kill), one srun task per node: one sbatch for all of them instead of one per "
+               "node, and one job for the squeue poll to follow and scontrol to read back. The job starts only "
+               "when all its nodes are free at once, so it suits a maintenance window or a reservation "
+               "(--slurm-args '--reservation=R'). Each node still gets its own report and its own verdict; busy "
+               "and drained nodes are handled as without it (not with --multinode or --pairwise)",
     "recheck_via": "with --via slurm: how a node gpufleet drained is re-checked: slurm (default: a job inside the "
                    "maintenance reservation gpufleet-recheck that gpufleet creates for the run, the node drained "
                    "again after it) or ssh (directly over SSH, beside whatever Slurm runs)",
@@ -298,6 +305,19 @@ def slurm_settings(via: str, shared_dir: Optional[str], partition, qos, account,
     except ValueError as e:
         raise usage_error(f"--slurm-args: {e}") from None
     return SlurmSettings(str(shared_dir), partition or None, qos or None, account or None, extra_args, bool(wait))
+
+
+def one_job(value: bool, via_slurm: bool, multinode: bool, pairwise: bool) -> bool:
+    """``--one-job``: single-node checks of the idle nodes in one Slurm job; a usage error without ``--via slurm``,
+    or with ``--pairwise`` or ``--multinode`` (runs of their own kind)."""
+    if not value:
+        return False
+    if not via_slurm:
+        raise usage_error("--one-job needs --via slurm")
+    for flag, given in (("--pairwise", pairwise), ("--multinode", multinode)):
+        if given:
+            raise usage_error(f"--one-job is for single-node checks: not with {flag}")
+    return True
 
 
 def recheck_via(value, via_slurm: bool) -> str:

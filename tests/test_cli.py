@@ -40,6 +40,11 @@ USAGE_ERRORS = [
     (["verify", "--hosts", "gpu-nodes", "--checks", "compute,typo"],
      "gpufleet: --checks: unknown stage(s) typo; choose from all, collectives, ddp, compute, memory, inference, "
      "pipeline, burn, memtest, dcgm"),
+    (["verify", "--one-job"], "gpufleet: --one-job needs --via slurm"),
+    (["verify", "--via", "slurm", "--shared-dir", "/shared/gpufleet", "--one-job", "--multinode"],
+     "gpufleet: --one-job is for single-node checks: not with --multinode"),
+    (["verify", "--via", "slurm", "--shared-dir", "/shared/gpufleet", "--one-job", "--pairwise"],
+     "gpufleet: --one-job is for single-node checks: not with --pairwise"),
     (["audit", "--hosts", "nosuch"],
      f"gpufleet: pattern term 'nosuch' matches no host or group (inventory {REPO / 'inventory' / 'hosts.yaml'})"),
     (["audit", "--inventory", "/nonexistent/hosts.yaml"],

@@ -373,11 +373,7 @@ def test_verify_via_slurm_multinode_hung_ends_at_its_timeout_with_the_job_cancel
         h: ("timed_out", f"Slurm job {job['JobId']} ran past 120 s: cancelled") for h in HOSTS}
     assert job["JobState"] == "CANCELLED"
     assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
-    slurm.wait_nodes("idle", timeout=60)
-    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
-    while _processes_of(run["run_id"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_of(run["run_id"]) == []
+    _nothing_left_running(slurm, run["run_id"])
 
 
 def test_verify_via_slurm_multinode_leaves_busy_nodes_out_and_needs_two(fleet, slurm, tmp_path):
@@ -534,11 +530,7 @@ def test_verify_via_slurm_pairwise_a_hung_pair_ends_at_its_pair_timeout_its_job_
     assert {h["state"] for h in first["hosts"]} == {"timed_out"}
     assert {h["message"] for h in first["hosts"]} == {f"Slurm job {hung['JobId']} ran past 120 s: cancelled"}
     assert slurm.run("squeue", "-h", "-n", f"gpufleet-verify-{run_dir.name}-r1").stdout == ""
-    slurm.wait_nodes("idle", timeout=60)
-    deadline = time.monotonic() + 60  # a ceiling: Slurm kills the step's processes within KillWait (5 s)
-    while _processes_of(run_dir.name) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_of(run_dir.name) == []
+    _nothing_left_running(slurm, run_dir.name)
 
 
 def test_verify_via_slurm_pairwise_leaves_a_busy_node_out_in_its_state(fleet, slurm, tmp_path):
@@ -564,6 +556,16 @@ def test_verify_via_slurm_pairwise_leaves_a_busy_node_out_in_its_state(fleet, sl
     slurm.wait_nodes("idle", timeout=60)
 
 
+def _nothing_left_running(slurm, run_id: str) -> None:
+    """The nodes idle again and no process of the run left on this machine (Slurm kills a cancelled step's
+    processes within KillWait, 5 s: 60 s is a ceiling)."""
+    slurm.wait_nodes("idle", timeout=60)
+    deadline = time.monotonic() + 60
+    while _processes_of(run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(run_id) == []
+
+
 def _processes_of(run_id: str) -> list[str]:
     """The command lines of this machine's processes that name ``run_id`` (torchrun's --rdzv_id, verify's --out)."""
     found = []
@@ -575,6 +577,118 @@ def _processes_of(run_id: str) -> list[str]:
         if entry.isdigit() and run_id in line and int(entry) != os.getpid():
             found.append(line)
     return found
+
+
+# ------------------------------------------------------------------------- --one-job: the idle nodes in one job
+# (the three idle nodes' single-node checks as ONE job, one srun task per node, each node judged alone)
+
+def _counting(tmp_path: Path, env: dict) -> tuple[dict, Path]:
+    """``env`` with ``sbatch`` and ``squeue`` on the PATH as wrappers that log each call (one line) to a file, then
+    run the real program: how many times gpufleet ran each."""
+    wrappers, log = tmp_path / "bin", tmp_path / "calls.log"
+    wrappers.mkdir()
+    for name in ("sbatch", "squeue"):
+        real = subprocess.run(["sh", "-c", f"command -v {name}"], capture_output=True, text=True,
+                              env=env).stdout.strip()
+        (wrappers / name).write_text(f'#!/bin/sh\necho {name} >>"{log}"\nexec "{real}" "$@"\n')
+        (wrappers / name).chmod(0o755)
+    return {**env, "PATH": f"{wrappers}{os.pathsep}{env['PATH']}"}, log
+
+
+def _verify_one_job(fleet, out: Path, *extra: str, inventory: Path | None = None, env: dict | None = None,
+             nproc: str = "1", timeout: str = "240") -> subprocess.CompletedProcess:
+    """``gpufleet verify --via slurm --one-job`` on the three hosts, from the repository (the job's submit
+    directory)."""
+    argv = [sys.executable, "-m", "fleet.cli", "verify", "--via", "slurm", "--one-job", "--shared-dir",
+            str(fleet["shared"]), "--hosts", "gpu-nodes", "--inventory", str(inventory or fleet["inv"]), "--out",
+            str(out), "--no-history", "--nproc", nproc, "--checks", "collectives", "--timeout", timeout, *extra]
+    return subprocess.run(argv, cwd=REPO, env=env or fleet["env"], capture_output=True, text=True, timeout=900)
+
+
+def _one_job_ran(r: subprocess.CompletedProcess, out: Path, code: int) -> tuple[Path, dict]:
+    """The run's exit status checked; its run directory and summary."""
+    assert r.returncode == code, r.stdout + r.stderr
+    run_dir = last_run(out)
+    return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+def test_one_job_checks_the_three_idle_nodes_in_one_submission(fleet, slurm, tmp_path):
+    """Three idle nodes: one sbatch (counted at the program), one job over the three nodes, each node's own report
+    and verdict, each host's message naming the one job."""
+    slurm.wait_nodes("idle", timeout=60)
+    env, calls = _counting(tmp_path, fleet["env"])
+    run_dir, summary = _one_job_ran(_verify_one_job(fleet, tmp_path / "reports", env=env), tmp_path / "reports", 0)
+    assert calls.read_text().splitlines().count("sbatch") == 1
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "pass", "sl-3": "pass"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (run["via"], run["multinode"]) == ("slurm", False)
+    [job] = _jobs(slurm, f"gpufleet-verify-{run['run_id']}")
+    assert (job["JobState"], job["NumNodes"], job["NodeList"], job["WorkDir"]) == ("COMPLETED", "3", "gpu[1-3]",
+                                                                                   str(REPO))
+    assert {h["host"]: h["message"] for h in run["hosts"]} == {
+        host: f"Slurm job {job['JobId']} on {node} (one job for 3 nodes)" for host, node in HOSTS.items()}
+    assert {h["push"]["directory"].startswith(f"{fleet['remote']}/verify-") for h in run["hosts"]} == {True}
+    shared = fleet["shared"] / run["run_id"]
+    assert {h["host"]: ((run_dir / h["report"]).read_bytes() == (shared / h["host"] / "report.json").read_bytes(),
+                        (shared / h["host"] / "exit").read_text(),
+                        json.loads((shared / h["host"] / "report.json").read_text())["world"]["world_size"])
+            for h in run["hosts"]} == {h: (True, "0\n", 1) for h in HOSTS}  # each node's own single-node run
+
+
+def test_one_job_a_fault_on_one_node_fails_that_node_alone(fleet, slurm, tmp_path):
+    """allreduce-wrong planted on sl-2: its own single-node run fails collectives/allreduce_correct; sl-1 and sl-3,
+    in the same job, pass."""
+    slurm.wait_nodes("idle", timeout=60)
+    planted = _planted(fleet, tmp_path, "sl-2", "allreduce-wrong")
+    out = tmp_path / "reports"
+    run_dir, summary = _one_job_ran(_verify_one_job(fleet, out, inventory=planted), out, 1)
+    assert {h: e["status"] for h, e in summary["hosts"].items()} == {"sl-1": "pass", "sl-2": "fail", "sl-3": "pass"}
+    assert summary["hosts"]["sl-2"]["failing_checks"] == [{
+        "name": "collectives/allreduce_correct", "status": "fail",
+        "message": "all_reduce result differs from the sum of the ranks' contributions: rank 0 at 4KiB (1 wrong), "
+                   "rank 0 at 256KiB (1 wrong), rank 0 at 4MiB (1 wrong)"}]
+    [job] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}")
+    assert (job["JobState"], job["NumNodes"]) == ("COMPLETED", "3")
+
+
+def test_one_job_a_hung_node_times_out_alone_and_nothing_is_left_running(fleet, slurm, tmp_path):
+    """rank-hang planted on sl-3 (its last of two ranks sleeps; verify's process-group timeout, 300 s, is longer
+    than the run's): sl-1 and sl-2 finish and pass; gpufleet cancels the job once it has run --timeout, and sl-3,
+    with no exit status, is ``timed_out``.  Nothing of the run is left queued or running."""
+    slurm.wait_nodes("idle", timeout=60)
+    planted = _planted(fleet, tmp_path, "sl-3", "rank-hang")
+    r = _verify_one_job(fleet, tmp_path / "reports", inventory=planted, nproc="2", timeout="180")
+    run_dir, summary = _one_job_ran(r, tmp_path / "reports", 1)
+    [job] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}")
+    assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+        "sl-1": ("pass", "ok"), "sl-2": ("pass", "ok"), "sl-3": ("error", "timed_out")}
+    assert summary["hosts"]["sl-3"]["message"] == f"Slurm job {job['JobId']} ran past 180 s: cancelled"
+    assert job["JobState"] == "CANCELLED"
+    shared = fleet["shared"] / run_dir.name
+    assert {h: (shared / h / "exit").exists() for h in HOSTS} == {"sl-1": True, "sl-2": True, "sl-3": False}
+    assert slurm.run("squeue", "-h", "-j", job["JobId"]).stdout == ""  # neither pending nor running
+    _nothing_left_running(slurm, run_dir.name)
+
+
+def test_one_job_leaves_a_busy_node_to_its_per_node_path(fleet, slurm, tmp_path):
+    """A node running someone's job is not in the one job: ``busy`` (a skip) as without --one-job, its job left
+    alone; the two idle nodes are the job's members."""
+    slurm.wait_nodes("idle", timeout=60)
+    blocker = slurm.sbatch("--nodelist=gpu2", "--exclusive", "--wrap=sleep 600")
+    try:
+        _running(slurm, [blocker])
+        run_dir, summary = _one_job_ran(_verify_one_job(fleet, tmp_path / "reports"), tmp_path / "reports", 0)
+        assert {h: (e["status"], e["state"]) for h, e in summary["hosts"].items()} == {
+            "sl-1": ("pass", "ok"), "sl-2": ("skipped", "busy"), "sl-3": ("pass", "ok")}
+        assert summary["hosts"]["sl-2"]["message"] == ("node gpu2 is allocated (running jobs): not checked; --wait "
+                                                       "queues behind them")
+        [job] = _jobs(slurm, f"gpufleet-verify-{run_dir.name}")
+        assert (job["JobState"], job["NumNodes"], job["NodeList"]) == ("COMPLETED", "2", "gpu[1,3]")
+        assert summary["hosts"]["sl-1"]["message"] == f"Slurm job {job['JobId']} on gpu1 (one job for 2 nodes)"
+        assert slurm.jobs(blocker)[0]["JobState"] == "RUNNING"
+    finally:
+        slurm.run("scancel", str(blocker))
+    slurm.wait_nodes("idle", timeout=60)
 
 
 # ------------------------------------------------------------------------- gpufleet-check as HealthCheckProgram

@@ -64,7 +64,7 @@ def run(config: Config, job: VerifyJob) -> Outcome:
     from fleet.findings import terminal_width
     from fleet.runs.render import counts_line, render_table
     from fleet.slurm import jobs as slurm_jobs
-    from fleet.slurm import multinode
+    from fleet.slurm import multinode, onejob
     from fleet.slurm.client import SlurmError
 
     _, selected = common.select(config, job.pattern, job.inventory, job.user)
@@ -78,6 +78,8 @@ def run(config: Config, job: VerifyJob) -> Outcome:
                 pairing = multinode.pair_runner(client, job.slurm, selected)
             elif job.slurm is not None and job.settings.multinode:  # one job spanning the nodes
                 executor = multinode.executor(client, job.slurm, selected)
+            elif job.slurm is not None and job.slurm.one_job:  # the idle nodes' single-node checks in one job
+                executor = onejob.executor(client, job.slurm, selected)
             elif job.slurm is not None:
                 executor = slurm_jobs.executor(client, job.slurm, selected)
             result = run_verify_job(job, selected, executor, pairing)
@@ -164,7 +166,7 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
                    keep_days, prom, junit, history, no_history, duration, dcgm_level, dcgm_allow_skips, regression,
                    baseline_runs, notify, remind_days, via, slurm_host, shared_dir, partition, qos, account,
                    slurm_args, wait, pairwise, rounds, pair_timeout, pair_floor, topology,
-                   recheck_via=None) -> VerifyJob:
+                   recheck_via=None, one_job=False) -> VerifyJob:
     """The verify task's flags (by name) as a :class:`VerifyJob`: every flag checked, nothing contacted."""
     from fleet import options as opt
     from fleet.history.baseline import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_RUNS
@@ -195,8 +197,9 @@ def job_from_flags(config: Config, *, hosts, inventory, user, profile, nproc, ti
     if slurm_host and slurm is None:
         raise usage_error("--slurm-host needs --via slurm")
     recheck = opt.recheck_via(recheck_via, slurm is not None)  # --recheck-via
+    together = opt.one_job(one_job, slurm is not None, settings.multinode, pairwise)  # --one-job
     if slurm is not None:
-        slurm.recheck_via = recheck
+        slurm.recheck_via, slurm.one_job = recheck, together
     keep_runs, keep_days = opt.retention(keep_runs, keep_days)
     return VerifyJob(settings, opt.ssh_options(config, "verify", forks, timeout, connect_timeout,
                                                accept_new_host_keys),

@@ -22,6 +22,9 @@ The run's jobs are polled together (:class:`JobBook`: one ``squeue`` every :data
 ended job's record read once).  A job still pending at its deadline is cancelled and the host is
 ``not_scheduled``; one running past ``--timeout`` is cancelled and ``timed_out``.  Ctrl-C cancels every job this
 run submitted.
+
+With ``--one-job`` (:mod:`fleet.slurm.onejob`), the hosts routed to a job share ONE job instead, one ``srun`` task
+per node; every other host goes its way as above (:func:`executor`'s ``together``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class SlurmSettings:
     wait: bool = False  # queue behind other jobs instead of skipping a busy node
     pending_s: float = DEFAULT_PENDING_S
     recheck_via: str = "slurm"  # a node gpufleet drained: a job in its reservation (slurm), or over SSH (ssh)
+    one_job: bool = False  # --one-job: the idle nodes' checks in one job (fleet.slurm.onejob)
 
 
 @dataclass
@@ -184,6 +188,24 @@ FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
                    "BOOT_FAIL", "DEADLINE"})
 
 
+def push_absolute(t, run: HostRun, artifact: Artifact, s: VerifySettings, stage: Callable[[str, str], None]):
+    """Push verify to the host for a job (:func:`fleet.runs.node.push_for`); its install directory must be
+    absolute, since a job starts in the submit directory, not the login's home."""
+    pushed = push_for(t, run, artifact, s, stage)
+    if not posixpath.isabs(pushed.directory):
+        raise HostError(f"verify's install directory {pushed.directory!r} is not absolute: a Slurm job would not "
+                        "find it")
+    return pushed
+
+
+def node_line(host: Host, pushed, s: VerifySettings, report: str, guard: float) -> str:
+    """A node's single-node run as a job runs it: torchrun from the pushed environment (absolute paths), the host's
+    ``gpufleet_verify_env``, the report to ``report`` (on the shared filesystem), the node-side ``timeout`` at
+    ``guard`` seconds."""
+    argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), report, s)
+    return run_command_line(argv, verify_env(host), pushed.directory, node_run_dir(s.run_id, host.name), guard)
+
+
 def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, client: SlurmClient,
                routes: Mapping[str, Route], book: JobBook, stage: Callable[[str, str], None],
                installed: dict | None = None, clock: Callable[[], float] = time.monotonic,
@@ -205,15 +227,10 @@ def slurm_task(artifact: Artifact, s: VerifySettings, slurm: SlurmSettings, clie
             return direct(t)
         run = HostRun(host.name)
         try:
-            pushed = push_for(t, run, artifact, s, stage)
-            if not posixpath.isabs(pushed.directory):  # the job starts in the submit directory, not the home
-                raise HostError(f"verify's install directory {pushed.directory!r} is not absolute: a Slurm job "
-                                "would not find it")
+            pushed = push_absolute(t, run, artifact, s, stage)
             shared = posixpath.join(slurm.shared_dir, s.run_id, safe_name(host.name))
             report = f"{shared}/report.json"
-            here = node_run_dir(s.run_id, host.name)
-            argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), report, s)
-            line = run_command_line(argv, verify_env(host), pushed.directory, here, s.timeout)
+            line = node_line(host, pushed, s, report, s.timeout)
             t.run(f"mkdir -p {quote(shared)}", timeout=30)  # the shared directory, as the job will see it
             if r.how == "recheck":  # drained: inside the reservation now, back in the pool for its job only
                 try:
@@ -406,25 +423,50 @@ def _delete(client: SlurmClient, note, clock, sleep) -> None:
         note(f"gpufleet: reservation {reservation.NAME} not deleted: {exc}")
 
 
-def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host]):
+def executor(client: SlurmClient, settings: SlurmSettings, hosts: list[Host], together=None):
     """The run as Slurm jobs, one per node (a :class:`fleet.runs.node.Executor`; ``--multinode``'s one job spanning
     the nodes is :func:`fleet.slurm.multinode.executor`).  The nodes' state is read here, before anything is
-    written (Slurm unreachable: :class:`SlurmError`)."""
+    written (Slurm unreachable: :class:`SlurmError`).
+
+    ``together`` (``--one-job``: :func:`fleet.slurm.onejob.executor` passes it): called with the run's routes (the
+    re-check window's), its hosts, the artifact, the settings and the progress, it returns the hosts whose checks
+    share one job: an object with ``names`` (those hosts), ``task(t)`` and ``stop(t)`` (a member's work and its
+    Ctrl-C) and ``close(interrupted)`` (after the fan-out).  Every other host goes its own way, as below."""
+    import dataclasses
+
     from fleet.fanout import run_fleet
     from fleet.runs.node import Executor, host_runs
 
     routes = read_routes(client, hosts, settings.wait, settings.recheck_via)
 
     def run(hosts, artifact: Artifact, s: VerifySettings, options, progress) -> tuple[list[HostRun], bool]:
+        hosts = list(hosts)
         book = JobBook(client)
         installed: dict = {}  # hosts routed over SSH: their absolute install directories
         with recheck_window(client, settings, routes, s, book) as held:  # gpufleet's reservation, if any
             task = slurm_task(artifact, s, settings, client, held, book, progress.stage, installed)
-            result = run_fleet(hosts, task, options, desc="verify", progress=progress,
-                               stop=stopper(client, book, s, held, installed))
+            stop = stopper(client, book, s, held, installed)
+            shared = together(held, hosts, artifact, s, progress) if together else None
+            if shared is not None:
+                task, stop = _shared(shared, task), _shared(shared, stop, "stop")
+                # the members wait for each other in the job: all of them at once, and forks for the others
+                options = dataclasses.replace(options, forks=min(len(hosts), options.forks + len(shared.names)))
+            result = run_fleet(hosts, task, options, desc="verify", progress=progress, stop=stop)
+            if shared is not None:
+                shared.close(result.interrupted)
             left = list(book.jobs.values())  # interrupted before their task could collect them
             if left:
                 client.cancel(left)
         return host_runs(result), result.interrupted
 
     return Executor("slurm", run)
+
+
+def _shared(shared, own: Callable, what: str = "task") -> Callable:
+    """``own`` for a host on its own, ``shared``'s ``task`` or ``stop`` for a host in the shared job."""
+    theirs = getattr(shared, what)
+
+    def one(t):
+        return theirs(t) if t.host.name in shared.names else own(t)
+
+    return one

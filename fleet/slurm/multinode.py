@@ -39,13 +39,13 @@ from fleet.outcome import HostError, TimedOut
 from fleet.push import Artifact
 from fleet.runs.node import (
     IFNAME_VARS, VerifySettings, classify, fetch_file, hostname_note, node_run_dir, nproc_for, parse_preflight,
-    preflight_command, push_for, rdzv_addr, run_command_line, stopped_members, torchrun_argv, verify_env,
+    preflight_command, rdzv_addr, run_command_line, stopped_members, torchrun_argv, verify_env,
 )
 from fleet.runs.record import HostRun, Member
 from fleet.runs.run_dir import safe_name
 from fleet.shell import quote
 from fleet.slurm.client import SlurmClient, SlurmError
-from fleet.slurm.jobs import POLL_S, Busy, NotScheduled, Unavailable, read_routes
+from fleet.slurm.jobs import POLL_S, Busy, NotScheduled, Unavailable, push_absolute, read_routes
 from fleet.slurm.nodes import fields
 
 GUARD_GRACE_S = 30.0  # the node-side `timeout` fires this long after --timeout: gpufleet's cancel comes first
@@ -136,16 +136,29 @@ def job_script(count: int, script: str) -> str:
 
 
 def job_options(nodes: list[str], s: VerifySettings, partition: Optional[str], qos: Optional[str],
-                account: Optional[str], extra: tuple, log: str) -> list[str]:
+                account: Optional[str], extra: tuple, log: str, no_kill: bool = False) -> list[str]:
     """sbatch's options for the one job (argv words): its nodes, exclusive, one task per node, a time limit past
-    the node-side guard."""
+    the node-side guard.  ``no_kill``: the job goes on when one of its nodes fails (``--one-job``: each node's
+    check is its own)."""
     minutes = max(1, math.ceil((s.timeout + GUARD_GRACE_S) / 60) + 1)
     opts = [f"--nodes={len(nodes)}", f"--nodelist={','.join(nodes)}", "--exclusive", "--ntasks-per-node=1",
-            f"--job-name=gpufleet-verify-{s.run_id}", f"--time={minutes}", f"--output={log}", "--open-mode=append"]
+            *(["--no-kill"] if no_kill else []), f"--job-name=gpufleet-verify-{s.run_id}", f"--time={minutes}",
+            f"--output={log}", "--open-mode=append"]
     for flag, value in (("--partition", partition), ("--qos", qos), ("--account", account)):
         if value:
             opts.append(f"{flag}={value}")
     return opts + list(extra)
+
+
+def fresh_dir_command(directory: str) -> str:
+    """The shell line that makes a member's shared directory and removes an earlier run's ``exit`` there."""
+    return f"mkdir -p {quote(directory)} && rm -f {quote(directory + '/exit')}"
+
+
+def no_shared_dir(directory: str, r) -> HostError:
+    """The error of a member whose shared directory could not be made (``r``: the command's result)."""
+    return HostError(f"cannot make {directory} on the shared filesystem: "
+                     f"{(r.stderr.strip().splitlines() or ['exit ' + str(r.exit_code)])[-1]}")
 
 
 def exit_status(text: Optional[bytes]) -> Optional[int]:
@@ -174,19 +187,26 @@ class JobEnd:
 
 @dataclass
 class Gang:
-    """The members' meeting point: each member's worker arrives with its node's branch (or drops out); the last
-    to arrive submits the job and waits for it; every member gets the same :class:`JobEnd`."""
+    """The members' meeting point: each member's worker arrives with its node's part of the job (its branch; what
+    a part is, the gang does not look at) or drops out; the last to arrive submits the job and waits for it; every
+    member gets the same :class:`JobEnd`.
+
+    All or nothing (``--multinode``: a rendezvous needs every member): a member that dropped out means no job.
+    ``partial`` (``--one-job``: each node's check is its own): the job is submitted with the members that arrived,
+    and none arrived means no job."""
 
     names: list  # the members' host names
-    submit: Callable[[list], JobEnd]  # the branches, in member order -> how the job ended
+    submit: Callable[[list], JobEnd]  # the parts of the members in the job, in member order -> how the job ended
+    partial: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     branches: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # host -> why
+    joined: list = field(default_factory=list)  # the members in the job, once submitted
     end: Optional[JobEnd] = None
     ended: threading.Event = field(default_factory=threading.Event)
 
-    def arrive(self, host: str, branch: Optional[str], why: str = "") -> JobEnd:
-        """Arrive with the node's branch (None: it could not be prepared, ``why``); the job's end, once known."""
+    def arrive(self, host: str, branch, why: str = "") -> JobEnd:
+        """Arrive with the node's part (None: it could not be prepared, ``why``); the job's end, once known."""
         with self.lock:
             if branch is None:
                 self.dropped[host] = why
@@ -195,17 +215,28 @@ class Gang:
             last = len(self.branches) + len(self.dropped) == len(self.names)
         if last:
             try:
-                if self.dropped:
-                    who = "; ".join(f"{h}: {w}" for h, w in self.dropped.items())
+                who = "; ".join(f"{h}: {w}" for h, w in self.dropped.items())
+                if self.dropped and not self.partial:
                     self.end = JobEnd(error=(HostError, f"no job submitted: a member could not be prepared ({who})"))
+                elif not self.branches:
+                    self.end = JobEnd(error=(HostError, f"no job submitted: no member could be prepared ({who})"))
                 else:
-                    self.end = self.submit([self.branches[n] for n in self.names])
+                    self.joined = [n for n in self.names if n in self.branches]
+                    self.end = self.submit([self.branches[n] for n in self.joined])
             finally:
                 if self.end is None:
                     self.end = JobEnd(error=(HostError, "no job submitted"))
                 self.ended.set()
         self.ended.wait()
         return self.end
+
+    def drop_unstartable(self, hosts: list[Host]) -> None:
+        """Drop now the members the fan-out cannot even start (an inventory entry that cannot be connected to: their
+        task never runs, so they would never arrive)."""
+        for h in hosts:
+            problem = connect_problem(h.name, h.vars)
+            if problem:
+                self.dropped[h.name] = problem
 
     def abandon(self, why: str) -> None:
         """The run ended with members that never arrived (interrupted before their work began): release the
@@ -305,11 +336,10 @@ def _prepare(t, run: HostRun, rdzv: dict, env: dict, directory: str, stage) -> d
     interface towards the rendezvous (unless the inventory sets it); a note on a host name that would send peers
     elsewhere."""
     endpoint_addr = rdzv["endpoint"].rpartition(":")[0]
-    made = f"mkdir -p {quote(directory)} && rm -f {quote(directory + '/exit')}"
-    r = t.run(f"{made} && {{ {preflight_command(endpoint_addr)}; }}", timeout=PREPARE_TIMEOUT_S)
+    r = t.run(f"{fresh_dir_command(directory)} && {{ {preflight_command(endpoint_addr)}; }}",
+              timeout=PREPARE_TIMEOUT_S)
     if r.exit_code != 0:
-        raise HostError(f"cannot make {directory} on the shared filesystem: "
-                        f"{(r.stderr.strip().splitlines() or ['exit ' + str(r.exit_code)])[-1]}")
+        raise no_shared_dir(directory, r)
     found = parse_preflight(r.stdout, rdzv["local_addr"])
     note = hostname_note(t.host.name, found, rdzv["local_addr"])
     if note:
@@ -345,10 +375,7 @@ def _pack(client: SlurmClient, slurm, group: list[Host], nodes: Mapping, addrs: 
         return watch.run(opts, job_script(len(branches), node_script(branches)))
 
     gang = Gang(names, submit)
-    for h in group:  # a host the fan-out cannot even start (its task never runs, never arrives): dropped now
-        problem = connect_problem(h.name, h.vars)
-        if problem:
-            gang.dropped[h.name] = problem
+    gang.drop_unstartable(group)
     return Pack(names, rendezvous(group, nodes, addrs, s.rdzv_port), [nodes[n] for n in names], watch, gang, log)
 
 
@@ -410,10 +437,7 @@ def run_groups(client: SlurmClient, slurm, routes: Mapping, hosts: list[Host], g
         branch, why = None, "its preparation stopped"
         try:
             try:
-                pushed = push_for(t, run, artifact, s, progress.stage)
-                if not posixpath.isabs(pushed.directory):
-                    raise HostError(f"verify's install directory {pushed.directory!r} is not absolute: a Slurm job "
-                                    "would not find it")
+                pushed = push_absolute(t, run, artifact, s, progress.stage)
                 env = _prepare(t, run, me, verify_env(host), directory, progress.stage)
                 here = node_run_dir(s.run_id, host.name)
                 argv = torchrun_argv(pushed.python, nproc_for(s.nproc, pushed.probe), f"{directory}/report.json", s,
