@@ -228,6 +228,7 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(path)
     assert "fail/regressed" in table and "regressions (ratio = value / the host's own baseline" in table
     assert "## Regressions" in render_markdown(summary)
     assert [v for _, v in with_run(past, summary)["a"]["matmul/bf16/tflops"]] == [700, 700, 700, 600]
+    assert set(with_run({"a": past["a"]}, summary)) == {"a"}  # b and c: no past given, no trend to extend
 
 
 def test_within_the_threshold_is_no_regression_and_lower_is_better_is_inverted():

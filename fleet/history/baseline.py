@@ -224,11 +224,13 @@ def trends(db: sqlite3.Connection, hosts: Iterable[str], profile: str | None, li
 
 
 def with_run(past: Mapping[str, Mapping], summary: Mapping) -> dict:
-    """``past`` trends (:func:`trends`, read before this run is recorded) with this run's host figures appended."""
+    """``past`` trends (:func:`trends`, read before this run is recorded) with this run's host figures appended, for
+    the hosts in ``past`` (a host without a past has one point: no trend; a large run's other hosts cost nothing)."""
     out = {h: {k: list(v) for k, v in series.items()} for h, series in past.items()}
     started = summary.get("started")
-    for host, entry in (summary.get("hosts") or {}).items():
-        for key, fig in (entry.get("metrics") or {}).items():
+    hosts = summary.get("hosts") or {}
+    for host in out:
+        for key, fig in ((hosts.get(host) or {}).get("metrics") or {}).items():
             if isinstance(fig, Mapping) and isinstance(fig.get("value"), (int, float)) and is_judged(key):
                 out.setdefault(host, {}).setdefault(key, []).append([started, fig["value"]])
     return out
