@@ -193,3 +193,21 @@ class Recap:
 def plural(n: int, word: str) -> str:
     """``1 host``, ``2 hosts``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class CommandResult:
+    """One command's run on a host: what ran, its exit status, its output (decoded, invalid bytes replaced)."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 20) -> str:
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
+        return "\n".join(text.splitlines()[-lines:])

@@ -36,12 +36,12 @@ from typing import Protocol
 import paramiko
 from fabric import Config, Connection
 
-from fleet import channel_guard, sshargs
+from fleet import channel_guard, openssh, sshargs
 from fleet.host_keys import KnownHosts, RejectUnknown, TrustOnFirstUse, UnknownKey, fingerprint, known_hosts_name
 from fleet.inventory import Host
 from fleet.jump_pool import Chain, JumpPool
 from fleet.inventory.connection import connect_problem, host_key_warning, jump_handshakes, preflight, ssh_target
-from fleet.outcome import AuthFailed, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
+from fleet.outcome import AuthFailed, CommandResult, HostError, HostKeyRejected, TimedOut, Unreachable, Unusable
 from fleet.shell import become as become_command, quote
 
 __all__ = ["CommandResult", "LocalTransport", "SshOptions", "SshTransport", "Transport", "connect",
@@ -72,25 +72,12 @@ class SshOptions:
     system_known_hosts: str = SYSTEM_KNOWN_HOSTS
     ssh_config: str | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config, as Fabric does
     sudo_password: str | None = field(default=None, repr=False)  # never logged, never reported
+    # the run's task is one read-only command per host (the audit): OpenSSH's client runs it where the host's
+    # entry allows (fleet.openssh), paramiko everywhere else and wherever ssh could not connect
+    openssh_one_shot: bool = False
     known_hosts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     jumps: JumpPool = field(default_factory=JumpPool, repr=False, compare=False)  # shared by the run's hosts
     host_keys: KnownHosts = field(default_factory=lambda: KnownHosts(), repr=False, compare=False)  # read once
-
-
-@dataclass
-class CommandResult:
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def tail(self, lines: int = 20) -> str:
-        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class Transport(Protocol):
@@ -675,4 +662,13 @@ def connect(host: Host, options: SshOptions) -> Transport:
     problem = connect_problem(host.name, host.vars)
     if problem:
         raise Unusable(problem)
-    return LocalTransport(host, options) if host.is_local else SshTransport(host, options)
+    if host.is_local:
+        return LocalTransport(host, options)
+    ssh = shutil.which("ssh") if options.openssh_one_shot else None
+    if ssh:
+        how = openssh.plan(host, ssh=ssh, connect_timeout=options.connect_timeout, known_hosts=options.known_hosts,
+                           system_known_hosts=options.system_known_hosts, ssh_config=options.ssh_config,
+                           accept_new_host_keys=options.accept_new_host_keys)
+        if how.argv:
+            return openssh.OpenSshCommand(host, how, options.command_timeout, lambda: SshTransport(host, options))
+    return SshTransport(host, options)

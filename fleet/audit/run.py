@@ -6,6 +6,7 @@ module only runs the script through the fan-out and assembles the report.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from typing import Iterable
 
@@ -38,7 +39,10 @@ def audit_task(host: Host):
 
 
 def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress | bool | None = None) -> FleetResult:
+    """Every host's gather, one read-only command each: over OpenSSH's client where the host's entry allows
+    (:mod:`fleet.openssh`), paramiko elsewhere."""
     hosts = list(hosts)
+    options = dataclasses.replace(options, openssh_one_shot=True)
     tasks = {h.name: audit_task(h) for h in hosts}
     return run_fleet(hosts, lambda t: tasks[t.host.name](t), options, desc="audit", progress=progress)
 
