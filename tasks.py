@@ -61,7 +61,9 @@ def audit(c, hosts="all", inventory=None, user=None, json=None, forks=None, time
           remind_days=None, wait_lock=None, quiet=False):
     """Audit GPUs, driver, ECC, PCIe, throttling, XIDs and container toolkit on every selected host.
 
-    One SSH round trip per host; each finding is checked against the host's
+    One SSH round trip per host (OpenSSH's ssh where the host's entry allows,
+    else paramiko; `ansible_connection: paramiko` keeps a host on paramiko,
+    docs/hosts.md); each finding is checked against the host's
     inventory expectations (gpufleet_gpu_count, gpufleet_gpu_model,
     gpufleet_driver_min / gpufleet_driver_version, gpufleet_cuda_min).
     With the history (the default), each host is also compared with its past

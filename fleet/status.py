@@ -12,10 +12,11 @@ from them once; everything downstream reads ``status`` and ``reasons`` and never
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from fleet.outcome import HostState, status_for
+from fleet.plain import plain
 from verify import status as _table
 
 
@@ -49,7 +50,7 @@ class Check:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = plain(self)
         d["status"] = self.status.value
         if not d["details"]:
             del d["details"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping
 
 from fleet.audit.facts.fact import Fact
 from fleet.audit.facts.nvidia_smi import GpuFacts, NvidiaSmiFailure
 from fleet.framing import Section
+from fleet.plain import plain
 
 
 @dataclass
@@ -59,7 +60,7 @@ class HostFacts:
         return None if self.nvidia_smi_error else len(self.gpus)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = plain(self)
         d["nvidia_smi_error"] = self.nvidia_smi_error.to_dict() if self.nvidia_smi_error else None
         d["nvidia_smi_gpu_count"] = self.nvidia_smi_gpu_count
         for key in ("xids", "sxids", "kernel_events"):
