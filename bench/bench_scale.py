@@ -8,7 +8,8 @@
    alongside in the same run, ``xargs -P FORKS ssh HOST sh -s < gpufleet's own gather script``: the same remote
    work, so the ratio is the controller's.  gpufleet runs in a child process of its own, so its CPU time
    (all threads) and peak RSS are the audit's alone.  Per size: wall of both, the ratio, controller CPU per
-   host, peak RSS, the load average before.
+   host (the Python process) and, apart, the CPU of the ``ssh`` clients it ran (the audit runs OpenSSH's
+   client where a host's entry allows: fleet/openssh.py) beside xargs's, peak RSS, the load average before.
 2. The pure parts at ``--pure-nodes`` nodes (8 GPUs each): the audit's and a verify run's terminal summary
    (lines), the slurm-sync plan (``fleet.slurm.sync.plan``), ``summary.html`` (``render_html``: seconds, size)
    and, after ``--history-runs`` simulated nightly runs (database size), the history baseline read before a run
@@ -60,16 +61,19 @@ def child_audit(inventory: Path, options: Path) -> int:
     inv = parse_inventory(inventory.read_text(), str(inventory))
     opts = SshOptions(**json.loads(options.read_text()))
     hosts = inv.select("all")
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0, t0 = time.process_time(), time.perf_counter()
     result = audit_hosts(hosts, opts, progress=False)
     report = build_report(result, str(inventory), "all")
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)  # the ssh clients it started
     states: dict[str, int] = {}
     for h in report["hosts"].values():
         states[h["state"]] = states.get(h["state"], 0) + 1
     messages = sorted({h.get("message", "") for h in report["hosts"].values() if h["state"] != "ok"})[:3]
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "states": states, "messages": messages}))
+                      "children_cpu": kids, "states": states, "messages": messages}))
     return 0
 
 
@@ -209,12 +213,14 @@ def bench_audit(sizes: list[int], forks: list[int], sshds: int) -> list[dict]:
                 xw, xcpu = xargs_ssh(farm, names[:n], f, script, work / f"xargs-{n}")
                 row = {"hosts": n, "forks": f, "gpufleet_s": g["wall"], "xargs_s": xw, "ratio": g["wall"] / xw,
                        "cpu_ms_per_host": g["cpu"] / n * 1000, "ssh_cpu_ms_per_host": xcpu / n * 1000,
+                       "its_ssh_cpu_ms_per_host": g["children_cpu"] / n * 1000,
                        "rss_mb": g["rss_kb"] / 1024, "states": g["states"], "load": load,
                        "messages": g["messages"]}
                 rows.append(row)
                 print(f"audit {n:5d} hosts forks {f:3d}: gpufleet {g['wall']:7.1f} s  xargs+ssh {xw:7.1f} s  "
                       f"ratio {row['ratio']:.2f}  controller CPU {row['cpu_ms_per_host']:.0f} ms/host "
-                      f"(ssh clients {row['ssh_cpu_ms_per_host']:.0f} ms/host)  peak RSS {row['rss_mb']:.0f} MB  "
+                      f"(+ the ssh clients it ran {row['its_ssh_cpu_ms_per_host']:.0f}; xargs's ssh clients "
+                      f"{row['ssh_cpu_ms_per_host']:.0f} ms/host)  peak RSS {row['rss_mb']:.0f} MB  "
                       f"states {g['states']}  load before {load}", flush=True)
                 if g["messages"]:
                     print(f"  not ok: {g['messages']}")

@@ -5,7 +5,7 @@ time: the handshake and the packets in Python); ``ssh`` does the same work in C,
 the controller only waits on a pipe (docs/performance.md).
 
 When: a fan-out whose task is **one read-only command per host** (the audit's gather) asks for it with
-:attr:`fleet.transport.SshOptions.openssh_one_shot`, and :func:`plan` finds the host's entry one that ``ssh``
+:attr:`fleet.transport.SshOptions.openssh` (the client's path), and :func:`plan` finds the host's entry one that ``ssh``
 takes as is: key or agent authentication, no jump host or ProxyCommand, no ``--accept-new-host-keys``, not
 ``ansible_connection: paramiko``.  Everything else, and every connection ``ssh`` fails to make (exit 255 with
 nothing on stdout: a refused or dropped connection, a host key refused), goes to the paramiko transport

@@ -50,10 +50,10 @@ class Check:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = plain(self)
-        d["status"] = self.status.value
-        if not d["details"]:
-            del d["details"]
+        d = {"name": self.name, "status": self.status.value, "message": self.message,
+             "observed": plain(self.observed), "expected": plain(self.expected)}
+        if self.details:
+            d["details"] = plain(self.details)
         return d
 
 

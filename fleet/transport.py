@@ -72,9 +72,10 @@ class SshOptions:
     system_known_hosts: str = SYSTEM_KNOWN_HOSTS
     ssh_config: str | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config, as Fabric does
     sudo_password: str | None = field(default=None, repr=False)  # never logged, never reported
-    # the run's task is one read-only command per host (the audit): OpenSSH's client runs it where the host's
-    # entry allows (fleet.openssh), paramiko everywhere else and wherever ssh could not connect
-    openssh_one_shot: bool = False
+    # the run's task is one read-only command per host (the audit): this OpenSSH client (its path, found once
+    # per run) runs it where the host's entry allows (fleet.openssh); None, or where ssh could not connect:
+    # paramiko
+    openssh: str | None = None
     known_hosts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     jumps: JumpPool = field(default_factory=JumpPool, repr=False, compare=False)  # shared by the run's hosts
     host_keys: KnownHosts = field(default_factory=lambda: KnownHosts(), repr=False, compare=False)  # read once
@@ -664,11 +665,10 @@ def connect(host: Host, options: SshOptions) -> Transport:
         raise Unusable(problem)
     if host.is_local:
         return LocalTransport(host, options)
-    ssh = shutil.which("ssh") if options.openssh_one_shot else None
-    if ssh:
-        how = openssh.plan(host, ssh=ssh, connect_timeout=options.connect_timeout, known_hosts=options.known_hosts,
-                           system_known_hosts=options.system_known_hosts, ssh_config=options.ssh_config,
-                           accept_new_host_keys=options.accept_new_host_keys)
+    if options.openssh:
+        how = openssh.plan(host, ssh=options.openssh, connect_timeout=options.connect_timeout,
+                           known_hosts=options.known_hosts, system_known_hosts=options.system_known_hosts,
+                           ssh_config=options.ssh_config, accept_new_host_keys=options.accept_new_host_keys)
         if how.argv:
             return openssh.OpenSshCommand(host, how, options.command_timeout, lambda: SshTransport(host, options))
     return SshTransport(host, options)

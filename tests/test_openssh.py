@@ -175,7 +175,7 @@ def test_a_refused_key_is_one_failed_login_not_two(farm, counted):
 
 
 def _one_shot(farm, name: str, **kw) -> OpenSshCommand:
-    t = connect(_host(farm, name), dataclasses.replace(farm.options(**kw), openssh_one_shot=True))
+    t = connect(_host(farm, name), dataclasses.replace(farm.options(**kw), openssh=shutil.which("ssh")))
     assert isinstance(t, OpenSshCommand)
     return t
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import shutil
 from typing import Iterable
 
 from fleet import shell, table
@@ -42,7 +43,7 @@ def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress |
     """Every host's gather, one read-only command each: over OpenSSH's client where the host's entry allows
     (:mod:`fleet.openssh`), paramiko elsewhere."""
     hosts = list(hosts)
-    options = dataclasses.replace(options, openssh_one_shot=True)
+    options = dataclasses.replace(options, openssh=shutil.which("ssh"))
     tasks = {h.name: audit_task(h) for h in hosts}
     return run_fleet(hosts, lambda t: tasks[t.host.name](t), options, desc="audit", progress=progress)
 
