@@ -64,6 +64,7 @@ def child_audit(inventory: Path, options: Path) -> int:
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0, t0 = time.process_time(), time.perf_counter()
     result = audit_hosts(hosts, opts, progress=False)
+    t1 = time.perf_counter()
     report = build_report(result, str(inventory), "all")
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,7 +73,8 @@ def child_audit(inventory: Path, options: Path) -> int:
     for h in report["hosts"].values():
         states[h["state"]] = states.get(h["state"], 0) + 1
     messages = sorted({h.get("message", "") for h in report["hosts"].values() if h["state"] != "ok"})[:3]
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    print(json.dumps({"wall": wall, "report_s": t0 + wall - t1, "cpu": cpu,
+                      "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "children_cpu": kids, "states": states, "messages": messages}))
     return 0
 
@@ -214,13 +216,14 @@ def bench_audit(sizes: list[int], forks: list[int], sshds: int) -> list[dict]:
                 row = {"hosts": n, "forks": f, "gpufleet_s": g["wall"], "xargs_s": xw, "ratio": g["wall"] / xw,
                        "cpu_ms_per_host": g["cpu"] / n * 1000, "ssh_cpu_ms_per_host": xcpu / n * 1000,
                        "its_ssh_cpu_ms_per_host": g["children_cpu"] / n * 1000,
-                       "rss_mb": g["rss_kb"] / 1024, "states": g["states"], "load": load,
+                       "report_s": g["report_s"], "rss_mb": g["rss_kb"] / 1024, "states": g["states"], "load": load,
                        "messages": g["messages"]}
                 rows.append(row)
                 print(f"audit {n:5d} hosts forks {f:3d}: gpufleet {g['wall']:7.1f} s  xargs+ssh {xw:7.1f} s  "
                       f"ratio {row['ratio']:.2f}  controller CPU {row['cpu_ms_per_host']:.0f} ms/host "
                       f"(+ the ssh clients it ran {row['its_ssh_cpu_ms_per_host']:.0f}; xargs's ssh clients "
-                      f"{row['ssh_cpu_ms_per_host']:.0f} ms/host)  peak RSS {row['rss_mb']:.0f} MB  "
+                      f"{row['ssh_cpu_ms_per_host']:.0f} ms/host)  report after the last host "
+                      f"{row['report_s']:.2f} s  peak RSS {row['rss_mb']:.0f} MB  "
                       f"states {g['states']}  load before {load}", flush=True)
                 if g["messages"]:
                     print(f"  not ok: {g['messages']}")

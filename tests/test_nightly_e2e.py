@@ -63,13 +63,23 @@ def test_fleet_wide_slowdown_is_a_regression_on_every_host_not_a_straggler(farm,
             break
     assert min(passed.values()) >= 3, [s["stragglers"] for s in summaries]
     prom = tmp_path / "verify.prom"
-    r = run_invoke([*common, "--inventory", str(slowed), "--prom", str(prom)], env, timeout=600)
-    assert r.returncode == 1, r.stdout + r.stderr
-    (run_dir,) = sorted(p for p in out.iterdir() if p.is_dir())[-1:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["stragglers"] == []  # the fleet median moved with every host
-    regressed = {r["host"] for r in summary["regressions"] if r["metric"].startswith("matmul/")}
-    assert regressed == set(names)
+    # The slowed night: every host regressed against its own baseline, every time.  No host is a straggler: the
+    # fleet median moved with every host.  A host that a busy moment of this shared CPU slowed further than the
+    # others (CI measured one at 0.58x the slowed median) is a straggler by the fleet's rule, as it would be on a
+    # real fleet; such a night is run again (at most three), as a noisy healthy night is above.  A regressed or
+    # straggling host's night is no baseline, so every slowed night is judged against the same healthy nights.
+    straggled = []
+    for _night in range(3):
+        r = run_invoke([*common, "--inventory", str(slowed), "--prom", str(prom)], env, timeout=600)
+        assert r.returncode == 1, r.stdout + r.stderr
+        (run_dir,) = sorted(p for p in out.iterdir() if p.is_dir())[-1:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        regressed = {r["host"] for r in summary["regressions"] if r["metric"].startswith("matmul/")}
+        assert regressed == set(names)
+        if not summary["stragglers"]:
+            break
+        straggled.append(summary["stragglers"])
+    assert summary["stragglers"] == [], straggled  # the fleet median moved with every host
     assert all(r["ratio"] < 0.5 and r["runs"] == min(passed[r["host"]], 5) for r in summary["regressions"])
     assert all(summary["hosts"][h]["status"] == "fail" and summary["hosts"][h]["regression"] for h in names)
     assert summary["exit_code"] == 1 and summary["counts"]["regression_hosts"] == 3

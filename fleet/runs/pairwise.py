@@ -13,8 +13,10 @@ method, over plain SSH:
 3. **Re-pairing** (:func:`retest_pairs`): each host of a bad pair not yet cleared is paired with a host from a good
    pair it has not been tried with, until each suspect is cleared or condemned.  Work stays O(N) per round.  Three
    hosts (one group of three, nothing cleared): their pairs are tried one per round until one is good.
-4. **Verdict** (:func:`verdict`): a host with a good pair is cleared; a host bad with every partner, at least two
-   of them and one cleared elsewhere, is a **culprit**; a pair bad only together (both hosts cleared elsewhere) is
+4. **Verdict** (:func:`verdict`): a host with a good pair is cleared; a host bad with every partner, two of them
+   at least cleared elsewhere, is a **culprit** (one cleared partner is not enough: a pair with a hung host and
+   one pair slow by chance on a busy machine would name an innocent host; the suspect is tried with another
+   cleared host instead); a pair bad only together (both hosts cleared elsewhere) is
    run once more (:func:`next_groups`), and bad again it points at the **link** between them (good once, it was
    noise).  Suspects that could not be settled are reported as such.
 """
@@ -131,7 +133,7 @@ def verdict(results: Iterable[PairResult]) -> Verdict:
         if h in v.cleared:
             continue
         partners = {p for r in rs for p in r.hosts if p != h}
-        if len(partners) >= 2 and partners & v.cleared and all(r.status in BAD for r in rs):
+        if len(partners & v.cleared) >= 2 and all(r.status in BAD for r in rs):
             evidence = [_evidence(r) for r in rs]
             if len(rs) == 1:  # one group of three: the other two were good as a pair
                 evidence += [_evidence(o) for o in results if o.status == "pass" and set(o.hosts) <= partners][:1]
