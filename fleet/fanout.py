@@ -6,6 +6,7 @@ aborts the others or loses their results.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import threading
@@ -56,6 +57,7 @@ class FleetResult:
 
 Task = Callable[[Transport], Any]
 Stop = Callable[[Transport], None]  # stops a host's remote work (on Ctrl-C); must be quick and bounded
+Finish = Callable[[Host, Any], Any]  # a host's remote result -> its value (pure: no connection, no I/O)
 
 STOP_GRACE_S = 10.0  # after Ctrl-C: how long the hosts' work may take to wind down before it is abandoned
 
@@ -141,8 +143,14 @@ def run_fleet(
     desc: str = "hosts",
     progress: Progress | bool | None = None,
     stop: Stop | None = None,
+    finish: Finish | None = None,
 ) -> FleetResult:
     """Run ``task(transport)`` on every host, at most ``options.forks`` at a time.
+
+    ``finish(host, value)``, when given, turns an ``ok`` host's value into its result on the thread that
+    collects results (the audit's analysis of its gather output): a worker starts its next host as soon as
+    the remote work of the last one ended.  An error in ``finish`` is that host's (``error``), as one in the
+    task is.
 
     Results come back in inventory order.  ``progress``: a :class:`Progress` the
     tasks also report their stages to, or None/True/False for
@@ -181,7 +189,7 @@ def run_fleet(
         while len(done) < len(hosts):
             try:
                 r = results.get(timeout=1.0)
-                done[r.host.name] = r
+                done[r.host.name] = _finished(r, finish)
             except queue.Empty:
                 pass
             progress.tick()
@@ -195,7 +203,7 @@ def run_fleet(
             while time.monotonic() < deadline and live.begun - set(done):
                 try:
                     r = results.get(timeout=0.2)
-                    done[r.host.name] = r
+                    done[r.host.name] = _finished(r, finish)
                 except queue.Empty:
                     pass
         finally:
@@ -207,6 +215,18 @@ def run_fleet(
         if h.name not in done:
             done[h.name] = HostResult(h, HostState.INTERRUPTED, None, "interrupted (Ctrl-C) before it finished")
     return FleetResult({h.name: done[h.name] for h in hosts}, interrupted=live.interrupted.is_set())
+
+
+def _finished(r: HostResult, finish: Finish | None) -> HostResult:
+    """``r`` with ``finish`` applied to its value (an ``ok`` host only); its error is that host's."""
+    if finish is None or not r.ok:
+        return r
+    try:
+        return dataclasses.replace(r, value=finish(r.host, r.value))
+    except HostError as e:
+        return HostResult(r.host, HostState(e.state), e.partial, str(e), r.duration_s)
+    except Exception as e:  # noqa: BLE001 - one host's bug must not lose the others
+        return HostResult(r.host, HostState.ERROR, None, f"{type(e).__name__}: {e}", r.duration_s)
 
 
 def _main_thread() -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.fanout import HostState, run_command, run_fleet
+from fleet.fanout import HostState, TaskFailed, run_command, run_fleet
 from fleet.inventory import parse_inventory
 from fleet.shell import cmd
 from tests.sshd import keygen
@@ -119,6 +119,38 @@ def test_forks_bound_the_parallelism():
     r = run_fleet(inv.select("all"), task, SshOptions(forks=2))
     assert [x.value for x in r] == [f"h{i}" for i in range(6)]  # inventory order
     assert peak[0] == 2
+
+
+def test_finish_runs_on_the_collecting_thread_after_the_worker_is_free_and_its_error_is_that_hosts():
+    """``finish`` (the audit's analysis) turns each ok host's value into its result on the thread that collects
+    results, not on the worker, which has already gone on to its next host; a host whose work failed is never
+    finished; a bug in ``finish`` is that host's ``error``, the others keep their results."""
+    from fleet.transport import SshOptions
+
+    inv = parse_inventory(
+        "all:\n  hosts:\n" + "".join(f"    h{i}: {{ansible_connection: local}}\n" for i in range(4)), "local.yaml"
+    )
+    workers, finishers = set(), set()
+
+    def task(t):
+        workers.add(threading.current_thread().name)
+        r = t.run("echo $((6 * 7))" if t.host.name != "h2" else "exit 3")
+        if r.exit_code:
+            raise TaskFailed(f"exited {r.exit_code}")
+        return r.stdout
+
+    def finish(host, out):
+        finishers.add(threading.current_thread().name)
+        if host.name == "h3":
+            raise ValueError("garbled")
+        return {"host": host.name, "answer": int(out)}
+
+    r = run_fleet(inv.select("all"), task, SshOptions(forks=2), finish=finish)
+    assert [x.state for x in r] == [HostState.OK, HostState.OK, HostState.FAILED, HostState.ERROR]
+    assert r["h0"].value == {"host": "h0", "answer": 42} and r["h1"].value == {"host": "h1", "answer": 42}
+    assert r["h2"].message == "exited 3" and r["h2"].value is None
+    assert r["h3"].message == "ValueError: garbled" and r["h3"].value is None and r["h3"].duration_s > 0
+    assert finishers == {threading.current_thread().name} and finishers.isdisjoint(workers)
 
 
 def test_local_transport_runs_in_home_and_times_out():

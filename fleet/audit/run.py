@@ -26,26 +26,25 @@ from fleet.transport import SshOptions, Transport
 SCHEMA = "gpufleet.audit/1"
 
 
-def audit_task(host: Host):
-    """The per-host work: run the gather script once, analyse its output."""
-    expect = Expectations.from_vars(host.vars)
+def gather(t: Transport) -> str:
+    """The per-host remote work: run the gather script once; its output."""
+    r = t.run(shell.script(AUDIT_SCRIPT))
+    if r.exit_code != 0:
+        raise TaskFailed(f"audit script exited {r.exit_code}: {r.tail(5)}")
+    return r.stdout
 
-    def task(t: Transport) -> dict:
-        r = t.run(shell.script(AUDIT_SCRIPT))
-        if r.exit_code != 0:
-            raise TaskFailed(f"audit script exited {r.exit_code}: {r.tail(5)}")
-        return analyse(r.stdout, expect).to_dict()
 
-    return task
+def analyse_host(host: Host, output: str) -> dict:
+    """A host's gather output, analysed against its inventory's expectations (pure)."""
+    return analyse(output, Expectations.from_vars(host.vars)).to_dict()
 
 
 def audit_hosts(hosts: Iterable[Host], options: SshOptions, progress: Progress | bool | None = None) -> FleetResult:
     """Every host's gather, one read-only command each: over OpenSSH's client where the host's entry allows
-    (:mod:`fleet.openssh`), paramiko elsewhere."""
-    hosts = list(hosts)
+    (:mod:`fleet.openssh`), paramiko elsewhere.  Each output is analysed as it arrives, by the thread that
+    collects the results (:func:`fleet.fanout.run_fleet`'s ``finish``), and dropped once analysed."""
     options = dataclasses.replace(options, openssh=shutil.which("ssh"))
-    tasks = {h.name: audit_task(h) for h in hosts}
-    return run_fleet(hosts, lambda t: tasks[t.host.name](t), options, desc="audit", progress=progress)
+    return run_fleet(hosts, gather, options, desc="audit", progress=progress, finish=analyse_host)
 
 
 def host_entry(state: HostState, value: dict | None, message: str) -> dict:
