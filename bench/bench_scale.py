@@ -1,15 +1,17 @@
 """Benchmark: a fleet of N hosts from one controller, against ``xargs -P FORKS ssh HOST sh -s`` (issue 24).
 
-    python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--sshds 16] [--skip-audit]
+    python bench/bench_scale.py [--sizes 128,512] [--forks 32,64] [--repeat 1] [--sshds 16] [--skip-audit]
                                 [--pure-nodes 5000] [--history-runs 365] [--history-only] [--keep-history PATH]
                                 [--skip-pure]
 
 1. The audit over N inventory hosts, aliases dealt over ``--sshds`` real sshd test hosts (tests/sshd.py), and,
    alongside in the same run, ``xargs -P FORKS ssh HOST sh -s < gpufleet's own gather script``: the same remote
-   work, so the ratio is the controller's.  gpufleet runs in a child process of its own, so its CPU time
-   (all threads) and peak RSS are the audit's alone.  Per size: wall of both, the ratio, controller CPU per
-   host (the Python process) and, apart, the CPU of the ``ssh`` clients it ran (the audit runs OpenSSH's
-   client where a host's entry allows: fleet/openssh.py) beside xargs's, peak RSS, the load average before.
+   work, so the ratio is the controller's.  ``--repeat R``: R pairs per size, alternating which runs first,
+   and their median ratio (this machine's load drifts by more than the difference being measured).  gpufleet
+   runs in a child process of its own, so its CPU time (all threads) and peak RSS are the audit's alone.  Per
+   size: wall of both, the ratio, controller CPU per host (the Python process) and, apart, the CPU of the
+   ``ssh`` clients it ran (the audit runs OpenSSH's client where a host's entry allows: fleet/openssh.py)
+   beside xargs's, the time the report took after the last host, peak RSS, the load average before.
 2. The pure parts at ``--pure-nodes`` nodes (8 GPUs each): the audit's and a verify run's terminal summary
    (lines), the slurm-sync plan (``fleet.slurm.sync.plan``), ``summary.html`` (``render_html``: seconds, size)
    and, after ``--history-runs`` simulated nightly runs (database size), the history baseline read before a run
@@ -28,6 +30,7 @@ import logging
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,7 +200,9 @@ def bench_files(hosts_n: int, forks: int, sshds: int, size_kb: int) -> None:
           f"fetched {got_g}/{got_x} of {hosts_n}  states {g['states']}  load before {load}", flush=True)
 
 
-def bench_audit(sizes: list[int], forks: list[int], sshds: int) -> list[dict]:
+def bench_audit(sizes: list[int], forks: list[int], sshds: int, repeat: int = 1) -> list[dict]:
+    """Per size, ``repeat`` pairs of runs (gpufleet, then xargs + ssh; the next pair the other way round, so
+    neither always runs on the machine the other left); each pair's row, then the median ratio."""
     fixtures = sorted(p.name for p in NVSMI.glob("*.xml"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,23 +215,35 @@ def bench_audit(sizes: list[int], forks: list[int], sshds: int) -> list[dict]:
             script.write_text(AUDIT_SCRIPT)
             gpufleet(farm, names[:4], 4, work)  # warm-up: page cache, first handshakes
             for n, f in zip(sizes, forks):
-                load = loadavg()
-                g = gpufleet(farm, names[:n], f, work)
-                xw, xcpu = xargs_ssh(farm, names[:n], f, script, work / f"xargs-{n}")
-                row = {"hosts": n, "forks": f, "gpufleet_s": g["wall"], "xargs_s": xw, "ratio": g["wall"] / xw,
-                       "cpu_ms_per_host": g["cpu"] / n * 1000, "ssh_cpu_ms_per_host": xcpu / n * 1000,
-                       "its_ssh_cpu_ms_per_host": g["children_cpu"] / n * 1000,
-                       "report_s": g["report_s"], "rss_mb": g["rss_kb"] / 1024, "states": g["states"], "load": load,
-                       "messages": g["messages"]}
-                rows.append(row)
-                print(f"audit {n:5d} hosts forks {f:3d}: gpufleet {g['wall']:7.1f} s  xargs+ssh {xw:7.1f} s  "
-                      f"ratio {row['ratio']:.2f}  controller CPU {row['cpu_ms_per_host']:.0f} ms/host "
-                      f"(+ the ssh clients it ran {row['its_ssh_cpu_ms_per_host']:.0f}; xargs's ssh clients "
-                      f"{row['ssh_cpu_ms_per_host']:.0f} ms/host)  report after the last host "
-                      f"{row['report_s']:.2f} s  peak RSS {row['rss_mb']:.0f} MB  "
-                      f"states {g['states']}  load before {load}", flush=True)
-                if g["messages"]:
-                    print(f"  not ok: {g['messages']}")
+                ratios = []
+                for i in range(repeat):
+                    load = loadavg()
+                    if i % 2 == 0:
+                        g = gpufleet(farm, names[:n], f, work)
+                        xw, xcpu = xargs_ssh(farm, names[:n], f, script, work / f"xargs-{n}-{i}")
+                    else:
+                        xw, xcpu = xargs_ssh(farm, names[:n], f, script, work / f"xargs-{n}-{i}")
+                        g = gpufleet(farm, names[:n], f, work)
+                    row = {"hosts": n, "forks": f, "gpufleet_s": g["wall"], "xargs_s": xw, "ratio": g["wall"] / xw,
+                           "cpu_ms_per_host": g["cpu"] / n * 1000, "ssh_cpu_ms_per_host": xcpu / n * 1000,
+                           "its_ssh_cpu_ms_per_host": g["children_cpu"] / n * 1000,
+                           "report_s": g["report_s"], "rss_mb": g["rss_kb"] / 1024, "states": g["states"],
+                           "load": load, "messages": g["messages"]}
+                    rows.append(row)
+                    ratios.append(row["ratio"])
+                    first = "gpufleet first" if i % 2 == 0 else "xargs first"
+                    print(f"audit {n:5d} hosts forks {f:3d}: gpufleet {g['wall']:7.1f} s  xargs+ssh {xw:7.1f} s  "
+                          f"ratio {row['ratio']:.2f}  controller CPU {row['cpu_ms_per_host']:.0f} ms/host "
+                          f"(+ the ssh clients it ran {row['its_ssh_cpu_ms_per_host']:.0f}; xargs's ssh clients "
+                          f"{row['ssh_cpu_ms_per_host']:.0f} ms/host)  report after the last host "
+                          f"{row['report_s']:.2f} s  peak RSS {row['rss_mb']:.0f} MB  "
+                          f"states {g['states']}  load before {load}" + (f"  ({first})" if repeat > 1 else ""),
+                          flush=True)
+                    if g["messages"]:
+                        print(f"  not ok: {g['messages']}")
+                if repeat > 1:
+                    print(f"audit {n:5d} hosts: median ratio of {repeat} pairs {statistics.median(ratios):.2f} "
+                          f"({', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
         finally:
             farm.stop()
     return rows
@@ -510,6 +527,8 @@ def main() -> int:
     ap.add_argument("--keep-history", metavar="PATH",
                     help="simulate the history into PATH and keep it; when PATH exists, measure it again as it is")
     ap.add_argument("--skip-audit", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="audit: pairs of runs per size, alternating which goes first; prints the median ratio")
     ap.add_argument("--files-hosts", type=int, default=0, help="push+fetch over this many hosts (0: skip)")
     ap.add_argument("--files-kb", type=int, default=256, help="push+fetch: the file's size")
     ap.add_argument("--skip-pure", action="store_true")
@@ -519,7 +538,7 @@ def main() -> int:
     forks += [forks[-1]] * (len(sizes) - len(forks))
     print(f"machine: {os.cpu_count()} cores; load average at start {loadavg()}", flush=True)
     if not args.skip_audit:
-        bench_audit(sizes, forks, args.sshds)
+        bench_audit(sizes, forks, args.sshds, args.repeat)
     if args.files_hosts:
         bench_files(args.files_hosts, forks[-1], args.sshds, args.files_kb)
     if not args.skip_pure:
