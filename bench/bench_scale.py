@@ -69,14 +69,15 @@ def child_audit(inventory: Path, options: Path) -> int:
     result = audit_hosts(hosts, opts, progress=False)
     t1 = time.perf_counter()
     report = build_report(result, str(inventory), "all")
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    t2, cpu = time.perf_counter(), time.process_time() - cpu0
+    wall = t2 - t0
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     kids = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)  # the ssh clients it started
     states: dict[str, int] = {}
     for h in report["hosts"].values():
         states[h["state"]] = states.get(h["state"], 0) + 1
     messages = sorted({h.get("message", "") for h in report["hosts"].values() if h["state"] != "ok"})[:3]
-    print(json.dumps({"wall": wall, "report_s": t0 + wall - t1, "cpu": cpu,
+    print(json.dumps({"wall": wall, "report_s": t2 - t1, "cpu": cpu,
                       "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "children_cpu": kids, "states": states, "messages": messages}))
     return 0

@@ -16,9 +16,9 @@ method, over plain SSH:
 4. **Verdict** (:func:`verdict`): a host with a good pair is cleared; a host bad with every partner, two of them
    at least cleared elsewhere, is a **culprit** (one cleared partner is not enough: a pair with a hung host and
    one pair slow by chance on a busy machine would name an innocent host; the suspect is tried with another
-   cleared host instead); a pair bad only together (both hosts cleared elsewhere) is
-   run once more (:func:`next_groups`), and bad again it points at the **link** between them (good once, it was
-   noise).  Suspects that could not be settled are reported as such.
+   cleared host instead); a pair bad only together (both hosts cleared elsewhere) is run once more
+   (:func:`next_groups`), and bad again it points at the **link** between them (good once, it was noise).
+   Suspects that could not be settled are reported as such.
 """
 
 from __future__ import annotations
